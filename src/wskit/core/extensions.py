@@ -1,0 +1,57 @@
+"""The interface between the connection and a negotiated extension (RFC 6455 §9)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+__all__ = ["Extension", "ExtensionFactory", "ExtensionParams"]
+
+#: One offered or accepted extension: its name and its parameters in order (value None when bare).
+ExtensionParams = tuple[str, list[tuple[str, "str | None"]]]
+
+
+class Extension(ABC):
+    """A negotiated extension's codec: transforms messages on the way out and frames on the way in.
+
+    The connection calls it only for data messages, never for control frames. Errors are raised
+    (``ProtocolError``, ``MessageTooBig``), never returned.
+    """
+
+    #: The extension's registered token, e.g. ``"permessage-deflate"``.
+    name: str = ""
+    #: Whether this extension gives a meaning to RSV1 (so the frame parser must allow it).
+    uses_rsv1: bool = False
+
+    @abstractmethod
+    def encode(self, payload: bytes | bytearray | memoryview, compress: bool = True) -> tuple[bytes, bool]:
+        """Transform a whole outgoing data message; returns (payload, rsv1 to set on the first frame)."""
+
+    @abstractmethod
+    def decode(
+        self, payload: bytes | bytearray | memoryview, rsv1: bool, fin: bool, max_length: int
+    ) -> bytes | bytearray | memoryview:
+        """Transform one incoming data frame of a message whose first frame had ``rsv1``.
+
+        ``max_length`` is how many more bytes the message may grow by; produce no more than
+        ``max_length + 1`` bytes, so the caller can fail with 1009 without spending more memory.
+        """
+
+
+class ExtensionFactory(ABC):
+    """Negotiates one extension (separate from its codec, DESIGN.md §3 rule 8)."""
+
+    name: str = ""
+
+    @abstractmethod
+    def offer(self) -> ExtensionParams:
+        """Client side: the parameters to offer in ``Sec-WebSocket-Extensions``."""
+
+    @abstractmethod
+    def accept_response(self, params: list[tuple[str, str | None]]) -> Extension:
+        """Client side: check the server's answer; raise ``NegotiationError`` if it is invalid."""
+
+    @abstractmethod
+    def accept_offer(
+        self, offers: list[list[tuple[str, str | None]]]
+    ) -> tuple[list[tuple[str, str | None]], Extension] | None:
+        """Server side: pick the first acceptable offer; return the response parameters and codec."""
