@@ -1,0 +1,43 @@
+"""wskit: a fast, strict WebSocket library for asyncio with a Vapor-style API."""
+
+from __future__ import annotations
+
+from .client import connect
+from .core.errors import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidState,
+    LocalError,
+    MessageTooBig,
+    NegotiationError,
+    PayloadNotUTF8,
+    ProtocolError,
+    RemoteError,
+    WSKitError,
+)
+from .loop import run
+from .server import App, Request, Response
+from .websocket import Stream, WebSocket
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ConnectionClosed",
+    "InvalidHandshake",
+    "InvalidState",
+    "LocalError",
+    "MessageTooBig",
+    "NegotiationError",
+    "PayloadNotUTF8",
+    "ProtocolError",
+    "RemoteError",
+    "Request",
+    "Response",
+    "Stream",
+    "WSKitError",
+    "WebSocket",
+    "__version__",
+    "connect",
+    "run",
+]

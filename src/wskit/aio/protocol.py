@@ -1,0 +1,243 @@
+"""The asyncio binding: one Protocol that feeds the core, writes its output and keeps time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core.connection import Connection, Role, State
+from ..core.extensions import Extension
+
+if TYPE_CHECKING:
+    from ..websocket import WebSocket
+
+__all__ = ["Limits", "WebSocketProtocol"]
+
+logger = logging.getLogger("wskit")
+
+
+class Limits:
+    """Per-connection limits and timers; every one is an argument with a safe default."""
+
+    __slots__ = (
+        "close_timeout",
+        "max_message_size",
+        "max_queue",
+        "open_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "write_limit",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 1 << 20,
+        max_queue: int = 32,
+        write_limit: int = 64 * 1024,
+        open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        #: Largest message accepted, after decompression (1009 beyond it).
+        self.max_message_size = max_message_size
+        #: Messages kept for receive() before reading from the socket pauses.
+        self.max_queue = max_queue
+        #: Write buffer high-water mark; drain() waits until it falls below a quarter of it.
+        self.write_limit = write_limit
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """Owns the transport of one connection: handshake bytes first, then WebSocket frames.
+
+    Subclasses implement ``_handshake_data`` (server or client side) and call ``_open``.
+    """
+
+    #: Whether this protocol bounds the opening handshake with ``limits.open_timeout`` itself.
+    times_handshake = True
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.conn: Connection | None = None
+        self.ws: WebSocket | None = None
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._open_timer: asyncio.TimerHandle | None = None
+        self._pending_leftover = b""
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        limit = self.limits.write_limit
+        transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        if self.limits.open_timeout is not None and self.times_handshake:
+            self._open_timer = self.loop.call_later(self.limits.open_timeout, self._open_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            self._handshake_data(data)
+            return
+        events = conn.receive_data(data)
+        out = conn.data_to_send()
+        transport = self.transport
+        assert transport is not None
+        if out:
+            transport.write(out)
+        if events:
+            ws = self.ws
+            assert ws is not None
+            ws._dispatch(events)
+        if conn.state >= State.REMOTE_CLOSING:
+            self._after_close_handshake()
+
+    def eof_received(self) -> bool | None:
+        # Returning None lets asyncio close the transport; connection_lost follows.
+        return None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for handle in (self._close_timer, self._open_timer):
+            if handle is not None:
+                handle.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.connection_lost()
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if self.ws is not None:
+            self.ws._finish(exc)
+        else:
+            self._handshake_lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- for subclasses and the WebSocket ----------------------------------------------------
+
+    def _handshake_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _handshake_lost(self, exc: Exception | None) -> None:
+        """The transport closed before the handshake completed."""
+
+    def _open_timed_out(self) -> None:
+        self._open_timer = None
+        if self.conn is None and self.transport is not None:
+            logger.info("opening handshake timed out; dropping the connection")
+            self.transport.abort()
+
+    def _open(
+        self,
+        role: Role,
+        request: Any,
+        subprotocol: str | None,
+        extensions: Sequence[Extension],
+        leftover: bytes,
+        response_headers: Any = None,
+    ) -> WebSocket:
+        """The opening handshake succeeded: create the Connection and the user's WebSocket."""
+        from ..websocket import WebSocket
+
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        self.conn = Connection(
+            role, max_message_size=self.limits.max_message_size, extensions=extensions
+        )
+        self.ws = WebSocket(self, request, subprotocol, list(extensions), response_headers)
+        self._pending_leftover = leftover
+        return self.ws
+
+    def _feed_leftover(self) -> None:
+        """Process bytes that arrived right behind the handshake, once listeners may be set."""
+        leftover = self._pending_leftover
+        self._pending_leftover = b""
+        if leftover and self.transport is not None and not self.transport.is_closing():
+            self.data_received(leftover)
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    async def drain(self) -> None:
+        if self._write_paused:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def _after_close_handshake(self) -> None:
+        """The closing handshake is done (or the connection failed): end the TCP connection."""
+        conn = self.conn
+        assert conn is not None and self.transport is not None
+        if conn.should_close_transport:
+            self.close_transport()
+        else:
+            # RFC 6455 §7.1.1: the client waits for the server to close TCP, but not forever.
+            self.start_close_timer()
+
+    def close_transport(self) -> None:
+        """Close after flushing; abort if the peer does not take the bytes in time."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        self.start_close_timer()
+
+    def start_close_timer(self, timeout: float | None = None) -> None:
+        if self._close_timer is not None:
+            return
+        if timeout is None:
+            timeout = self.limits.close_timeout
+        if timeout is not None:
+            self._close_timer = self.loop.call_later(timeout, self.abort)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, fn)
+
+    @property
+    def buffered_amount(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0

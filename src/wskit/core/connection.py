@@ -1,0 +1,459 @@
+"""The WebSocket connection state machine: frames in, events out; the one owner of ``State``."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+from enum import Enum, IntEnum
+
+from .errors import InvalidState, MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
+from .extensions import Extension
+from .frames import (
+    Frame,
+    FrameParser,
+    Opcode,
+    encode_close_payload,
+    encode_frame,
+    parse_close_payload,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "BinaryMessage",
+    "CloseReceived",
+    "Connection",
+    "Event",
+    "Failed",
+    "Ping",
+    "Pong",
+    "Role",
+    "State",
+    "TextMessage",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+_OP_TEXT = Opcode.TEXT.value
+_OP_BINARY = Opcode.BINARY.value
+_OP_CONT = Opcode.CONT.value
+_OP_CLOSE = Opcode.CLOSE.value
+_OP_PING = Opcode.PING.value
+_OP_PONG = Opcode.PONG.value
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Role(Enum):
+    """Which end of the connection this is; it decides masking (RFC 6455 §5.1)."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(IntEnum):
+    """RFC 6455 §4 and §7 connection states; changed only by ``Connection``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    #: We sent a Close frame and wait for the peer's.
+    LOCAL_CLOSING = 2
+    #: The peer sent a Close frame and we answered; only the TCP close remains.
+    REMOTE_CLOSING = 3
+    CLOSED = 4
+
+
+class Event:
+    """Base class of what ``Connection.receive_data`` reports."""
+
+    __slots__ = ()
+
+
+class TextMessage(Event):
+    """A complete text message."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"TextMessage({self.data[:40]!r}, len={len(self.data)})"
+
+
+class BinaryMessage(Event):
+    """A complete binary message; ``data`` may be a memoryview valid until the next feed."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"BinaryMessage(len={len(self.data)})"
+
+
+class Ping(Event):
+    """A ping arrived; the pong is already queued in ``data_to_send``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Pong(Event):
+    """A pong arrived (solicited or not)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class CloseReceived(Event):
+    """The peer sent a valid Close frame; ``code`` is 1005 when it had none."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"CloseReceived({self.code}, {self.reason!r})"
+
+
+class Failed(Event):
+    """The peer broke a rule; a Close frame with ``error.close_code`` is queued and the
+    transport must be closed (RFC 6455 §7.1.7)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: RemoteError) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Failed({self.error.close_code}, {self.error.reason!r})"
+
+
+class Connection:
+    """Sans-I/O RFC 6455 endpoint.
+
+    After ``receive_data`` the caller must write ``data_to_send()`` and, when
+    ``should_close_transport`` is true, close the transport. ``send_*`` return the bytes to
+    write. Errors of the peer never raise: they become a ``Failed`` event.
+    """
+
+    __slots__ = (
+        "_decoder",
+        "_extension",
+        "_fragments",
+        "_msg_compressed",
+        "_msg_opcode",
+        "_msg_size",
+        "_out",
+        "_sending_fragments",
+        "close_code",
+        "close_reason",
+        "close_sent",
+        "max_message_size",
+        "parser",
+        "role",
+        "should_close_transport",
+        "state",
+    )
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        extensions: Sequence[Extension] = (),
+        state: State = State.OPEN,
+    ) -> None:
+        if max_message_size <= 0:
+            raise ValueError("max_message_size must be positive")
+        self.role = role
+        self.state = state
+        self.max_message_size = max_message_size
+        self.parser = FrameParser(expect_mask=role is Role.SERVER, max_size=max_message_size)
+        self._extension: Extension | None = None
+        self._out: list[bytes] = []
+        self._fragments: list[bytes | bytearray | memoryview | str] = []
+        self._msg_opcode = 0  # opcode of the message being assembled, 0 when none
+        self._msg_size = 0
+        self._msg_compressed = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._sending_fragments = False  # whether our own fragmented message is unfinished
+        #: The code and reason the connection ended with (1006 until known).
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Whether we have sent a Close frame.
+        self.close_sent = False
+        #: Set when the caller must close the TCP connection now.
+        self.should_close_transport = False
+        if state is State.OPEN:
+            self.set_extensions(extensions)
+        elif extensions:
+            raise ValueError("extensions are given when the handshake completes")
+
+    # -- state -------------------------------------------------------------------------------
+
+    def set_extensions(self, extensions: Sequence[Extension]) -> None:
+        """Install the negotiated extensions (at most one: permessage-deflate)."""
+        if len(extensions) > 1:
+            raise ValueError("wskit supports one extension at a time")
+        self._extension = extensions[0] if extensions else None
+        self.parser.allowed_rsv = 0x40 if self._extension and self._extension.uses_rsv1 else 0
+
+    def handshake_complete(self, extensions: Sequence[Extension] = ()) -> None:
+        """CONNECTING → OPEN once the opening handshake succeeded (RFC 6455 §4.1)."""
+        if self.state is not State.CONNECTING:
+            raise InvalidState(f"handshake_complete() in state {self.state.name}")
+        self.set_extensions(extensions)
+        self.state = State.OPEN
+
+    def connection_lost(self) -> None:
+        """The transport is gone; the connection is CLOSED (1006 if no close was received)."""
+        if self.close_code is None:
+            # RFC 6455 §7.1.5: closed without a Close frame.
+            self.close_code = 1006
+        self.state = State.CLOSED
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the network; returns the events they complete."""
+        state = self.state
+        if state is not State.OPEN and state is not State.LOCAL_CLOSING:
+            if state is State.CONNECTING:
+                # Frames before handshake_complete() would be lost: a mistake of the caller.
+                raise InvalidState("receive_data() in state CONNECTING")
+            # After a close or a failure, further input is discarded (RFC 6455 §7.1.7).
+            return []
+        events: list[Event] = []
+        parser = self.parser
+        try:
+            for frame in parser.feed(data):
+                self._handle_frame(frame, events)
+                if self.state is State.CLOSED or self.state is State.REMOTE_CLOSING:
+                    break
+            else:
+                # A bad frame behind the good ones of this chunk: fail after handling them.
+                if parser.error is not None:
+                    raise parser.error
+        except RemoteError as exc:
+            self._fail(exc, events)
+        return events
+
+    def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
+        opcode = frame.opcode
+        if opcode in (_OP_TEXT, _OP_BINARY):
+            if self._msg_opcode:
+                # RFC 6455 §5.4: a new message may not start inside a fragmented one.
+                raise ProtocolError("new data frame inside a fragmented message")
+            self._msg_opcode = opcode
+            self._msg_compressed = frame.rsv1
+            self._data_frame(frame, events)
+        elif opcode == _OP_CONT:
+            if not self._msg_opcode:
+                # RFC 6455 §5.4: a continuation needs a message to continue.
+                raise ProtocolError("continuation frame without a message to continue")
+            if frame.rsv1:
+                # RFC 7692 §6.1: RSV1 is set on the first frame of a message only.
+                raise ProtocolError("reserved bit set on a continuation frame")
+            self._data_frame(frame, events)
+        elif opcode == _OP_PING:
+            payload = bytes(frame.payload)
+            if self.state is State.OPEN:
+                # RFC 6455 §5.5.2: answer a ping with a pong carrying the same data.
+                self._out.append(self._encode(_OP_PONG, payload))
+            events.append(Ping(payload))
+        elif opcode == _OP_PONG:
+            events.append(Pong(bytes(frame.payload)))
+        else:
+            self._close_frame(frame, events)
+
+    def _data_frame(self, frame: Frame, events: list[Event]) -> None:
+        payload = frame.payload
+        extension = self._extension
+        if extension is not None and self._msg_compressed:
+            payload = extension.decode(
+                payload, True, frame.fin, self.max_message_size - self._msg_size
+            )
+        size = self._msg_size + len(payload)
+        if size > self.max_message_size:
+            raise MessageTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
+        fin = frame.fin
+        if self._msg_opcode == _OP_TEXT:
+            if fin and not self._fragments:
+                text = _decode_text(payload)
+                self._msg_opcode = 0
+                events.append(TextMessage(text))
+                return
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = _Utf8Decoder()
+            try:
+                # RFC 6455 §8.1: fail as soon as the bytes cannot be valid UTF-8.
+                piece = decoder.decode(payload, fin)
+            except UnicodeDecodeError:
+                raise PayloadNotUTF8("invalid UTF-8 in a text message") from None
+            if not fin:
+                _check_pending_surrogate(decoder)
+            self._fragments.append(piece)
+        else:
+            if fin and not self._fragments:
+                self._msg_opcode = 0
+                events.append(BinaryMessage(payload))
+                return
+            self._fragments.append(payload)
+        if fin:
+            parts = self._fragments
+            self._fragments = []
+            if self._msg_opcode == _OP_TEXT:
+                events.append(TextMessage("".join(parts)))  # type: ignore[arg-type]
+                self._decoder = None
+            else:
+                events.append(BinaryMessage(b"".join(parts)))  # type: ignore[arg-type]
+            self._msg_opcode = 0
+            self._msg_size = 0
+            self.parser.max_size = self.max_message_size
+        else:
+            self._msg_size = size
+            # The next frame of this message may only bring the rest of the allowance
+            # (control frames are bounded by 125 bytes in the parser, not by this).
+            self.parser.max_size = self.max_message_size - size
+
+    def _close_frame(self, frame: Frame, events: list[Event]) -> None:
+        code, reason = parse_close_payload(frame.payload)
+        self.close_code = code
+        self.close_reason = reason
+        if self.state is State.OPEN:
+            # RFC 6455 §5.5.1: answer a Close with a Close, echoing the code.
+            self._out.append(
+                self._encode(_OP_CLOSE, encode_close_payload(None if code == 1005 else code))
+            )
+            self.close_sent = True
+            self.state = State.REMOTE_CLOSING
+        else:
+            self.state = State.CLOSED
+        # RFC 6455 §7.1.1: the server closes the TCP connection first.
+        if self.role is Role.SERVER:
+            self.should_close_transport = True
+        events.append(CloseReceived(code, reason))
+
+    def _fail(self, error: RemoteError, events: list[Event]) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a Close if we may, then drop TCP."""
+        if self.state is State.OPEN:
+            self._out.append(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
+            self.close_sent = True
+        self.close_code = error.close_code
+        self.close_reason = error.reason
+        self.state = State.CLOSED
+        self.should_close_transport = True
+        self._fragments = []
+        events.append(Failed(error))
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes the connection produced by itself (pongs, close replies); write them now."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _encode(self, opcode: int, payload: bytes | bytearray | memoryview,
+                fin: bool = True, rsv1: bool = False) -> bytes:
+        return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self.role is Role.CLIENT)
+
+    def _check_can_send(self, what: str, *, message: bool = False) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send {what} in state {self.state.name}")
+        if message and self._sending_fragments:
+            # RFC 6455 §5.4: only control frames may be interleaved with a fragmented message.
+            raise InvalidState(
+                f"cannot send {what} in state OPEN while a fragmented message is unfinished"
+            )
+
+    def send_text(self, text: str, *, compress: bool = True) -> bytes:
+        """Encode a text message; returns the bytes to write."""
+        if self.state is not State.OPEN or self._sending_fragments:
+            self._check_can_send("a text message", message=True)
+        return self._message(_OP_TEXT, text.encode(), compress)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> bytes:
+        """Encode a binary message; returns the bytes to write."""
+        if self.state is not State.OPEN or self._sending_fragments:
+            self._check_can_send("a binary message", message=True)
+        return self._message(_OP_BINARY, data, compress)
+
+    def _message(
+        self, opcode: int, payload: bytes | bytearray | memoryview, compress: bool
+    ) -> bytes:
+        extension = self._extension
+        if extension is None:
+            return encode_frame(opcode, payload, mask=self.role is Role.CLIENT)
+        encoded, rsv1 = extension.encode(payload, compress)
+        return encode_frame(opcode, encoded, rsv1=rsv1, mask=self.role is Role.CLIENT)
+
+    def send_fragment(
+        self, data: str | bytes | bytearray | memoryview, *, first: bool, fin: bool,
+        text: bool = False,
+    ) -> bytes:
+        """Encode one frame of a fragmented message (RFC 6455 §5.4); sent uncompressed.
+
+        The first call has ``first=True``, the last ``fin=True``; in between, only control
+        frames may be sent (``send_text`` / ``send_binary`` raise ``InvalidState``).
+        """
+        if first:
+            self._check_can_send("the first fragment of a message", message=True)
+        else:
+            self._check_can_send("a continuation fragment")
+            if not self._sending_fragments:
+                # RFC 6455 §5.4: a continuation needs a message to continue.
+                raise InvalidState("cannot send a continuation fragment: no message was started")
+        payload = data.encode() if isinstance(data, str) else data
+        opcode = (_OP_TEXT if text else _OP_BINARY) if first else _OP_CONT
+        frame = self._encode(opcode, payload, fin)
+        self._sending_fragments = not fin
+        return frame
+
+    def send_ping(self, data: bytes = b"") -> bytes:
+        """Encode a ping; at most 125 bytes (RFC 6455 §5.5)."""
+        self._check_can_send("a ping")
+        if len(data) > 125:
+            raise ValueError("ping payload longer than 125 bytes")
+        return self._encode(_OP_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> bytes:
+        """Encode an unsolicited pong (RFC 6455 §5.5.3)."""
+        self._check_can_send("a pong")
+        if len(data) > 125:
+            raise ValueError("pong payload longer than 125 bytes")
+        return self._encode(_OP_PONG, data)
+
+    def send_close(self, code: int | None = 1000, reason: str = "") -> bytes:
+        """Start the closing handshake (RFC 6455 §7.1.2); returns the Close frame to write."""
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot close in state {self.state.name}")
+        frame = self._encode(_OP_CLOSE, encode_close_payload(code, reason))
+        self.close_sent = True
+        self.state = State.LOCAL_CLOSING
+        return frame
+
+
+def _decode_text(payload: bytes | bytearray | memoryview) -> str:
+    try:
+        return str(payload, "utf-8")
+    except UnicodeDecodeError:
+        raise PayloadNotUTF8("invalid UTF-8 in a text message") from None
+
+
+def _check_pending_surrogate(decoder: codecs.IncrementalDecoder) -> None:
+    """Fail fast on ED A0..BF: CPython's decoder waits for a third byte to reject surrogates."""
+    pending = decoder.getstate()[0]
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        raise PayloadNotUTF8("UTF-16 surrogate encoded in a text message")

@@ -1,0 +1,301 @@
+"""RFC 6455 §5 frames: opcodes, the incremental frame parser, frame encoding and close payloads."""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+from .errors import MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
+from .masking import apply_mask, generate_mask
+
+__all__ = [
+    "CONTROL_OPCODES",
+    "DATA_OPCODES",
+    "Frame",
+    "FrameParser",
+    "Opcode",
+    "encode_close_payload",
+    "encode_frame",
+    "parse_close_payload",
+    "valid_close_code_on_wire",
+]
+
+
+class Opcode(IntEnum):
+    """The opcodes RFC 6455 §5.2 defines; every other value is reserved."""
+
+    CONT = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+DATA_OPCODES = frozenset({Opcode.CONT, Opcode.TEXT, Opcode.BINARY})
+CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+
+_PACK_16 = struct.Struct("!BBH").pack
+_PACK_64 = struct.Struct("!BBQ").pack
+_UNPACK_16 = struct.Struct("!H").unpack_from
+_UNPACK_64 = struct.Struct("!Q").unpack_from
+
+Payload = bytes | bytearray | memoryview
+
+
+class Frame:
+    """One parsed frame; ``payload`` is already unmasked."""
+
+    __slots__ = ("fin", "opcode", "payload", "rsv1", "rsv2", "rsv3")
+
+    def __init__(
+        self,
+        opcode: int,
+        payload: Payload,
+        fin: bool = True,
+        rsv1: bool = False,
+        rsv2: bool = False,
+        rsv3: bool = False,
+    ) -> None:
+        self.opcode = opcode
+        self.payload = payload
+        self.fin = fin
+        self.rsv1 = rsv1
+        self.rsv2 = rsv2
+        self.rsv3 = rsv3
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return (self.opcode, bytes(self.payload), self.fin, self.rsv1, self.rsv2, self.rsv3) == (
+            other.opcode,
+            bytes(other.payload),
+            other.fin,
+            other.rsv1,
+            other.rsv2,
+            other.rsv3,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Frame(opcode={self.opcode!r}, len={len(self.payload)}, fin={self.fin}, "
+            f"rsv=({self.rsv1:d}{self.rsv2:d}{self.rsv3:d}))"
+        )
+
+
+def encode_frame(
+    opcode: int,
+    payload: Payload,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    rsv2: bool = False,
+    rsv3: bool = False,
+    mask: bool = False,
+) -> bytes:
+    """Serialise one frame into a single bytes object (one ``write`` per frame)."""
+    b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0)
+    if rsv3:
+        b0 |= 0x10
+    n = len(payload)
+    mask_bit = 0x80 if mask else 0
+    # RFC 6455 §5.2: the minimal number of bytes MUST be used to encode the length.
+    if n < 126:
+        header = bytes((b0, n | mask_bit))
+    elif n < 0x10000:
+        header = _PACK_16(b0, 126 | mask_bit, n)
+    else:
+        header = _PACK_64(b0, 127 | mask_bit, n)
+    if mask:
+        # RFC 6455 §5.3: a fresh, unpredictable key for every frame.
+        key = generate_mask()
+        return header + key + apply_mask(payload, key)
+    return header + payload
+
+
+class FrameParser:
+    """Turns a byte stream into frames, checking each header before its payload is buffered.
+
+    ``feed`` never raises for bad input from the peer except with a ``RemoteError`` subclass,
+    which the connection maps to a close code; after an error the parser must not be fed again.
+    When valid frames precede the bad one in the same ``feed``, they are returned and the error
+    is kept in ``error`` (and raised by the next ``feed``): the caller handles those frames, then
+    checks ``error``. So the frames a stream yields do not depend on how it was split.
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_need", "allowed_rsv", "error", "expect_mask", "max_size")
+
+    def __init__(self, *, expect_mask: bool, max_size: int, allowed_rsv: int = 0) -> None:
+        #: Whether frames must be masked (a server reading a client) or must not be.
+        self.expect_mask = expect_mask
+        #: Largest payload accepted in one frame; the connection lowers it per message.
+        self.max_size = max_size
+        #: Bit mask of the RSV bits (0x70) that a negotiated extension gives a meaning to.
+        self.allowed_rsv = allowed_rsv
+        #: The peer's error found behind the frames the last ``feed`` returned, if any.
+        self.error: RemoteError | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._need = 2
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes wait for the rest of their frame."""
+        return self._buffered
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add received bytes; return every frame now complete, in order."""
+        if self.error is not None:
+            raise self.error
+        if self._chunks:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            if self._buffered < self._need:
+                # Join only when a whole frame can be read, so assembly stays linear.
+                return []
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+        frames: list[Frame] = []
+        try:
+            pos = self._parse(data, frames)
+        except RemoteError as exc:
+            if not frames:
+                raise
+            # Deliver the valid frames before the bad one; the caller then reads ``error``.
+            self.error = exc
+            self._chunks.clear()
+            self._buffered = 0
+            return frames
+        if pos < len(data):
+            rest = data[pos:]
+            self._chunks.append(rest)
+            self._buffered = len(rest)
+        else:
+            self._buffered = 0
+            self._need = 2
+        return frames
+
+    def _parse(self, data: bytes, frames: list[Frame]) -> int:
+        end = len(data)
+        pos = 0
+        expect_mask = self.expect_mask
+        while end - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            opcode = b0 & 0x0F
+            rsv = b0 & 0x70
+            # RFC 6455 §5.2: reserved bits MUST be 0 unless an extension defines them.
+            if rsv & ~self.allowed_rsv:
+                raise ProtocolError("reserved bits set without a negotiated extension")
+            # RFC 6455 §5.2: unknown opcodes MUST fail the connection.
+            if opcode not in _KNOWN_OPCODES:
+                raise ProtocolError(f"unknown opcode {opcode:#x}")
+            fin = b0 & 0x80
+            if opcode >= 0x8:
+                # RFC 6455 §5.5: control frames MUST NOT be fragmented.
+                if not fin:
+                    raise ProtocolError("fragmented control frame")
+                # RFC 7692 §6.1: RSV1 on a control frame is an error even with compression.
+                if rsv:
+                    raise ProtocolError("reserved bit set on a control frame")
+            masked = b1 & 0x80
+            # RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
+            if expect_mask and not masked:
+                raise ProtocolError("unmasked frame from client")
+            if masked and not expect_mask:
+                raise ProtocolError("masked frame from server")
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if end - pos < 4:
+                    self._need = 4
+                    break
+                (length,) = _UNPACK_16(data, pos + 2)
+                head = 4
+                # RFC 6455 §5.2: the minimal number of bytes MUST be used.
+                if length < 126:
+                    raise ProtocolError("frame length not minimally encoded")
+            elif length == 127:
+                if end - pos < 10:
+                    self._need = 10
+                    break
+                (length,) = _UNPACK_64(data, pos + 2)
+                head = 10
+                # RFC 6455 §5.2: the most significant bit MUST be 0.
+                if length >> 63:
+                    raise ProtocolError("frame length has its top bit set")
+                if length < 0x10000:
+                    raise ProtocolError("frame length not minimally encoded")
+            if opcode >= 0x8:
+                if length > 125:
+                    # RFC 6455 §5.5: control frame payloads are at most 125 bytes.
+                    raise ProtocolError("control frame payload longer than 125 bytes")
+            elif length > self.max_size:
+                # RFC 6455 §10.4: refuse from the declared length, before buffering the payload.
+                # (Only data frames: a control frame is bounded by 125 bytes, not by the limit.)
+                raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_size}")
+            if masked:
+                head += 4
+            total = head + length
+            if end - pos < total:
+                self._need = total
+                break
+            start = pos + head
+            if masked:
+                payload: Payload = apply_mask(
+                    memoryview(data)[start : start + length], data[start - 4 : start]
+                )
+            else:
+                payload = data[start : start + length]
+            frames.append(Frame(opcode, payload, bool(fin), bool(rsv & 0x40), bool(rsv & 0x20),
+                                bool(rsv & 0x10)))
+            pos += total
+            if opcode == Opcode.CLOSE:
+                # Data after a close frame is never read (RFC 6455 §5.5.1).
+                return end
+        else:
+            self._need = 2
+        return pos
+
+
+def valid_close_code_on_wire(code: int) -> bool:
+    """Whether a close code may appear in a Close frame (RFC 6455 §7.4.1, §7.4.2)."""
+    if 1000 <= code <= 1014:
+        return code not in (1004, 1005, 1006)
+    return 3000 <= code <= 4999
+
+
+def encode_close_payload(code: int | None, reason: str = "") -> bytes:
+    """The body of a Close frame; ``code=None`` sends an empty body (RFC 6455 §5.5.1)."""
+    if code is None:
+        if reason:
+            raise ValueError("a close reason needs a close code")
+        return b""
+    if not valid_close_code_on_wire(code):
+        raise ValueError(f"close code {code} may not be sent on the wire (RFC 6455 §7.4)")
+    data = code.to_bytes(2, "big") + reason.encode()
+    if len(data) > 125:
+        raise ValueError("close reason longer than 123 bytes once encoded")
+    return data
+
+
+def parse_close_payload(payload: Payload) -> tuple[int, str]:
+    """Return (code, reason) of a received Close frame; 1005 when it carries no code."""
+    n = len(payload)
+    if n == 0:
+        # RFC 6455 §7.1.5: no status code present means 1005.
+        return 1005, ""
+    if n == 1:
+        raise ProtocolError("close frame with a 1-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not valid_close_code_on_wire(code):
+        raise ProtocolError(f"invalid close code {code}")
+    try:
+        reason = bytes(payload[2:]).decode()
+    except UnicodeDecodeError:
+        # RFC 6455 §8.1 / §5.5.1: the reason is UTF-8 text.
+        raise PayloadNotUTF8("close reason is not valid UTF-8") from None
+    return code, reason

@@ -1,0 +1,34 @@
+"""Runs a coroutine in a new event loop: uvloop when it is installed, asyncio otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["run", "uvloop_available"]
+
+
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool | None = None) -> T:
+    """``asyncio.run`` on uvloop by default when it is installed."""
+    if use_uvloop is None:
+        use_uvloop = uvloop_available()
+    if use_uvloop:
+        import uvloop
+
+        if sys.version_info >= (3, 11):
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # pragma: no cover - 3.10
+    return asyncio.run(main)

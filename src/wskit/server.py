@@ -1,0 +1,485 @@
+"""App and serve: listening, TLS, upgrade dispatch to routes, and graceful shutdown (1001)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from .aio.protocol import Limits, WebSocketProtocol
+from .core.connection import Role
+from .core.errors import InvalidHandshake
+from .core.handshake import accept_request, error_response, reject
+from .core.http import Headers, RequestParser
+from .core.http import Request as HttpRequest
+from .extensions import Compression, extension_factories
+from .router import Router
+from .websocket import WebSocket
+
+__all__ = ["App", "Request", "Response"]
+
+logger = logging.getLogger("wskit")
+
+Handler = Callable[["Request", WebSocket], Any]
+HttpHandler = Callable[["Request"], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Request:
+    """What a handler learns of the upgrade request: method, path, query, headers, params."""
+
+    __slots__ = ("_raw", "params", "remote_address", "response_headers", "subprotocol")
+
+    def __init__(self, raw: HttpRequest, params: dict[str, str], remote_address: Any) -> None:
+        self._raw = raw
+        #: Path parameters, e.g. ``{"room": "lobby"}`` for ``"rooms/{room}"``.
+        self.params = params
+        #: (host, port) of the peer.
+        self.remote_address = remote_address
+        #: Headers a ``before_upgrade`` hook adds to the 101 response.
+        self.response_headers: list[tuple[str, str]] = []
+        #: Set by a ``before_upgrade`` hook to choose the subprotocol (must be offered).
+        self.subprotocol: str | None = None
+
+    @property
+    def method(self) -> str:
+        return self._raw.method
+
+    @property
+    def path(self) -> str:
+        return self._raw.path
+
+    @property
+    def target(self) -> str:
+        return self._raw.target
+
+    @property
+    def query(self) -> dict[str, str]:
+        return self._raw.query
+
+    @property
+    def headers(self) -> Headers:
+        return self._raw.headers
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order."""
+        from .core.handshake import parse_token_list
+
+        return parse_token_list(self.headers.get_all("Sec-WebSocket-Protocol"))
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} from {self.remote_address}>"
+
+
+class Response:
+    """A small HTTP response for plain routes and rejections (this is not a web framework)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        body: str | bytes = b"",
+        status: int = 200,
+        headers: Iterable[tuple[str, str]] = (),
+        content_type: str | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers = list(headers)
+        if content_type is None and body:
+            content_type = "text/plain; charset=utf-8" if isinstance(body, str) else (
+                "application/octet-stream")
+        if content_type is not None:
+            self.headers.append(("Content-Type", content_type))
+
+    def to_bytes(self) -> bytes:
+        return reject(self.status, self.body, self.headers)
+
+
+class App:
+    """A WebSocket server: routes, limits, hooks; ``run`` or ``serve`` it."""
+
+    def __init__(
+        self,
+        *,
+        compression: Compression = "deflate",
+        subprotocols: Sequence[str] = (),
+        origins: Iterable[str] | None = None,
+        max_message_size: int = 1 << 20,
+        max_queue: int = 32,
+        max_connections: int = 10_000,
+        write_limit: int = 64 * 1024,
+        open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        max_header_bytes: int = 16 * 1024,
+    ) -> None:
+        self.router = Router()
+        self.limits = Limits(
+            max_message_size=max_message_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+        )
+        self.compression = compression
+        self.subprotocols = list(subprotocols)
+        #: Allowed ``Origin`` values; None allows every origin (and requests without one).
+        self.origins = set(origins) if origins is not None else None
+        self.max_connections = max_connections
+        self.max_header_bytes = max_header_bytes
+        #: Every open WebSocket connection, so none is lost while it is open.
+        self.connections: set[WebSocket] = set()
+        self._protocols: set[ServerProtocol] = set()
+        self._before_upgrade: Callable[[Request], Any] | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stopping: asyncio.Event | None = None
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def websocket(self, path: str, handler: Handler | None = None) -> Any:
+        """Register ``handler(req, ws)`` for ``path``; usable as ``@app.websocket(path)``."""
+        if handler is not None:
+            self.router.add_websocket(path, handler)
+            return handler
+
+        def decorator(fn: F) -> F:
+            self.router.add_websocket(path, fn)
+            return fn
+
+        return decorator
+
+    def get(self, path: str, handler: HttpHandler | None = None) -> Any:
+        """Register a plain HTTP GET route: ``handler(req)`` returns a Response, str or bytes."""
+        if handler is not None:
+            self.router.add_http(path, handler)
+            return handler
+
+        def decorator(fn: F) -> F:
+            self.router.add_http(path, fn)
+            return fn
+
+        return decorator
+
+    def before_upgrade(self, fn: F) -> F:
+        """Set a hook ``fn(req)`` run before each upgrade; it may return a Response to refuse,
+        add ``req.response_headers`` or set ``req.subprotocol``. It may be async."""
+        self._before_upgrade = fn
+        return fn
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def start(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 8080,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+    ) -> asyncio.AbstractServer:
+        """Start listening and return at once; ``stop()`` or ``shutdown()`` ends it."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: ServerProtocol(self),
+            host,
+            port,
+            ssl=ssl,
+            reuse_port=reuse_port or None,
+            backlog=backlog,
+        )
+        self._servers.append(server)
+        for sock in server.sockets:
+            logger.info("listening on %s", _format_address(sock.getsockname(), ssl is not None))
+        return server
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (useful with ``port=0``)."""
+        return int(self._servers[0].sockets[0].getsockname()[1])
+
+    async def serve(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 8080,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        reuse_port: bool = False,
+        handle_signals: bool = False,
+    ) -> None:
+        """Serve until ``stop()`` is called (or SIGINT/SIGTERM with ``handle_signals``)."""
+        self._stopping = asyncio.Event()
+        await self.start(host, port, ssl=ssl, reuse_port=reuse_port)
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self._stopping.wait()
+        finally:
+            if handle_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            await self.shutdown()
+
+    def stop(self) -> None:
+        """Ask ``serve`` to shut down gracefully."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def shutdown(self, code: int = 1001, reason: str = "server shutting down",
+                       timeout: float | None = None) -> None:
+        """Stop listening, close every connection with 1001 and wait (bounded) for them."""
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+        if timeout is None:
+            timeout = self.limits.close_timeout
+        closing = [asyncio.ensure_future(ws.close(code, reason)) for ws in list(self.connections)]
+        for proto in list(self._protocols):
+            if proto.ws is None:
+                proto.abort()
+        if closing:
+            logger.info("closing %d connections with %d", len(closing), code)
+            done, pending = await asyncio.wait(closing, timeout=timeout)
+            for ws in list(self.connections):
+                ws._protocol.abort()
+            for task in pending:
+                task.cancel()
+        for task in list(self._handler_tasks):
+            task.cancel()
+
+    def run(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 8080,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        """Serve in a new event loop (uvloop when installed) until SIGINT or SIGTERM."""
+        from .loop import run
+
+        run(self.serve(host, port, ssl=ssl, reuse_port=reuse_port, handle_signals=True))
+
+    # -- dispatch (called by ServerProtocol) ---------------------------------------------------
+
+    def _handle_request(self, proto: ServerProtocol, raw: HttpRequest, leftover: bytes) -> None:
+        path = raw.path
+        is_upgrade = "upgrade" in raw.headers
+        found = self.router.find_websocket(path)
+        if found is None or not is_upgrade:
+            http = self.router.find_http(path)
+            if http is not None:
+                route, params = http
+                if raw.method not in route.methods:
+                    proto.respond(reject(405, "method not allowed", [("Allow", ", ".join(route.methods))]))
+                    return
+                self._run_http(proto, route.handler, Request(raw, params, proto.peer))
+                return
+            if found is None:
+                proto.respond(reject(404, f"no route for {path}"))
+                return
+            # RFC 6455 §4.2.2: a WebSocket resource asked without an upgrade.
+            proto.respond(reject(426, "this resource needs a WebSocket upgrade",
+                                 [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                  ("Sec-WebSocket-Version", "13")]))
+            return
+        route, params = found
+        req = Request(raw, params, proto.peer)
+        if self.origins is not None:
+            origin = raw.headers.get("Origin")
+            if origin is None or origin not in self.origins:
+                logger.info("refusing origin %r from %s", origin, proto.peer)
+                proto.respond(reject(403, "origin not allowed"))
+                return
+        hook = self._before_upgrade
+        if hook is None:
+            self._upgrade(proto, req, route.handler, leftover)
+            return
+        try:
+            verdict = hook(req)
+        except Exception:
+            logger.exception("before_upgrade hook raised")
+            proto.respond(reject(500, "internal error"))
+            return
+        if inspect.isawaitable(verdict):
+            proto.pause_reading()
+            task = asyncio.ensure_future(self._await_hook(proto, req, route.handler, leftover,
+                                                          verdict))
+            self._track(task)
+            return
+        self._after_hook(proto, req, route.handler, leftover, verdict)
+
+    async def _await_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
+                          leftover: bytes, verdict: Awaitable[Any]) -> None:
+        try:
+            result = await verdict
+        except Exception:
+            logger.exception("before_upgrade hook raised")
+            proto.respond(reject(500, "internal error"))
+            return
+        if proto.transport is None or proto.transport.is_closing():
+            return
+        proto.resume_reading()
+        self._after_hook(proto, req, handler, leftover + proto.take_early_data(), result)
+
+    def _after_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
+                    leftover: bytes, verdict: Any) -> None:
+        if isinstance(verdict, Response):
+            proto.respond(verdict.to_bytes())
+            return
+        self._upgrade(proto, req, handler, leftover)
+
+    def _upgrade(self, proto: ServerProtocol, req: Request, handler: Handler,
+                 leftover: bytes) -> None:
+        chosen = req.subprotocol
+        try:
+            response, result = accept_request(
+                req._raw,
+                subprotocols=self.subprotocols,
+                extensions=extension_factories(self.compression, is_client=False),
+                select_subprotocol=(lambda offers: chosen) if chosen is not None else None,
+                extra_headers=req.response_headers,
+            )
+        except InvalidHandshake as exc:
+            logger.info("refusing handshake from %s: %d %s", proto.peer, exc.status, exc.reason)
+            proto.respond(error_response(exc))
+            return
+        proto.write(response)
+        ws = proto._open(Role.SERVER, req, result.subprotocol, result.extensions, leftover)
+        self.connections.add(ws)
+        ws.on_close(self._forget)
+        logger.info("open %s %s (%s)", proto.peer, req.path,
+                    ", ".join(ws.extensions) or "no extensions")
+        try:
+            outcome = handler(req, ws)
+        except Exception as exc:
+            logger.exception("handler for %s raised", req.path)
+            ws._listener_failed(exc)
+            return
+        if inspect.isawaitable(outcome):
+            task = asyncio.ensure_future(self._await_handler(ws, req, outcome))
+            self._track(task)
+        proto._feed_leftover()
+
+    async def _await_handler(self, ws: WebSocket, req: Request, outcome: Awaitable[Any]) -> None:
+        try:
+            await outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # An async handler that raises closes the connection with 1011 (DESIGN.md §1).
+            logger.exception("handler for %s raised", req.path)
+            if not ws.is_closed:
+                ws._listener_failed(exc)
+
+    def _run_http(self, proto: ServerProtocol, handler: HttpHandler, req: Request) -> None:
+        try:
+            result = handler(req)
+        except Exception:
+            logger.exception("HTTP handler for %s raised", req.path)
+            proto.respond(reject(500, "internal error"))
+            return
+        if inspect.isawaitable(result):
+            async def finish(awaitable: Awaitable[Any]) -> None:
+                try:
+                    value = await awaitable
+                except Exception:
+                    logger.exception("HTTP handler for %s raised", req.path)
+                    proto.respond(reject(500, "internal error"))
+                    return
+                proto.respond(_as_response(value).to_bytes())
+
+            self._track(asyncio.ensure_future(finish(result)))
+            return
+        proto.respond(_as_response(result).to_bytes())
+
+    def _track(self, task: asyncio.Task[Any] | asyncio.Future[Any]) -> None:
+        assert isinstance(task, asyncio.Task)
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    def _forget(self, ws: WebSocket) -> None:
+        self.connections.discard(ws)
+        logger.info("closed %s code=%s %s", ws.remote_address, ws.close_code, ws.close_reason)
+
+
+def _as_response(value: Any) -> Response:
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, (str, bytes)):
+        return Response(value)
+    raise TypeError(f"an HTTP handler must return a Response, str or bytes, not {type(value)}")
+
+
+def _format_address(address: Any, tls: bool) -> str:
+    scheme = "wss" if tls else "ws"
+    host, port = address[0], address[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+class ServerProtocol(WebSocketProtocol):
+    """The server side of one TCP connection: reads the upgrade request, then frames."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app.limits)
+        self.app = app
+        self.parser: RequestParser | None = RequestParser(max_header_bytes=app.max_header_bytes)
+        self.peer: Any = None
+        self._early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.peer = transport.get_extra_info("peername")
+        app = self.app
+        app._protocols.add(self)
+        if len(app.connections) >= app.max_connections:
+            logger.warning("refusing %s: %d connections open", self.peer, len(app.connections))
+            self.respond(reject(503, "too many connections"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app._protocols.discard(self)
+        super().connection_lost(exc)
+
+    def _handshake_data(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            # The request is complete and a hook is running: keep what arrives for later.
+            self._early.append(data)
+            return
+        try:
+            request = parser.feed(data)
+        except InvalidHandshake as exc:
+            logger.info("bad request from %s: %d %s", self.peer, exc.status, exc.reason)
+            self.respond(error_response(exc))
+            return
+        if request is None:
+            return
+        self.parser = None
+        self.app._handle_request(self, request, parser.leftover)
+
+    def take_early_data(self) -> bytes:
+        data = b"".join(self._early)
+        self._early.clear()
+        return data
+
+    def respond(self, response: bytes) -> None:
+        """Send a plain HTTP response and close the connection."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.parser = None
+        transport.write(response)
+        self.close_transport()

@@ -1,0 +1,526 @@
+"""The user's WebSocket: send, listeners with their Stream handles, receive, ping and close."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Union
+
+from .core.connection import (
+    BinaryMessage,
+    CloseReceived,
+    Event,
+    Failed,
+    Ping,
+    Pong,
+    State,
+    TextMessage,
+)
+from .core.errors import ConnectionClosed, InvalidState
+from .core.extensions import Extension
+
+if TYPE_CHECKING:
+    from .aio.protocol import WebSocketProtocol
+
+__all__ = ["Message", "Stream", "WebSocket"]
+
+logger = logging.getLogger("wskit")
+
+Message = Union[str, bytes]
+TextListener = Callable[["WebSocket", str], Any]
+BinaryListener = Callable[["WebSocket", bytes], Any]
+BufferListener = Callable[["WebSocket", memoryview], Any]
+ControlListener = Callable[["WebSocket", bytes], Any]
+
+# Close codes after which iteration ends quietly rather than raising (RFC 6455 §7.4.1).
+_NORMAL_CLOSE = (1000, 1001)
+
+
+class Stream:
+    """The handle an ``on_*`` call returns: ``.catch(fn)`` for errors, ``.finally_(fn)`` at close."""
+
+    __slots__ = ("_catchers", "_finalizers")
+
+    def __init__(self) -> None:
+        self._catchers: list[Callable[[BaseException], Any]] = []
+        self._finalizers: list[Callable[[], Any]] = []
+
+    def catch(self, fn: Callable[[BaseException], Any]) -> Stream:
+        """Call ``fn(error)`` when the connection ends with an error."""
+        self._catchers.append(fn)
+        return self
+
+    def finally_(self, fn: Callable[[], Any]) -> Stream:
+        """Call ``fn()`` when the connection ends, after every ``catch``."""
+        self._finalizers.append(fn)
+        return self
+
+
+class _Listener:
+    """A listener slot: the function, whether it is a coroutine function, and its handle."""
+
+    __slots__ = ("fn", "is_async", "stream", "zero_copy")
+
+    def __init__(self, fn: Callable[..., Any], zero_copy: bool = False) -> None:
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.zero_copy = zero_copy
+        self.stream = Stream()
+
+
+class WebSocket:
+    """One open WebSocket connection, server or client side.
+
+    Plain-function listeners run inline from the receive path, in message order; coroutine
+    listeners run one at a time per connection, in order. Messages with no listener of their
+    kind wait (bounded) for ``receive()``.
+    """
+
+    def __init__(
+        self,
+        protocol: WebSocketProtocol,
+        request: Any,
+        subprotocol: str | None,
+        extensions: list[Extension],
+        response_headers: Any = None,
+    ) -> None:
+        self._protocol = protocol
+        conn = protocol.conn
+        assert conn is not None
+        self._conn = conn
+        self._loop = protocol.loop
+        #: The HTTP upgrade request (server side) or None (client side).
+        self.request = request
+        #: The handshake response headers (client side).
+        self.response_headers = response_headers
+        #: The negotiated subprotocol, or None.
+        self.subprotocol = subprotocol
+        #: The negotiated extensions' names.
+        self.extensions = [ext.name for ext in extensions]
+        self._text: _Listener | None = None
+        self._binary: _Listener | None = None
+        self._on_ping: _Listener | None = None
+        self._on_pong: _Listener | None = None
+        self._inbox: deque[Message] = deque()
+        self._inbox_waiter: asyncio.Future[None] | None = None
+        self._async_calls: deque[tuple[_Listener, Any]] = deque()
+        self._async_runner: asyncio.Task[None] | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._error: BaseException | None = None
+        self._finished = False
+        self._closed_future: asyncio.Future[None] = self._loop.create_future()
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_deadline: asyncio.TimerHandle | None = None
+        self._on_finish: list[Callable[[WebSocket], Any]] = []
+        #: Round-trip time of the last answered ping, in seconds (None before the first).
+        self.latency: float | None = None
+        #: Where the peer is, as given by the socket.
+        self.remote_address: Any = None
+        transport = protocol.transport
+        if transport is not None:
+            self.remote_address = transport.get_extra_info("peername")
+        if protocol.limits.ping_interval:
+            self._keepalive = self._loop.call_later(
+                protocol.limits.ping_interval, self._keepalive_tick
+            )
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self._conn.role.value} {self._conn.state.name} {self.remote_address}>"
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Send a text (``str``) or binary message; never blocks (see ``drain``)."""
+        conn = self._conn
+        if conn.state is not State.OPEN:
+            self._raise_closed()
+        if type(data) is str:
+            frame = conn.send_text(data, compress=compress)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            frame = conn.send_binary(data, compress=compress)
+        else:
+            raise TypeError(f"send() takes str, bytes, bytearray or memoryview, not {type(data)}")
+        self._protocol.write(frame)
+
+    def send_fragments(self, fragments: list[str] | list[bytes], *, text: bool | None = None) -> None:
+        """Send one message as several frames (RFC 6455 §5.4), uncompressed."""
+        if self._conn.state is not State.OPEN:
+            self._raise_closed()
+        if not fragments:
+            raise ValueError("send_fragments() needs at least one fragment")
+        if text is None:
+            text = isinstance(fragments[0], str)
+        last = len(fragments) - 1
+        frames = [
+            self._conn.send_fragment(piece, first=i == 0, fin=i == last, text=text)
+            for i, piece in enumerate(fragments)
+        ]
+        self._protocol.write(b"".join(frames))
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued in the write buffer, not yet taken by the kernel."""
+        return self._protocol.buffered_amount
+
+    async def drain(self) -> None:
+        """Wait until the write buffer falls below its low-water mark."""
+        await self._protocol.drain()
+        if self._finished and self._conn.state is State.CLOSED and self._error is not None:
+            self._raise_closed()
+
+    def _raise_closed(self) -> None:
+        conn = self._conn
+        if conn.state is State.CLOSED or conn.close_sent or conn.close_code is not None:
+            raise ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+        raise InvalidState(f"cannot send in state {conn.state.name}")
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def on_text(self, fn: TextListener) -> Stream:
+        """Call ``fn(ws, text)`` for each text message; replaces the previous text listener."""
+        self._text = _Listener(fn)
+        self._flush_inbox(str)
+        return self._text.stream
+
+    def on_binary(self, fn: BinaryListener) -> Stream:
+        """Call ``fn(ws, data: bytes)`` for each binary message; replaces the binary listener."""
+        self._binary = _Listener(fn)
+        self._flush_inbox(bytes)
+        return self._binary.stream
+
+    def on_buffer(self, fn: BufferListener) -> Stream:
+        """Call ``fn(ws, view: memoryview)``, zero-copy and valid only during the call."""
+        self._binary = _Listener(fn, zero_copy=True)
+        self._flush_inbox(bytes)
+        return self._binary.stream
+
+    def on_ping(self, fn: ControlListener) -> Stream:
+        """Call ``fn(ws, payload)`` for each ping (the pong is sent automatically)."""
+        self._on_ping = _Listener(fn)
+        return self._on_ping.stream
+
+    def on_pong(self, fn: ControlListener) -> Stream:
+        """Call ``fn(ws, payload)`` for each pong."""
+        self._on_pong = _Listener(fn)
+        return self._on_pong.stream
+
+    def on_close(self, fn: Callable[[WebSocket], Any]) -> None:
+        """Internal hook (used by the server and hub) called once the connection has ended."""
+        self._on_finish.append(fn)
+
+    def _flush_inbox(self, kind: type) -> None:
+        """Hand queued messages of this kind to the listener that was just set, in order."""
+        if not self._inbox:
+            return
+        keep: deque[Message] = deque()
+        while self._inbox:
+            message = self._inbox.popleft()
+            if isinstance(message, kind):
+                self._deliver(message)
+            else:
+                keep.append(message)
+        self._inbox = keep
+        self._maybe_resume()
+
+    def _deliver(self, message: Message) -> None:
+        if isinstance(message, str):
+            listener = self._text
+        else:
+            listener = self._binary
+        assert listener is not None
+        self._call(listener, message)
+
+    # -- the receive path --------------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event]) -> None:
+        """Called by the protocol with the events of one read; plain listeners run inline."""
+        for event in events:
+            cls = type(event)
+            if cls is TextMessage:
+                listener = self._text
+                if listener is None:
+                    self._enqueue(event.data)  # type: ignore[attr-defined]
+                elif listener.is_async:
+                    self._schedule(listener, event.data)  # type: ignore[attr-defined]
+                else:
+                    try:
+                        listener.fn(self, event.data)  # type: ignore[attr-defined]
+                    except Exception as exc:
+                        self._listener_failed(exc)
+                        return
+            elif cls is BinaryMessage:
+                data = event.data  # type: ignore[attr-defined]
+                listener = self._binary
+                if listener is None:
+                    self._enqueue(bytes(data))
+                else:
+                    self._call(listener, data)
+            else:
+                self._control(event)
+
+    def _call(self, listener: _Listener, data: Any) -> None:
+        if not isinstance(data, str):
+            if listener.zero_copy:
+                # The view is valid during the call only; async listeners get their own copy.
+                data = bytes(data) if listener.is_async else memoryview(data)
+            elif type(data) is not bytes:
+                data = bytes(data)
+        if listener.is_async:
+            self._schedule(listener, data)
+            return
+        try:
+            listener.fn(self, data)
+        except Exception as exc:
+            self._listener_failed(exc)
+
+    def _control(self, event: Event) -> None:
+        if isinstance(event, Ping):
+            if self._on_ping is not None:
+                self._call_control(self._on_ping, event.data)
+        elif isinstance(event, Pong):
+            self._pong_received(event.data)
+            if self._on_pong is not None:
+                self._call_control(self._on_pong, event.data)
+        elif isinstance(event, CloseReceived):
+            logger.debug("close received: %s %r", event.code, event.reason)
+        elif isinstance(event, Failed):
+            error = event.error
+            logger.warning(
+                "failing connection from %s with %d: %s",
+                self.remote_address, error.close_code, error.reason,
+            )
+            self._error = error
+
+    def _call_control(self, listener: _Listener, data: bytes) -> None:
+        if listener.is_async:
+            self._schedule(listener, data)
+            return
+        try:
+            listener.fn(self, data)
+        except Exception as exc:
+            self._listener_failed(exc)
+
+    def _enqueue(self, message: Message) -> None:
+        self._inbox.append(message)
+        if len(self._inbox) >= self._protocol.limits.max_queue:
+            # Bounded: stop reading until receive() takes messages out.
+            self._protocol.pause_reading()
+        waiter = self._inbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _schedule(self, listener: _Listener, data: Any) -> None:
+        self._async_calls.append((listener, data))
+        if len(self._async_calls) >= self._protocol.limits.max_queue:
+            self._protocol.pause_reading()
+        if self._async_runner is None:
+            self._async_runner = self._loop.create_task(self._run_async_listeners())
+
+    async def _run_async_listeners(self) -> None:
+        calls = self._async_calls
+        try:
+            while calls:
+                listener, data = calls.popleft()
+                try:
+                    await listener.fn(self, data)
+                except Exception as exc:
+                    self._listener_failed(exc)
+                    calls.clear()
+                    break
+                self._maybe_resume()
+        finally:
+            self._async_runner = None
+
+    def _maybe_resume(self) -> None:
+        low = self._protocol.limits.max_queue // 2
+        if len(self._inbox) <= low and len(self._async_calls) <= low:
+            self._protocol.resume_reading()
+
+    def _listener_failed(self, exc: BaseException) -> None:
+        """A listener raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch."""
+        logger.error("listener raised; closing with 1011", exc_info=exc)
+        if self._error is None:
+            self._error = exc
+        self._start_close(1011, "internal error")
+
+    # -- receive / iterate -------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next message that no listener took; raises ConnectionClosed once closed."""
+        while not self._inbox:
+            if self._finished:
+                raise ConnectionClosed(self._conn.close_code or 1006, self._conn.close_reason)
+            waiter = self._inbox_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._inbox_waiter = None
+        message = self._inbox.popleft()
+        self._maybe_resume()
+        return message
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConnectionClosed as exc:
+                if exc.code in _NORMAL_CLOSE:
+                    return
+                raise
+
+    # -- ping / keepalive --------------------------------------------------------------------
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong; returns the round-trip time in seconds."""
+        if self._conn.state is not State.OPEN:
+            self._raise_closed()
+        payload = os.urandom(4) if data is None else data
+        future = self._send_ping(payload)
+        return await future
+
+    def _send_ping(self, payload: bytes) -> asyncio.Future[float]:
+        if payload in self._pings:
+            raise ValueError("a ping with this payload is already waiting for its pong")
+        frame = self._conn.send_ping(payload)
+        future: asyncio.Future[float] = self._loop.create_future()
+        self._pings[payload] = (future, self._loop.time())
+        self._protocol.write(frame)
+        return future
+
+    def _pong_received(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return  # RFC 6455 §5.5.3: an unsolicited pong needs no answer.
+        now = self._loop.time()
+        # A pong answers its ping and every earlier one (RFC 6455 §5.5.3 allows skipping).
+        for key in list(self._pings):
+            future, sent = self._pings.pop(key)
+            if not future.done():
+                future.set_result(now - sent)
+            if key == payload:
+                self.latency = now - sent
+                break
+
+    def _keepalive_tick(self) -> None:
+        self._keepalive = None
+        limits = self._protocol.limits
+        if self._conn.state is not State.OPEN or limits.ping_interval is None:
+            return
+        try:
+            future = self._send_ping(os.urandom(4))
+        except ValueError:  # pragma: no cover - four random bytes colliding
+            return
+        if limits.ping_timeout is not None:
+            self._keepalive_deadline = self._loop.call_later(
+                limits.ping_timeout, self._keepalive_expired, future
+            )
+        self._keepalive = self._loop.call_later(limits.ping_interval, self._keepalive_tick)
+
+    def _keepalive_expired(self, future: asyncio.Future[float]) -> None:
+        self._keepalive_deadline = None
+        if future.done() or self._conn.state is not State.OPEN:
+            return
+        logger.warning("keepalive ping to %s not answered; closing with 1011", self.remote_address)
+        if self._error is None:
+            self._error = TimeoutError("keepalive ping timeout")
+        self._start_close(1011, "keepalive ping timeout")
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def _start_close(self, code: int, reason: str) -> None:
+        if self._conn.state is State.OPEN:
+            self._protocol.write(self._conn.send_close(code, reason))
+        self._protocol.start_close_timer()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake (bounded by close_timeout), then drop the TCP connection."""
+        if self._conn.state is State.OPEN:
+            self._protocol.write(self._conn.send_close(code, reason))
+            self._protocol.start_close_timer()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self._closed_future)
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the TCP connection is gone."""
+        return self._finished
+
+    @property
+    def state(self) -> State:
+        return self._conn.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (1005 when none, 1006 when the TCP connection just dropped)."""
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._conn.close_reason
+
+    def _finish(self, exc: Exception | None) -> None:
+        """Called once by the protocol when the TCP connection is gone."""
+        if self._finished:
+            return
+        self._finished = True
+        for handle in (self._keepalive, self._keepalive_deadline):
+            if handle is not None:
+                handle.cancel()
+        conn = self._conn
+        error = self._error
+        if error is None and conn.close_code == 1006:
+            error = ConnectionClosed(1006, str(exc) if exc else "connection lost without a close frame")
+            if exc is not None:
+                error.__cause__ = exc
+        elif error is None and conn.close_code not in (1000, 1001, 1005):
+            error = ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+        closed = ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+        for future, _ in self._pings.values():
+            if not future.done():
+                future.set_exception(closed)
+        self._pings.clear()
+        waiter = self._inbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        streams = [lst.stream for lst in (self._text, self._binary, self._on_ping, self._on_pong)
+                   if lst is not None]
+        if error is not None:
+            for stream in streams:
+                for catcher in stream._catchers:
+                    self._run_hook(catcher, error)
+        for stream in streams:
+            for finalizer in stream._finalizers:
+                self._run_hook(finalizer)
+        for hook in self._on_finish:
+            self._run_hook(hook, self)
+        if not self._closed_future.done():
+            self._closed_future.set_result(None)
+
+    def _run_hook(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                self._loop.create_task(_await(result))
+        except Exception:
+            logger.exception("a catch/finally_ handler raised")
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that ended the connection, if any (a RemoteError, a listener's exception…)."""
+        return self._error
+
+
+async def _await(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("a catch/finally_ handler raised")
+
+
+
