@@ -1,0 +1,45 @@
+# The project's commands: `make serve` runs the demo server, `make test` the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NODE_PEER := tests/interop/node
+
+.PHONY: install serve test lint typecheck bench bench-quick fuzz clean
+
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard src/wskit/*.c)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(NODE_PEER)/node_modules/.installed: $(NODE_PEER)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --no-audit --no-fund --prefix $(NODE_PEER) && touch $@; \
+	else echo "npm not found: the Node.js interop tests will skip"; fi
+
+serve: install
+	$(PY) -m wskit serve --host 127.0.0.1 --port 8080
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: install $(NODE_PEER)/node_modules/.installed lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider --cov=wskit --cov-branch --cov-report=term
+	$(VENV)/bin/coverage report --include='src/wskit/core/*' --fail-under=95
+
+bench: install
+	$(PY) -m bench.run
+
+bench-quick: install
+	$(PY) -m bench.run --quick
+
+fuzz: install
+	$(PY) -m pytest -q tests/fuzz --hypothesis-profile=long
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info src/wskit/*.so .coverage

@@ -1,0 +1,54 @@
+"""Shared fixtures: every transport test runs on asyncio and on uvloop, over real loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+IN_CI = os.environ.get("CI") == "true"
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop") if not IN_CI else __import__("uvloop")
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def run(loop_kind: str) -> Callable[..., Any]:
+    """``run(coro, timeout=30)`` runs a coroutine to completion on a fresh loop of the kind."""
+
+    def runner(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        loop = new_loop(loop_kind)
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    return runner
+
+
+def require_program(name: str) -> str:
+    """Path of an outside program; skips locally when missing, fails in CI (no silent skips)."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI but was not found on PATH")
+        pytest.skip(f"{name} not installed")
+    return path
