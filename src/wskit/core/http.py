@@ -1,0 +1,484 @@
+"""HTTP/1.1 messages of the opening handshake: bounded parsing and serialising of heads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import parse_qsl, urlsplit
+
+from .errors import InvalidHandshake, InvalidState
+
+__all__ = [
+    "Headers",
+    "Request",
+    "RequestParser",
+    "Response",
+    "ResponseParser",
+    "serialize_request",
+    "serialize_response",
+]
+
+# RFC 9110 §5.6.2: token = 1*tchar.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_STR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: field-value characters are VCHAR, obs-text, SP and HTAB; CR, LF, NUL and the
+# other controls are refused rather than replaced, which the RFC allows and is the safer choice.
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_FIELD_VALUE_STR = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# RFC 9112 §3.2: a request-target is visible ASCII only (no spaces, no controls, no obs-text).
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_TARGET_STR = re.compile(r"[\x21-\x7e]+")
+_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
+_STATUS_LINE = re.compile(rb"(HTTP/[0-9]\.[0-9]) ([1-5][0-9][0-9])(?: (.*))?", re.DOTALL)
+
+_SP_HTAB = b" \t"
+# RFC 9112 §2.2 asks servers to ignore "at least one" empty line before the request line; a few
+# are tolerated, more are refused so that a stream of CRLFs cannot keep the parser busy forever.
+_MAX_LEADING_EMPTY_LINES = 4
+
+
+class Headers:
+    """A case-insensitive multi-map of header fields that keeps their order and spelling."""
+
+    __slots__ = ("_index", "_pairs")
+
+    def __init__(self, list_of_pairs: Iterable[tuple[str, str]] | None = None) -> None:
+        self._pairs: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        if list_of_pairs is not None:
+            for name, value in list_of_pairs:
+                self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field; earlier fields of the same name are kept."""
+        self._pairs.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default`` when absent."""
+        values = self._index.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order (a new list; empty when absent)."""
+        return list(self._index.get(name.lower(), ()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._pairs)
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """(name, value) pairs in order, names as spelled by the sender."""
+        return iter(self._pairs)
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """A copy of the (name, value) pairs in order, names as spelled by the sender."""
+        return list(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(n.lower(), v) for n, v in self._pairs] == [(n.lower(), v) for n, v in other._pairs]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, so unhashable like list and dict
+
+    def __repr__(self) -> str:
+        return f"Headers({self._pairs!r})"
+
+
+@dataclass
+class Request:
+    """A parsed request head: the start line and the header fields."""
+
+    method: str
+    target: str
+    version: str
+    headers: Headers
+
+    def _split(self) -> tuple[str, str]:
+        # Origin-form ("/path?query") is split by hand: urlsplit reads "//a/b" as an authority.
+        if "://" in self.target and not self.target.startswith("/"):
+            parts = urlsplit(self.target)  # absolute-form, RFC 9112 §3.2.2
+            return parts.path or "/", parts.query
+        path, _, query = self.target.partition("?")
+        return path, query
+
+    @property
+    def path(self) -> str:
+        """The request target without its query."""
+        return self._split()[0]
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters, percent-decoded; when a name repeats, the last value wins."""
+        return dict(parse_qsl(self._split()[1], keep_blank_values=True))
+
+
+@dataclass
+class Response:
+    """A parsed response: status line, header fields and (for non-101 statuses) the body."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+    version: str = "HTTP/1.1"
+
+
+class _HeadParser:
+    """Shared line splitting and header-field parsing for requests and responses, bounded."""
+
+    # The status of the errors this parser raises, for each kind of fault.
+    _malformed_status = 400
+    _too_large_status = 431
+    _start_line_too_long_status = 414
+    _start_line_name = "request line"
+
+    def __init__(self, max_line_length: int, max_headers: int, max_header_bytes: int) -> None:
+        self.max_line_length = max_line_length
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        #: Bytes received after the head (and body): the first bytes of the next protocol.
+        self.leftover = b""
+        self._buffer = bytearray()
+        self._pos = 0  # start of the line being read
+        self._scan = 0  # where to resume looking for LF, so each byte is searched once
+        self._in_headers = False
+        self._empty_lines = 0
+        self._header_bytes = 0
+        self._headers = Headers()
+        self._error: InvalidHandshake | None = None
+        self._complete = False
+
+    def _fail(self, reason: str, status: int | None = None) -> InvalidHandshake:
+        return InvalidHandshake(reason, status=self._malformed_status if status is None else status)
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> bool:
+        """Consume ``data``; True once the head and any body are complete."""
+        if self._error is not None:
+            raise self._error
+        if self._complete:
+            raise InvalidState("the parser has already returned its message; read .leftover")
+        self._buffer += data
+        try:
+            done = self._advance()
+        except InvalidHandshake as exc:
+            self._error = exc
+            self._buffer.clear()
+            raise
+        if done:
+            self._complete = True
+        return done
+
+    def _advance(self) -> bool:
+        buf = self._buffer
+        while True:
+            end = buf.find(b"\n", self._scan)
+            if end < 0:
+                self._check_partial_line()
+                self._compact()
+                return False
+            # RFC 9112 §2.2: lines end with CRLF; a bare LF is refused rather than guessed at.
+            if end == self._pos or buf[end - 1] != 0x0D:
+                raise self._fail("malformed HTTP head: a line ends with a bare LF instead of CRLF")
+            line = bytes(buf[self._pos : end - 1])
+            self._pos = self._scan = end + 1
+            if self._on_line(line):
+                return self._on_head_complete()
+
+    def _compact(self) -> None:
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
+        # Every byte so far was searched for LF; the CR before one is checked when the LF comes.
+        self._scan = len(self._buffer)
+
+    def _check_partial_line(self) -> None:
+        # Limits are checked as bytes arrive: an endless line without CRLF fails at the limit.
+        partial = len(self._buffer) - self._pos
+        if partial and self._buffer[-1] == 0x0D:
+            partial -= 1  # the CR of a CRLF still on its way
+        if not self._in_headers:
+            if partial > self.max_line_length:
+                raise self._fail(
+                    f"{self._start_line_name} longer than {self.max_line_length} bytes",
+                    self._start_line_too_long_status,
+                )
+            return
+        if partial > self.max_line_length:
+            raise self._fail(
+                f"header line longer than {self.max_line_length} bytes", self._too_large_status
+            )
+        if self._header_bytes + partial > self.max_header_bytes:
+            raise self._fail(
+                f"header fields larger than {self.max_header_bytes} bytes", self._too_large_status
+            )
+
+    def _on_line(self, line: bytes) -> bool:
+        """Handle one complete line (without CRLF); True when it ends the head."""
+        if b"\r" in line:
+            # RFC 9112 §2.2: a bare CR is invalid; we refuse the message instead of replacing it.
+            raise self._fail("malformed HTTP head: bare CR inside a line")
+        if not self._in_headers:
+            if not line:
+                # RFC 9112 §2.2: empty lines before the start line are ignored (a few of them).
+                self._empty_lines += 1
+                if self._empty_lines > _MAX_LEADING_EMPTY_LINES:
+                    raise self._fail(f"too many empty lines before the {self._start_line_name}")
+                return False
+            if len(line) > self.max_line_length:
+                raise self._fail(
+                    f"{self._start_line_name} longer than {self.max_line_length} bytes",
+                    self._start_line_too_long_status,
+                )
+            self._on_start_line(line)
+            self._in_headers = True
+            return False
+        if not line:
+            return True
+        self._on_header_line(line)
+        return False
+
+    def _on_start_line(self, line: bytes) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _on_head_complete(self) -> bool:
+        raise NotImplementedError  # pragma: no cover
+
+    def _on_header_line(self, line: bytes) -> None:
+        if len(line) > self.max_line_length:
+            raise self._fail(
+                f"header line longer than {self.max_line_length} bytes", self._too_large_status
+            )
+        self._header_bytes += len(line) + 2
+        if self._header_bytes > self.max_header_bytes:
+            raise self._fail(
+                f"header fields larger than {self.max_header_bytes} bytes", self._too_large_status
+            )
+        if len(self._headers) >= self.max_headers:
+            raise self._fail(f"more than {self.max_headers} header fields", self._too_large_status)
+        if line[0] in _SP_HTAB:
+            # RFC 9112 §5.2: obs-fold (and whitespace before the first field, §2.2) is refused.
+            raise self._fail("malformed header: line folding (obs-fold) is not allowed")
+        name, colon, raw_value = line.partition(b":")
+        if not colon:
+            raise self._fail(f"malformed header line without a colon: {_snippet(line)}")
+        if name and name[-1] in _SP_HTAB:
+            # RFC 9112 §5.1: whitespace between field name and colon MUST be rejected with 400.
+            raise self._fail(f"malformed header: whitespace before the colon in {_snippet(name)}")
+        if not _TOKEN.fullmatch(name):
+            raise self._fail(f"malformed header: invalid field name {_snippet(name)}")
+        value = raw_value.strip(_SP_HTAB)
+        if not _FIELD_VALUE.fullmatch(value):
+            # RFC 9110 §5.5: CR, LF, NUL (and other controls) in a value are refused.
+            raise self._fail(f"malformed header: control character in the value of {name.decode()}")
+        self._headers.add(name.decode("ascii"), value.decode("latin-1"))
+
+    def _take_rest(self) -> None:
+        self.leftover = bytes(self._buffer[self._pos :])
+        self._buffer.clear()
+        self._pos = self._scan = 0
+
+
+def _snippet(data: bytes, limit: int = 40) -> str:
+    text = repr(data[:limit])
+    return text + "..." if len(data) > limit else text
+
+
+class RequestParser(_HeadParser):
+    """Parses a request head fed in pieces; ``feed`` returns the Request once complete.
+
+    Errors are ``InvalidHandshake`` with the status a server should answer: 400 malformed,
+    414 request line too long, 431 header fields too many or too large, 505 HTTP version.
+    """
+
+    def __init__(
+        self, max_line_length: int = 8192, max_headers: int = 100, max_header_bytes: int = 16384
+    ) -> None:
+        super().__init__(max_line_length, max_headers, max_header_bytes)
+        self._method = self._target = self._version = ""
+        self._request: Request | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Request | None:
+        """Consume bytes; None means more are needed. Afterwards ``leftover`` holds the rest."""
+        if self._feed(data):
+            return self._request
+        return None
+
+    def _on_start_line(self, line: bytes) -> None:
+        parts = line.split(b" ")
+        # RFC 9112 §3: request-line = method SP request-target SP HTTP-version, single spaces.
+        if len(parts) != 3:
+            raise self._fail(f"malformed request line: {_snippet(line)}")
+        method, target, version = parts
+        if not _TOKEN.fullmatch(method):
+            raise self._fail(f"malformed request line: invalid method {_snippet(method)}")
+        if not _TARGET.fullmatch(target):
+            raise self._fail(f"malformed request line: invalid request target {_snippet(target)}")
+        if not _VERSION.fullmatch(version):
+            raise self._fail(f"malformed request line: invalid HTTP version {_snippet(version)}")
+        if version != b"HTTP/1.1":
+            # RFC 6455 §4.1: the upgrade needs HTTP/1.1; HTTP/1.0 has no Upgrade mechanism.
+            raise self._fail(f"HTTP version {version.decode()} is not supported; use HTTP/1.1", 505)
+        self._method = method.decode("ascii")
+        self._target = target.decode("ascii")
+        self._version = version.decode("ascii")
+
+    def _on_head_complete(self) -> bool:
+        self._request = Request(self._method, self._target, self._version, self._headers)
+        # The request of an upgrade has no body: what follows the blank line is WebSocket data.
+        self._take_rest()
+        return True
+
+
+class ResponseParser(_HeadParser):
+    """Parses a response fed in pieces; ``feed`` returns the Response once complete.
+
+    A 101 (or other 1xx, 204, 304) has no body and ``leftover`` holds the bytes after the head.
+    Otherwise a body of ``Content-Length`` bytes is read; a body longer than ``max_body`` is cut
+    to ``max_body`` bytes (it only serves to explain the refusal) and the rest is not read.
+    Without Content-Length (including ``Transfer-Encoding``) the body is left in ``leftover``.
+    Errors are ``InvalidHandshake`` with status 502: the peer sent an invalid response.
+    """
+
+    _malformed_status = 502
+    _too_large_status = 502
+    _start_line_too_long_status = 502
+    _start_line_name = "status line"
+
+    def __init__(
+        self,
+        max_line_length: int = 8192,
+        max_headers: int = 100,
+        max_header_bytes: int = 16384,
+        max_body: int = 65536,
+    ) -> None:
+        super().__init__(max_line_length, max_headers, max_header_bytes)
+        self.max_body = max_body
+        self._status = 0
+        self._reason = ""
+        self._version = ""
+        self._body_length: int | None = None  # set once the head is complete
+        self._response: Response | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Response | None:
+        """Consume bytes; None means more are needed. Afterwards ``leftover`` holds the rest."""
+        if self._feed(data):
+            return self._response
+        return None
+
+    def _advance(self) -> bool:
+        if self._body_length is None:
+            return super()._advance()
+        return self._read_body()
+
+    def _on_start_line(self, line: bytes) -> None:
+        # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]; the SP
+        # before an empty reason is often omitted, so it is optional here.
+        match = _STATUS_LINE.fullmatch(line)
+        if match is None:
+            raise self._fail(f"malformed status line: {_snippet(line)}")
+        version, status, reason = match.group(1, 2, 3)
+        if not version.startswith(b"HTTP/1."):
+            raise self._fail(f"unsupported HTTP version in response: {version.decode()}")
+        if reason is not None and not _FIELD_VALUE.fullmatch(reason):
+            raise self._fail("malformed status line: control character in the reason phrase")
+        self._version = version.decode("ascii")
+        self._status = int(status)
+        self._reason = reason.decode("latin-1") if reason else ""
+
+    def _on_head_complete(self) -> bool:
+        status = self._status
+        if 100 <= status < 200 or status in (204, 304) or "Transfer-Encoding" in self._headers:
+            self._body_length = 0
+        else:
+            self._body_length = self._content_length()
+        return self._read_body()
+
+    def _content_length(self) -> int:
+        values = self._headers.get_all("Content-Length")
+        if not values:
+            return 0
+        # RFC 9110 §8.6: several values (in one field or several) are only valid when identical.
+        lengths = {item.strip() for value in values for item in value.split(",")}
+        if len(lengths) != 1:
+            raise self._fail(f"conflicting Content-Length values: {', '.join(values)}")
+        (length,) = lengths
+        if not length.isdigit() or not length.isascii():
+            raise self._fail(f"invalid Content-Length: {length!r}")
+        return int(length)
+
+    def _read_body(self) -> bool:
+        assert self._body_length is not None
+        wanted = min(self._body_length, self.max_body)
+        available = len(self._buffer) - self._pos
+        if available < wanted:
+            self._compact()
+            return False
+        start = self._pos
+        body = bytes(self._buffer[start : start + wanted])
+        self._pos = start + wanted
+        if wanted < self._body_length:
+            self._buffer.clear()  # the truncated remainder is never WebSocket data
+            self._pos = 0
+        self._take_rest()
+        self._response = Response(self._status, self._reason, self._headers, body, self._version)
+        return True
+
+
+def _encode_fields(headers: Iterable[tuple[str, str]]) -> list[bytes]:
+    lines = []
+    for name, value in headers:
+        if not _TOKEN_STR.fullmatch(name):
+            raise ValueError(f"invalid header name: {name!r}")
+        # Refusing CR/LF here stops header injection through values built from user input.
+        if not _FIELD_VALUE_STR.fullmatch(value) or value != value.strip(" \t"):
+            raise ValueError(f"invalid value for header {name}: {value!r}")
+        lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+    return lines
+
+
+def serialize_request(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """The bytes of an HTTP/1.1 request head; raises ValueError for invalid input."""
+    if not _TOKEN_STR.fullmatch(method):
+        raise ValueError(f"invalid method: {method!r}")
+    if not _TARGET_STR.fullmatch(target):
+        raise ValueError(f"invalid request target: {target!r}")
+    head = [f"{method} {target} HTTP/1.1\r\n".encode("ascii"), *_encode_fields(headers), b"\r\n"]
+    return b"".join(head)
+
+
+def serialize_response(
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    body: bytes = b"",
+    reason: str | None = None,
+) -> bytes:
+    """The bytes of an HTTP/1.1 response; Content-Length is added except for 1xx, 204 and 304."""
+    if not 100 <= status <= 599:
+        raise ValueError(f"invalid status code: {status}")
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    if not _FIELD_VALUE_STR.fullmatch(reason) or "\t" in reason:
+        raise ValueError(f"invalid reason phrase: {reason!r}")
+    fields = list(headers)
+    if any(name.lower() == "content-length" for name, _ in fields):
+        raise ValueError("Content-Length is computed by serialize_response; do not pass it")
+    if 100 <= status < 200 or status in (204, 304):
+        # RFC 9110 §8.6 / §6.4.1: these responses carry no content and no Content-Length.
+        if body:
+            raise ValueError(f"a {status} response cannot have a body")
+    else:
+        fields.append(("Content-Length", str(len(body))))
+    status_line = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+    return b"".join([status_line, *_encode_fields(fields), b"\r\n", body])

@@ -1,0 +1,572 @@
+"""Tests of wskit.core.http: bounded parsing and serialising of HTTP/1.1 heads, bytes in/out."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wskit.core.errors import InvalidHandshake, InvalidState
+from wskit.core.http import (
+    Headers,
+    Request,
+    RequestParser,
+    Response,
+    ResponseParser,
+    serialize_request,
+    serialize_response,
+)
+
+REQUEST = (
+    b"GET /chat?room=a&x=1&room=b HTTP/1.1\r\n"
+    b"Host: server.example.com\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+
+
+def parse_request(data: bytes, **limits: int) -> Request:
+    parser = RequestParser(**limits)
+    request = parser.feed(data)
+    assert request is not None
+    return request
+
+
+def request_error(data: bytes, **limits: int) -> InvalidHandshake:
+    parser = RequestParser(**limits)
+    with pytest.raises(InvalidHandshake) as info:
+        parser.feed(data)
+    return info.value
+
+
+def response_error(data: bytes, **limits: int) -> InvalidHandshake:
+    parser = ResponseParser(**limits)
+    with pytest.raises(InvalidHandshake) as info:
+        parser.feed(data)
+    return info.value
+
+
+class TestHeaders:
+    """RFC 9110 §5: field names are case-insensitive; order and repeated fields are kept."""
+
+    def test_case_insensitive_lookup(self) -> None:
+        headers = Headers([("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2")])
+        assert headers.get("content-type") == "text/plain"
+        assert headers.get("X-A") == "1"
+        assert headers.get_all("X-a") == ["1", "2"]
+        assert "CONTENT-TYPE" in headers
+        assert "missing" not in headers
+        assert 3 not in headers
+
+    def test_missing(self) -> None:
+        headers = Headers()
+        assert headers.get("a") is None
+        assert headers.get("a", "dflt") == "dflt"
+        assert headers.get_all("a") == []
+        assert len(headers) == 0
+
+    def test_order_and_spelling_kept(self) -> None:
+        pairs = [("B", "1"), ("a", "2"), ("b", "3")]
+        headers = Headers(pairs)
+        assert list(headers) == pairs
+        assert list(headers.items()) == pairs
+        assert headers.raw_items() == pairs
+        assert len(headers) == 3
+
+    def test_get_all_returns_a_copy(self) -> None:
+        headers = Headers([("a", "1")])
+        headers.get_all("a").append("2")
+        assert headers.get_all("a") == ["1"]
+
+    def test_add(self) -> None:
+        headers = Headers()
+        headers.add("X", "1")
+        headers.add("x", "2")
+        assert headers.get_all("X") == ["1", "2"]
+
+    def test_equality_and_repr(self) -> None:
+        assert Headers([("A", "1")]) == Headers([("a", "1")])
+        assert Headers([("A", "1")]) != Headers([("A", "2")])
+        assert Headers() != [("a", "1")]
+        assert repr(Headers([("A", "1")])) == "Headers([('A', '1')])"
+        with pytest.raises(TypeError):
+            hash(Headers())
+
+
+class TestRequestTarget:
+    """RFC 9112 §3.2: the request target, its path and its query."""
+
+    @pytest.mark.parametrize(
+        ("target", "path", "query"),
+        [
+            ("/", "/", {}),
+            ("/chat", "/chat", {}),
+            ("/chat?a=1&b=2&a=3", "/chat", {"a": "3", "b": "2"}),
+            ("/p?x=%20y&flag", "/p", {"x": " y", "flag": ""}),
+            ("//double/slash?q=1", "//double/slash", {"q": "1"}),
+            ("http://example.com/abs?q=1", "/abs", {"q": "1"}),
+            ("http://example.com", "/", {}),
+            ("*", "*", {}),
+        ],
+    )
+    def test_path_and_query(self, target: str, path: str, query: dict[str, str]) -> None:
+        request = Request("GET", target, "HTTP/1.1", Headers())
+        assert request.path == path
+        assert request.query == query
+
+
+class TestRequestParser:
+    """RFC 9112 §2-§5: a request head is a request line, header fields and an empty line."""
+
+    def test_whole_request(self) -> None:
+        parser = RequestParser()
+        request = parser.feed(REQUEST)
+        assert request is not None
+        assert (request.method, request.target, request.version) == (
+            "GET",
+            "/chat?room=a&x=1&room=b",
+            "HTTP/1.1",
+        )
+        assert request.path == "/chat"
+        assert request.query == {"room": "b", "x": "1"}
+        assert request.headers.get("host") == "server.example.com"
+        assert request.headers.get("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
+        assert len(request.headers) == 5
+        assert parser.leftover == b""
+
+    def test_byte_by_byte(self) -> None:
+        parser = RequestParser()
+        data = REQUEST + b"\x81\x85frame"
+        results = [parser.feed(data[i : i + 1]) for i in range(len(REQUEST))]
+        assert all(result is None for result in results[:-1])
+        assert results[-1] == parse_request(REQUEST)
+
+    def test_leftover_holds_the_first_websocket_bytes(self) -> None:
+        parser = RequestParser()
+        assert parser.feed(REQUEST[:10]) is None
+        assert parser.feed(REQUEST[10:] + b"\x81\x05hello") is not None
+        assert parser.leftover == b"\x81\x05hello"
+
+    def test_split_crlf(self) -> None:
+        parser = RequestParser()
+        cut = REQUEST.index(b"\r\n") + 1
+        assert parser.feed(REQUEST[:cut]) is None
+        assert parser.feed(REQUEST[cut:]) is not None
+
+    def test_header_value_whitespace_is_trimmed(self) -> None:
+        request = parse_request(b"GET / HTTP/1.1\r\nA:   x y \t\r\nB:\r\nC:z\r\n\r\n")
+        assert request.headers.raw_items() == [("A", "x y"), ("B", ""), ("C", "z")]
+
+    def test_obs_text_is_latin1(self) -> None:
+        request = parse_request(b"GET / HTTP/1.1\r\nA: caf\xe9\r\n\r\n")
+        assert request.headers.get("a") == "caf\xe9"
+
+    def test_leading_empty_lines_are_ignored(self) -> None:
+        request = parse_request(b"\r\n\r\n" + REQUEST)
+        assert request.method == "GET"
+
+    def test_too_many_leading_empty_lines(self) -> None:
+        error = request_error(b"\r\n" * 5 + REQUEST)
+        assert error.status == 400
+        assert "empty lines" in error.reason
+
+    def test_feed_after_completion_is_a_local_error(self) -> None:
+        parser = RequestParser()
+        parser.feed(REQUEST)
+        with pytest.raises(InvalidState):
+            parser.feed(b"more")
+
+    def test_error_is_sticky(self) -> None:
+        parser = RequestParser()
+        with pytest.raises(InvalidHandshake) as first:
+            parser.feed(b"BAD\r\n")
+        with pytest.raises(InvalidHandshake) as second:
+            parser.feed(REQUEST)
+        assert second.value is first.value
+
+    def test_accepts_memoryview_and_bytearray(self) -> None:
+        parser = RequestParser()
+        assert parser.feed(bytearray(REQUEST[:20])) is None
+        assert parser.feed(memoryview(REQUEST[20:])) is not None
+
+
+class TestRequestParserMalformed:
+    """RFC 9112 §2.2, §3, §5: a malformed request head is answered with 400."""
+
+    @pytest.mark.parametrize(
+        ("data", "words"),
+        [
+            (b"GET /\r\n\r\n", "request line"),
+            (b"GET  / HTTP/1.1\r\n\r\n", "request line"),
+            (b"GET / HTTP/1.1 \r\n\r\n", "request line"),
+            (b"G(T / HTTP/1.1\r\n\r\n", "method"),
+            (b"GET /\xff HTTP/1.1\r\n\r\n", "target"),
+            (b"GET / HTTP/1.x\r\n\r\n", "version"),
+            (b"GET / http/1.1\r\n\r\n", "version"),
+            (b"GET / HTTP/1.1\r\nHost\r\n\r\n", "colon"),
+            (b"GET / HTTP/1.1\r\n: x\r\n\r\n", "field name"),
+            (b"GET / HTTP/1.1\r\nHo(st: x\r\n\r\n", "field name"),
+            (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "before the colon"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", "obs-fold"),
+            (b"GET / HTTP/1.1\r\n\tHost: x\r\n\r\n", "obs-fold"),
+            (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", "control"),
+            (b"GET / HTTP/1.1\r\nHost: a\x7fb\r\n\r\n", "control"),
+            (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", "bare CR"),
+            (b"GET / HTTP/1.1\rX\r\n\r\n", "bare CR"),
+            (b"GET / HTTP/1.1\nHost: x\r\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\n", "bare LF"),
+            (b"\n", "bare LF"),
+        ],
+    )
+    def test_rejected_with_400(self, data: bytes, words: str) -> None:
+        error = request_error(data)
+        assert error.status == 400
+        assert words in error.reason
+
+    @pytest.mark.parametrize("version", [b"HTTP/1.0", b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1.2"])
+    def test_other_versions_are_505(self, version: bytes) -> None:
+        error = request_error(b"GET / " + version + b"\r\nHost: x\r\n\r\n")
+        assert error.status == 505
+        assert version.decode() in error.reason
+
+
+class TestRequestParserLimits:
+    """DESIGN.md §3 rule 6: limits are checked before memory is spent (414 and 431)."""
+
+    def test_request_line_at_the_limit(self) -> None:
+        line = b"GET /" + b"a" * 10 + b" HTTP/1.1"
+        assert parse_request(line + b"\r\n\r\n", max_line_length=len(line)).path == "/" + "a" * 10
+
+    def test_request_line_too_long_is_414(self) -> None:
+        line = b"GET /" + b"a" * 10 + b" HTTP/1.1"
+        error = request_error(line + b"\r\n\r\n", max_line_length=len(line) - 1)
+        assert error.status == 414
+
+    def test_endless_request_line_fails_at_the_limit(self) -> None:
+        parser = RequestParser(max_line_length=100)
+        assert parser.feed(b"GET /" + b"a" * 95) is None  # exactly 100 bytes: still fine
+        assert parser.feed(b"\r") is None  # a CR may start the CRLF
+        with pytest.raises(InvalidHandshake) as info:
+            parser.feed(b"a")
+        assert info.value.status == 414
+
+    def test_endless_request_line_in_small_pieces(self) -> None:
+        parser = RequestParser(max_line_length=1000)
+        with pytest.raises(InvalidHandshake) as info:
+            for _ in range(2000):
+                parser.feed(b"a")
+        assert info.value.status == 414
+
+    def test_header_line_too_long_is_431(self) -> None:
+        error = request_error(
+            b"GET / HTTP/1.1\r\nX: " + b"v" * 100 + b"\r\n\r\n", max_line_length=50
+        )
+        assert error.status == 431
+        assert "header line" in error.reason
+
+    def test_endless_header_line_fails_at_the_limit(self) -> None:
+        parser = RequestParser(max_line_length=50)
+        assert parser.feed(b"GET / HTTP/1.1\r\nX: ") is None
+        assert parser.feed(b"v" * 47) is None  # 50 bytes
+        with pytest.raises(InvalidHandshake) as info:
+            parser.feed(b"v")
+        assert info.value.status == 431
+
+    def test_header_count(self) -> None:
+        head = b"GET / HTTP/1.1\r\n" + b"".join(b"X%d: 1\r\n" % i for i in range(5))
+        assert len(parse_request(head + b"\r\n", max_headers=5).headers) == 5
+        error = request_error(head + b"\r\n", max_headers=4)
+        assert error.status == 431
+        assert "more than 4 header fields" in error.reason
+
+    def test_header_bytes(self) -> None:
+        head = b"GET / HTTP/1.1\r\n" + b"X: 123456\r\n" * 4  # 11 bytes per field
+        assert len(parse_request(head + b"\r\n", max_header_bytes=44).headers) == 4
+        error = request_error(head + b"\r\n", max_header_bytes=43)
+        assert error.status == 431
+        assert "larger than 43 bytes" in error.reason
+
+    def test_header_bytes_checked_on_a_partial_line(self) -> None:
+        parser = RequestParser(max_header_bytes=100)
+        assert parser.feed(b"GET / HTTP/1.1\r\n" + b"X: 1234567\r\n" * 8) is None  # 96 bytes
+        assert parser.feed(b"Y: 1") is None  # 100 bytes so far
+        with pytest.raises(InvalidHandshake) as info:
+            parser.feed(b"2")
+        assert info.value.status == 431
+
+
+class TestResponseParser:
+    """RFC 9112 §4, §6: the status line, header fields and a Content-Length body."""
+
+    SWITCHING = (
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+        b"\r\n"
+    )
+
+    def test_101_has_no_body_and_keeps_leftover(self) -> None:
+        parser = ResponseParser()
+        response = parser.feed(self.SWITCHING + b"\x81\x02hi")
+        assert response == Response(
+            101, "Switching Protocols", response.headers if response else Headers()
+        )
+        assert response is not None
+        assert response.body == b""
+        assert response.version == "HTTP/1.1"
+        assert response.headers.get("upgrade") == "websocket"
+        assert parser.leftover == b"\x81\x02hi"
+
+    def test_101_byte_by_byte(self) -> None:
+        parser = ResponseParser()
+        data = self.SWITCHING
+        results = [parser.feed(data[i : i + 1]) for i in range(len(data))]
+        assert all(result is None for result in results[:-1])
+        assert results[-1] is not None and results[-1].status == 101
+
+    def test_body_by_content_length(self) -> None:
+        parser = ResponseParser()
+        assert parser.feed(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nno ") is None
+        response = parser.feed(b"entry" + b"!rest")
+        assert response is not None
+        assert (response.status, response.reason, response.body) == (403, "Forbidden", b"no entry!")
+        assert parser.leftover == b"rest"
+
+    def test_body_by_content_length_byte_by_byte(self) -> None:
+        parser = ResponseParser()
+        data = b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc"
+        results = [parser.feed(data[i : i + 1]) for i in range(len(data))]
+        assert all(result is None for result in results[:-1])
+        assert results[-1] is not None and results[-1].body == b"abc"
+
+    def test_no_content_length_means_no_body(self) -> None:
+        parser = ResponseParser()
+        response = parser.feed(b"HTTP/1.1 400 Bad Request\r\n\r\nwhatever")
+        assert response is not None and response.body == b""
+        assert parser.leftover == b"whatever"
+
+    def test_transfer_encoding_body_is_left_unread(self) -> None:
+        parser = ResponseParser()
+        response = parser.feed(
+            b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc"
+        )
+        assert response is not None and response.body == b""
+        assert parser.leftover == b"3\r\nabc"
+
+    @pytest.mark.parametrize("status", [100, 102, 204, 304])
+    def test_statuses_without_content(self, status: int) -> None:
+        parser = ResponseParser()
+        response = parser.feed(b"HTTP/1.1 %d X\r\nContent-Length: 5\r\n\r\nabcde" % status)
+        assert response is not None and response.body == b""
+        assert parser.leftover == b"abcde"
+
+    def test_body_is_cut_at_max_body(self) -> None:
+        parser = ResponseParser(max_body=4)
+        assert parser.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 1000\r\n\r\nab") is None
+        response = parser.feed(b"cdefgh")
+        assert response is not None and response.body == b"abcd"
+        assert parser.leftover == b""
+
+    def test_repeated_identical_content_length(self) -> None:
+        parser = ResponseParser()
+        response = parser.feed(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nab"
+        )
+        assert response is not None and response.body == b"ab"
+
+    @pytest.mark.parametrize(
+        "line",
+        [b"HTTP/1.1 101", b"HTTP/1.1 101 ", b"HTTP/1.0 200 OK", b"HTTP/1.1 404 Not \xe9 Found"],
+    )
+    def test_status_line_variants(self, line: bytes) -> None:
+        response = ResponseParser().feed(line + b"\r\n\r\n")
+        assert response is not None
+        assert response.status == int(line[9:12])
+        assert response.version == line[:8].decode()
+
+    def test_reason_phrase(self) -> None:
+        response = ResponseParser().feed(b"HTTP/1.1 101 Switching  Protocols\r\n\r\n")
+        assert response is not None and response.reason == "Switching  Protocols"
+        empty = ResponseParser().feed(b"HTTP/1.1 101\r\n\r\n")
+        assert empty is not None and empty.reason == ""
+
+
+class TestResponseParserMalformed:
+    """RFC 9112 §4, RFC 9110 §8.6: an invalid response fails the handshake (status 502)."""
+
+    @pytest.mark.parametrize(
+        ("data", "words"),
+        [
+            (b"HTTP/1.1 1O1 Switching\r\n\r\n", "status line"),
+            (b"HTTP/1.1 99 Low\r\n\r\n", "status line"),
+            (b"HTTP/1.1 600 High\r\n\r\n", "status line"),
+            (b"HTTP/1.1  101 X\r\n\r\n", "status line"),
+            (b"HTTP/1.1\r\n\r\n", "status line"),
+            (b"ICY 200 OK\r\n\r\n", "status line"),
+            (b"HTTP/2.0 101 X\r\n\r\n", "version"),
+            (b"HTTP/1.1 101 X\x00\r\n\r\n", "reason"),
+            (b"HTTP/1.1 101 X\r\nUpgrade websocket\r\n\r\n", "colon"),
+            (b"HTTP/1.1 404 X\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "conflicting"),
+            (b"HTTP/1.1 404 X\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+            (b"HTTP/1.1 404 X\r\nContent-Length: \xd9\xa3\r\n\r\n", "Content-Length"),
+            (b"HTTP/1.1 404 X\r\nContent-Length: \r\n\r\n", "Content-Length"),
+        ],
+    )
+    def test_rejected_with_502(self, data: bytes, words: str) -> None:
+        error = response_error(data)
+        assert error.status == 502
+        assert words in error.reason
+
+    def test_status_line_too_long(self) -> None:
+        error = response_error(b"HTTP/1.1 101 " + b"x" * 100, max_line_length=50)
+        assert (error.status, "status line" in error.reason) == (502, True)
+
+    def test_complete_status_line_too_long(self) -> None:
+        error = response_error(b"HTTP/1.1 101 " + b"x" * 100 + b"\r\n", max_line_length=50)
+        assert (error.status, "status line" in error.reason) == (502, True)
+
+    def test_headers_too_many(self) -> None:
+        error = response_error(b"HTTP/1.1 101 X\r\nA: 1\r\nB: 2\r\n\r\n", max_headers=1)
+        assert error.status == 502
+
+    def test_endless_header(self) -> None:
+        error = response_error(b"HTTP/1.1 101 X\r\nA: " + b"1" * 100, max_header_bytes=50)
+        assert error.status == 502
+
+
+class TestSerialize:
+    """RFC 9112 §3, §4, RFC 9110 §8.6: heads are written with CRLF and a correct Content-Length."""
+
+    def test_request(self) -> None:
+        data = serialize_request("GET", "/chat?x=1", [("Host", "h"), ("Upgrade", "websocket")])
+        assert data == b"GET /chat?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n"
+
+    def test_request_round_trip(self) -> None:
+        request = parse_request(serialize_request("GET", "/", [("A", "caf\xe9"), ("B", "")]))
+        assert request.headers.raw_items() == [("A", "caf\xe9"), ("B", "")]
+
+    @pytest.mark.parametrize(
+        ("method", "target", "headers"),
+        [
+            ("G T", "/", []),
+            ("GET", "/a b", []),
+            ("GET", "", []),
+            ("GET", "/", [("Bad Name", "v")]),
+            ("GET", "/", [("X", "a\r\nInjected: 1")]),
+            ("GET", "/", [("X", " padded")]),
+            ("GET", "/", [("X", "\u20ac")]),
+        ],
+    )
+    def test_request_invalid(
+        self, method: str, target: str, headers: list[tuple[str, str]]
+    ) -> None:
+        with pytest.raises(ValueError):
+            serialize_request(method, target, headers)
+
+    def test_response_101_has_no_content_length(self) -> None:
+        assert serialize_response(101, [("Upgrade", "websocket")]) == (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        )
+
+    def test_response_with_body(self) -> None:
+        data = serialize_response(404, [("Content-Type", "text/plain")], b"nope")
+        assert data == (
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nnope"
+        )
+
+    def test_response_empty_body_has_content_length_zero(self) -> None:
+        assert serialize_response(403, []) == b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+
+    def test_response_reason(self) -> None:
+        assert serialize_response(400, [], reason="Nope").startswith(b"HTTP/1.1 400 Nope\r\n")
+        assert serialize_response(499, []).startswith(b"HTTP/1.1 499 \r\n")
+        assert serialize_response(204, []) == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    @pytest.mark.parametrize(
+        ("status", "headers", "body", "reason"),
+        [
+            (99, [], b"", None),
+            (600, [], b"", None),
+            (400, [], b"", "bad\r\nX: y"),
+            (400, [("Content-Length", "3")], b"abc", None),
+            (101, [], b"body", None),
+            (204, [], b"body", None),
+        ],
+    )
+    def test_response_invalid(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None
+    ) -> None:
+        with pytest.raises(ValueError):
+            serialize_response(status, headers, body, reason)
+
+    def test_response_round_trip(self) -> None:
+        parser = ResponseParser()
+        response = parser.feed(serialize_response(426, [("Upgrade", "websocket")], b"upgrade!"))
+        assert response is not None
+        assert (response.status, response.reason, response.body) == (
+            426,
+            "Upgrade Required",
+            b"upgrade!",
+        )
+        assert response.headers.raw_items() == [("Upgrade", "websocket"), ("Content-Length", "8")]
+
+
+# Hypothesis strategies for valid header fields.
+_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+tokens = st.text(alphabet=_TCHAR, min_size=1, max_size=20)
+field_values = st.text(
+    alphabet=st.characters(codec="latin-1", exclude_categories=["Cc"]),
+    max_size=30,
+).map(lambda value: value.strip(" \t"))
+fields = st.lists(st.tuples(tokens, field_values), max_size=10)
+
+
+class TestProperties:
+    """Round trips and robustness over generated input (RFC 9112 §2-§5)."""
+
+    @given(fields, st.data())
+    def test_request_round_trip_in_random_pieces(
+        self, headers: list[tuple[str, str]], data: st.DataObject
+    ) -> None:
+        raw = serialize_request("GET", "/x?y=z", headers) + b"tail"
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=6)))
+        parser = RequestParser()
+        request = None
+        start = 0
+        for cut in [*cuts, len(raw)]:
+            if request is not None:
+                break
+            request = parser.feed(raw[start:cut])
+            start = cut
+        assert request is not None
+        assert request.headers.raw_items() == headers
+        assert parser.leftover + raw[start:] == b"tail"
+
+    @given(st.binary(max_size=300))
+    def test_garbage_raises_only_invalid_handshake(self, data: bytes) -> None:
+        for parser in (RequestParser(max_line_length=64), ResponseParser(max_line_length=64)):
+            try:
+                parser.feed(data)
+            except InvalidHandshake as exc:
+                assert exc.status in (400, 414, 431, 502, 505)
+
+    @given(st.integers(100, 599), fields, st.binary(max_size=50))
+    def test_response_round_trip(
+        self, status: int, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
+        headers = [
+            (n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")
+        ]
+        no_content = status < 200 or status in (204, 304)
+        body = b"" if no_content else body
+        parser = ResponseParser()
+        response = parser.feed(serialize_response(status, headers, body))
+        assert response is not None
+        assert response.status == status
+        assert response.body == body
+        assert response.headers.raw_items()[: len(headers)] == headers
