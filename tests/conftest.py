@@ -52,3 +52,9 @@ def require_program(name: str) -> str:
             pytest.fail(f"{name} is required in CI but was not found on PATH")
         pytest.skip(f"{name} not installed")
     return path
+
+
+@pytest.fixture
+def require() -> Callable[[str], str]:
+    """The ``require_program`` helper as a fixture, for test folders with their own conftest."""
+    return require_program
