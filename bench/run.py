@@ -1,0 +1,473 @@
+"""Run the whole benchmark and write bench/results/latest.{md,json}: `python -m bench.run`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.common import EXIT_UNAVAILABLE, HOST, LIBS, LOOPS, QUICK_SCENARIOS, SCENARIOS
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+# The library under test gets one core and the fixed peer (load generator or echo server)
+# the other, so neither steals the other's CPU and cross-core wake-ups cost the same for all.
+SUT_CPU, PEER_CPU = 1, 0
+# The fixed echo server that every client library is measured against.
+FIXED_SERVER = ("picows", "uvloop")
+
+
+@dataclass
+class Cell:
+    """All runs of one (side, scenario, library, loop) combination."""
+
+    side: str
+    scenario: str
+    lib: str
+    loop: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+
+    def ok_runs(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if "error" not in r]
+
+    def summary(self) -> dict[str, Any]:
+        ok = self.ok_runs()
+        out: dict[str, Any] = {
+            "side": self.side, "scenario": self.scenario, "lib": self.lib, "loop": self.loop,
+            "unit": SCENARIOS[self.scenario].unit, "runs": self.runs,
+        }
+        errors = [r["error"] for r in self.runs if "error" in r]
+        if self.error or not ok:
+            out["error"] = self.error or (errors[0] if errors else "no runs")
+            return out
+        values = [r["value"] for r in ok]
+        out.update(median=statistics.median(values), min=min(values), max=max(values))
+        cpu = [r["cpu"] / r["count"] * 1e6 for r in ok if r.get("cpu") and r.get("count")]
+        out["cpu_us"] = statistics.median(cpu) if cpu else None
+        if errors:
+            out["failed_runs"] = len(errors)
+        return out
+
+
+# --- processes ---
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # src/ first so the working tree's wskit is the one measured, installed or not.
+    paths = [str(ROOT / "src"), str(ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _pin(pid: int, cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(SUT_CPU, PEER_CPU):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def free_port() -> int:
+    """A bindable port below the ephemeral range, so no client socket can already hold it."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+class Server:
+    """A server process under test (or the fixed echo server), killed on exit."""
+
+    def __init__(self, lib: str, loop: str, logdir: Path) -> None:
+        self.lib, self.loop = lib, loop
+        self.port = free_port()
+        self.log = logdir / f"server-{lib}-{loop}-{self.port}.log"
+        self._log = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.servers", lib, "--port", str(self.port),
+             "--loop", loop],
+            cwd=ROOT, env=_env(), stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        _pin(self.proc.pid, SUT_CPU)
+
+    def wait_ready(self, timeout: float = 20.0) -> str:
+        """Empty string once the port accepts connections, else why it never will."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            rc = self.proc.poll()
+            if rc is not None:
+                tail = self.tail()
+                if rc == EXIT_UNAVAILABLE:
+                    return "not available: " + tail.removeprefix("UNAVAILABLE: ")
+                return f"server exited with {rc}: {tail}"
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex((HOST, self.port)) == 0:
+                    return ""
+            time.sleep(0.05)
+        return "server did not start listening"
+
+    def tail(self) -> str:
+        self._log.flush()
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def server(lib: str, loop: str, logdir: Path) -> Iterator[Server]:
+    srv = Server(lib, loop, logdir)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def run_driver(args: list[str], timeout: float, logdir: Path, tag: str) -> tuple[
+        list[dict[str, Any]], str]:
+    """Run a load generator or client process; its JSON lines and an error, if any."""
+    errlog = logdir / f"{tag}.log"
+    with open(errlog, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=_env(),
+                                stdout=subprocess.PIPE, stderr=err)
+        _pin(proc.pid, PEER_CPU)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            return _parse(out), f"timed out after {timeout:.0f} s"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    records = _parse(out)
+    if proc.returncode == EXIT_UNAVAILABLE:
+        lines = errlog.read_text(errors="replace").strip().splitlines()
+        reason = lines[-1].removeprefix("UNAVAILABLE: ") if lines else ""
+        return records, f"not available: {reason}"
+    if proc.returncode != 0:
+        lines = errlog.read_text(errors="replace").strip().splitlines()
+        return records, f"exited with {proc.returncode}: {lines[-1] if lines else ''}"
+    return records, ""
+
+
+def _parse(out: bytes) -> list[dict[str, Any]]:
+    records = []
+    for line in out.decode(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return records
+
+
+# --- the run ---
+
+
+@dataclass
+class Plan:
+    libs: list[str]
+    loops: list[str]
+    scenarios: list[str]
+    sides: list[str]
+    runs: int
+    duration: float
+    warmup: float
+    quick: bool
+
+    def driver_args(self, names: list[str]) -> list[str]:
+        args = ["--scenarios", ",".join(names), "--runs", str(self.runs),
+                "--duration", str(self.duration), "--warmup", str(self.warmup)]
+        return [*args, "--quick"] if self.quick else args
+
+    def budget(self, names: list[str]) -> float:
+        """A generous upper bound on one driver process's time, so a hang cannot stall us."""
+        return 60 + len(names) * self.runs * (self.duration + self.warmup + 30)
+
+
+def run_server_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path,
+                    log: Any) -> None:
+    # Idle memory first, on the fresh process, so earlier scenarios' buffers do not hide
+    # or inflate the per-connection cost.
+    names = sorted((n for n in plan.scenarios if "server" in SCENARIOS[n].sides),
+                   key=lambda n: SCENARIOS[n].kind != "idle")
+    if not names:
+        return
+    for loop in plan.loops:
+        for lib in plan.libs:
+            t0 = time.monotonic()
+            for n in names:
+                cells[("server", n, lib, loop)] = Cell("server", n, lib, loop)
+            with server(lib, loop, logdir) as srv:
+                problem = srv.wait_ready()
+                if not problem:
+                    records, problem = run_driver(
+                        ["bench.loadgen", "--port", str(srv.port), "--pid", str(srv.proc.pid),
+                         "--proto", "raw" if lib == "raw" else "ws", *plan.driver_args(names)],
+                        plan.budget(names), logdir, f"loadgen-{lib}-{loop}")
+                    for r in records:
+                        cells[("server", r["scenario"], lib, loop)].runs.append(r)
+                    if srv.proc.poll() is not None and not problem:
+                        problem = f"server died: {srv.tail()}"
+            for n in names:
+                c = cells[("server", n, lib, loop)]
+                if problem and not c.ok_runs():
+                    c.error = problem
+            print(f"  server {lib:<10} {loop:<7} {time.monotonic() - t0:5.1f} s"
+                  + (f"  ({problem})" if problem else ""), file=log, flush=True)
+
+
+def run_client_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path,
+                    log: Any) -> None:
+    names = [n for n in plan.scenarios if "client" in SCENARIOS[n].sides]
+    if not names:
+        return
+    ws_lib, ws_loop = FIXED_SERVER
+    with server(ws_lib, ws_loop, logdir) as ws_srv, server("raw", "uvloop", logdir) as raw_srv:
+        ready = {"ws": ws_srv.wait_ready(), "raw": raw_srv.wait_ready()}
+        for loop in plan.loops:
+            for lib in plan.libs:
+                t0 = time.monotonic()
+                kind = "raw" if lib == "raw" else "ws"
+                srv = raw_srv if kind == "raw" else ws_srv
+                problem = ready[kind] and f"fixed echo server: {ready[kind]}"
+                for n in names:
+                    cells[("client", n, lib, loop)] = Cell("client", n, lib, loop)
+                if not problem:
+                    records, problem = run_driver(
+                        ["bench.clients", lib, "--port", str(srv.port), "--loop", loop,
+                         *plan.driver_args(names)],
+                        plan.budget(names), logdir, f"client-{lib}-{loop}")
+                    for r in records:
+                        cells[("client", r["scenario"], lib, loop)].runs.append(r)
+                for n in names:
+                    c = cells[("client", n, lib, loop)]
+                    if problem and not c.ok_runs():
+                        c.error = problem
+                print(f"  client {lib:<10} {loop:<7} {time.monotonic() - t0:5.1f} s"
+                      + (f"  ({problem})" if problem else ""), file=log, flush=True)
+
+
+# --- reporting ---
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        uname = subprocess.run(["uname", "-a"], capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        uname = " ".join(platform.uname())
+    return {"uname": uname, "cpu": cpu, "cores": os.cpu_count()}
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("picows", "websockets", "aiohttp", "uvloop", "aiofastnet"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", "import wskit; print(wskit.__version__)"],
+            capture_output=True, text=True, env=_env(), timeout=30)
+        out["wskit"] = res.stdout.strip() or "not importable"
+    except (OSError, subprocess.SubprocessError):
+        out["wskit"] = "not importable"
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=ROOT, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=10).stdout
+        out["wskit_commit"] = rev + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def add_ratios(summaries: list[dict[str, Any]]) -> None:
+    """CPU per message relative to picows and to the raw-TCP floor of the same run."""
+    by_key = {(s["side"], s["scenario"], s["lib"], s["loop"]): s for s in summaries}
+    for s in summaries:
+        for ref, key in (("picows", "x_picows"), ("raw", "x_floor")):
+            r = by_key.get((s["side"], s["scenario"], ref, s["loop"]))
+            if r is None or "error" in s or "error" in r:
+                continue
+            # Idle memory compares KiB per connection; everything else CPU per message.
+            metric = "median" if s["unit"] == "KiB/conn" else "cpu_us"
+            if s.get(metric) and r.get(metric):
+                s[key] = s[metric] / r[metric]
+
+
+def _num(v: float) -> str:
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+COLUMNS = ("scenario", "library", "loop", "median", "spread (min–max)", "CPU µs/msg",
+           "× picows", "× floor")
+
+
+def table(summaries: list[dict[str, Any]], side: str) -> str:
+    rows = [s for s in summaries if s["side"] == side]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for s in rows:
+        scen = f"{s['scenario']} ({s['unit']})"
+        if "error" in s:
+            lines.append(f"| {scen} | {s['lib']} | {s['loop']} | {s['error'][:80]} "
+                         "| – | – | – | – |")
+            continue
+        cpu = _num(s["cpu_us"]) if s.get("cpu_us") else "–"
+        xp = f"{s['x_picows']:.2f}" if "x_picows" in s else "–"
+        xf = f"{s['x_floor']:.2f}" if "x_floor" in s else "–"
+        spread = f"{_num(s['min'])}–{_num(s['max'])}"
+        lines.append(f"| {scen} | {s['lib']} | {s['loop']} | {_num(s['median'])} | {spread} "
+                     f"| {cpu} | {xp} | {xf} |")
+    return "\n".join(lines)
+
+
+def render(report: dict[str, Any]) -> str:
+    m, v, cfg = report["machine"], report["versions"], report["config"]
+    vers = ", ".join(f"{k} {val}" for k, val in v.items())
+    out = [
+        f"# wskit benchmark — {report['date']}",
+        "",
+        f"- machine: `{m['uname']}`; CPU: {m['cpu']} ({m['cores']} cores)",
+        f"- versions: {vers}",
+        f"- {'quick' if cfg['quick'] else 'full'} run: {cfg['runs']} run(s) of {cfg['duration']} s "
+        f"per cell (idle memory: 1 run), {report['elapsed_s']:.0f} s in all",
+        "- median of the runs, spread = min–max; CPU µs/msg = CPU time of the process under "
+        "test per message (per connection for storm, per delivery for fan-out, per MiB for "
+        "bulk); × picows and × floor = that CPU (KiB for idle memory) divided by picows' and "
+        "by the raw-TCP floor's on the same loop in this run (below 1 is better)",
+        "",
+        "## Servers (driven by the fixed load generator on uvloop)",
+        "",
+        table(report["results"], "server"),
+        "",
+        f"## Clients (against the fixed {FIXED_SERVER[0]} echo server on {FIXED_SERVER[1]}; "
+        "raw TCP against a raw echo)",
+        "",
+        table(report["results"], "client"),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true",
+                    help="one short run per cell, a subset of scenarios (smoke test)")
+    ap.add_argument("--only", help=f"comma-separated libraries (default: {','.join(LIBS)})")
+    ap.add_argument("--loops", help="comma-separated loops (default: asyncio,uvloop)")
+    ap.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
+    ap.add_argument("--sides", default="server,client", help="server, client or both")
+    ap.add_argument("--runs", type=int, help="runs per cell (default 3; 1 with --quick)")
+    ap.add_argument("--duration", type=float, help="seconds measured per run")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where latest.md/json go")
+    args = ap.parse_args(argv)
+
+    libs = args.only.split(",") if args.only else list(LIBS)
+    # picows and the floor are the references for the ratio columns: always measure them.
+    for ref in ("picows", "raw"):
+        if ref not in libs:
+            libs.append(ref)
+    scenarios = (args.scenarios.split(",") if args.scenarios
+                 else list(QUICK_SCENARIOS if args.quick else SCENARIOS))
+    loops = args.loops.split(",") if args.loops else list(LOOPS)
+    bad = ([x for x in scenarios if x not in SCENARIOS] + [x for x in loops if x not in LOOPS]
+           + [x for x in libs if x not in (*LIBS, "picows-afn")])
+    if bad:
+        ap.error(f"unknown names: {bad}")
+    plan = Plan(
+        libs=libs, loops=loops, scenarios=scenarios,
+        sides=[s for s in args.sides.split(",") if s in ("server", "client")],
+        runs=args.runs or (1 if args.quick else 3),
+        duration=args.duration or (0.3 if args.quick else 1.0),
+        warmup=0.1 if args.quick else 0.3,
+        quick=args.quick,
+    )
+    started = time.monotonic()
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cells: dict[tuple[str, ...], Cell] = {}
+    log = sys.stderr
+    with tempfile.TemporaryDirectory(prefix="wskit-bench-") as tmp:
+        logdir = Path(tmp)
+        if "server" in plan.sides:
+            print("servers:", file=log, flush=True)
+            run_server_side(plan, cells, logdir, log)
+        if "client" in plan.sides:
+            print("clients:", file=log, flush=True)
+            run_client_side(plan, cells, logdir, log)
+
+    order = {n: i for i, n in enumerate(SCENARIOS)}
+    lib_order = {n: i for i, n in enumerate([*LIBS, "picows-afn"])}
+    summaries = [c.summary() for c in sorted(
+        cells.values(),
+        key=lambda c: (c.side != "server", order[c.scenario], lib_order[c.lib], c.loop))]
+    add_ratios(summaries)
+    report = {
+        "date": date,
+        "machine": machine_info(),
+        "versions": versions(),
+        "config": {"quick": plan.quick, "runs": plan.runs, "duration": plan.duration,
+                   "warmup": plan.warmup, "libs": plan.libs, "loops": plan.loops,
+                   "scenarios": plan.scenarios, "sides": plan.sides,
+                   "fixed_echo_server": list(FIXED_SERVER)},
+        "elapsed_s": time.monotonic() - started,
+        "results": summaries,
+    }
+    md = render(report)
+    # A quick smoke run must never overwrite the full run's tables.
+    stem = "latest-quick" if plan.quick else "latest"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.md").write_text(md)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(md)
+    print(f"wrote {args.out / stem}.md and .json in {report['elapsed_s']:.0f} s", file=log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
