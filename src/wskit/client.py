@@ -106,7 +106,7 @@ class ClientProtocol(WebSocketProtocol):
             )
 
 
-class connect:  # noqa: N801 - used like a function: ``await connect(url)``
+class connect:  # used like a function: ``await connect(url)``
     """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url) as ws``.
 
     ``wss://`` verifies the server's certificate with a default ``ssl.SSLContext``; pass

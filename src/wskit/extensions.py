@@ -10,7 +10,7 @@ from .core.extensions import ExtensionFactory
 __all__ = ["Compression", "extension_factories"]
 
 #: ``"deflate"`` (the default), None for no compression, or factories configured by hand.
-Compression = Union[str, None, ExtensionFactory, Sequence[ExtensionFactory]]
+Compression = Union[str, None, ExtensionFactory, Sequence[ExtensionFactory]]  # noqa: UP007
 
 
 def extension_factories(compression: Compression, *, is_client: bool) -> list[ExtensionFactory]:

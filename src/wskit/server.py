@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -140,7 +141,7 @@ class App:
         self.connections: set[WebSocket] = set()
         self._protocols: set[ServerProtocol] = set()
         self._before_upgrade: Callable[[Request], Any] | None = None
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._stopping: asyncio.Event | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
 
@@ -186,7 +187,7 @@ class App:
         ssl: ssl_module.SSLContext | None = None,
         reuse_port: bool = False,
         backlog: int = 1024,
-    ) -> asyncio.AbstractServer:
+    ) -> asyncio.Server:
         """Start listening and return at once; ``stop()`` or ``shutdown()`` ends it."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
@@ -238,25 +239,40 @@ class App:
 
     async def shutdown(self, code: int = 1001, reason: str = "server shutting down",
                        timeout: float | None = None) -> None:
-        """Stop listening, close every connection with 1001 and wait (bounded) for them."""
-        for server in self._servers:
+        """Stop listening, close every connection with 1001 and wait for the closing handshakes.
+
+        The wait is bounded by ``timeout`` (default: the close timeout); connections still open
+        then are dropped. Handler tasks still running are cancelled.
+        """
+        if self._stopping is not None:
+            self._stopping.set()
+        servers, self._servers = self._servers, []
+        for server in servers:
             server.close()
-        self._servers.clear()
         if timeout is None:
             timeout = self.limits.close_timeout
-        closing = [asyncio.ensure_future(ws.close(code, reason)) for ws in list(self.connections)]
         for proto in list(self._protocols):
-            if proto.ws is None:
+            if proto.ws is None:  # still in the opening handshake, or answering plain HTTP
                 proto.abort()
+        closing = [asyncio.ensure_future(ws.close(code, reason)) for ws in list(self.connections)]
         if closing:
             logger.info("closing %d connections with %d", len(closing), code)
-            done, pending = await asyncio.wait(closing, timeout=timeout)
-            for ws in list(self.connections):
-                ws._protocol.abort()
-            for task in pending:
-                task.cancel()
-        for task in list(self._handler_tasks):
+            _, pending = await asyncio.wait(closing, timeout=timeout)
+            if pending:
+                for ws in list(self.connections):
+                    ws._protocol.abort()
+                # After abort() the transports report connection_lost at once.
+                _, pending = await asyncio.wait(pending, timeout=1.0)
+                for task in pending:
+                    task.cancel()
+        tasks = list(self._handler_tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for server in servers:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
 
     def run(
         self,
@@ -282,7 +298,8 @@ class App:
             if http is not None:
                 route, params = http
                 if raw.method not in route.methods:
-                    proto.respond(reject(405, "method not allowed", [("Allow", ", ".join(route.methods))]))
+                    allow = [("Allow", ", ".join(route.methods))]
+                    proto.respond(reject(405, "method not allowed", allow))
                     return
                 self._run_http(proto, route.handler, Request(raw, params, proto.peer))
                 return
@@ -295,6 +312,8 @@ class App:
                                   ("Sec-WebSocket-Version", "13")]))
             return
         route, params = found
+        if self._full(proto):
+            return
         req = Request(raw, params, proto.peer)
         if self.origins is not None:
             origin = raw.headers.get("Origin")
@@ -336,12 +355,23 @@ class App:
     def _after_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
                     leftover: bytes, verdict: Any) -> None:
         if isinstance(verdict, Response):
-            proto.respond(verdict.to_bytes())
+            _send_response(proto, verdict, req)
             return
         self._upgrade(proto, req, handler, leftover)
 
+    def _full(self, proto: ServerProtocol) -> bool:
+        """Refuse with 503 when max_connections are open (checked once the request is read,
+        so that the client reads the answer instead of a reset)."""
+        if len(self.connections) < self.max_connections:
+            return False
+        logger.warning("refusing %s: %d connections open", proto.peer, len(self.connections))
+        proto.respond(reject(503, "too many connections", [("Retry-After", "1")]))
+        return True
+
     def _upgrade(self, proto: ServerProtocol, req: Request, handler: Handler,
                  leftover: bytes) -> None:
+        if self._full(proto):  # checked again: a slow async hook may have let others in
+            return
         chosen = req.subprotocol
         try:
             response, result = accept_request(
@@ -355,6 +385,11 @@ class App:
             logger.info("refusing handshake from %s: %d %s", proto.peer, exc.status, exc.reason)
             proto.respond(error_response(exc))
             return
+        except ValueError:
+            # A hook chose a subprotocol the client did not offer, or set a reserved header.
+            logger.exception("cannot accept the upgrade to %s", req.path)
+            proto.respond(reject(500, "internal error"))
+            return
         proto.write(response)
         ws = proto._open(Role.SERVER, req, result.subprotocol, result.extensions, leftover)
         self.connections.add(ws)
@@ -364,8 +399,7 @@ class App:
         try:
             outcome = handler(req, ws)
         except Exception as exc:
-            logger.exception("handler for %s raised", req.path)
-            ws._listener_failed(exc)
+            ws._listener_failed(exc, f"the handler for {req.path}")
             return
         if inspect.isawaitable(outcome):
             task = asyncio.ensure_future(self._await_handler(ws, req, outcome))
@@ -379,9 +413,10 @@ class App:
             raise
         except Exception as exc:
             # An async handler that raises closes the connection with 1011 (DESIGN.md §1).
-            logger.exception("handler for %s raised", req.path)
-            if not ws.is_closed:
-                ws._listener_failed(exc)
+            if ws.is_closed:
+                logger.error("the handler for %s raised", req.path, exc_info=exc)
+            else:
+                ws._listener_failed(exc, f"the handler for {req.path}")
 
     def _run_http(self, proto: ServerProtocol, handler: HttpHandler, req: Request) -> None:
         try:
@@ -398,11 +433,11 @@ class App:
                     logger.exception("HTTP handler for %s raised", req.path)
                     proto.respond(reject(500, "internal error"))
                     return
-                proto.respond(_as_response(value).to_bytes())
+                _send_response(proto, value, req)
 
             self._track(asyncio.ensure_future(finish(result)))
             return
-        proto.respond(_as_response(result).to_bytes())
+        _send_response(proto, result, req)
 
     def _track(self, task: asyncio.Task[Any] | asyncio.Future[Any]) -> None:
         assert isinstance(task, asyncio.Task)
@@ -420,6 +455,16 @@ def _as_response(value: Any) -> Response:
     if isinstance(value, (str, bytes)):
         return Response(value)
     raise TypeError(f"an HTTP handler must return a Response, str or bytes, not {type(value)}")
+
+
+def _send_response(proto: ServerProtocol, value: Any, req: Request) -> None:
+    """Answer with what a handler or hook returned; 500 if it is not a valid response."""
+    try:
+        data = _as_response(value).to_bytes()
+    except (TypeError, ValueError):
+        logger.exception("invalid response for %s", req.path)
+        data = reject(500, "internal error")
+    proto.respond(data)
 
 
 def _format_address(address: Any, tls: bool) -> str:
@@ -445,9 +490,6 @@ class ServerProtocol(WebSocketProtocol):
         self.peer = transport.get_extra_info("peername")
         app = self.app
         app._protocols.add(self)
-        if len(app.connections) >= app.max_connections:
-            logger.warning("refusing %s: %d connections open", self.peer, len(app.connections))
-            self.respond(reject(503, "too many connections"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app._protocols.discard(self)

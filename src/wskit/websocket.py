@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -30,18 +31,18 @@ __all__ = ["Message", "Stream", "WebSocket"]
 
 logger = logging.getLogger("wskit")
 
-Message = Union[str, bytes]
+Message = Union[str, bytes]  # noqa: UP007 - a runtime alias, usable on Python 3.10
 TextListener = Callable[["WebSocket", str], Any]
 BinaryListener = Callable[["WebSocket", bytes], Any]
 BufferListener = Callable[["WebSocket", memoryview], Any]
 ControlListener = Callable[["WebSocket", bytes], Any]
 
-# Close codes after which iteration ends quietly rather than raising (RFC 6455 §7.4.1).
-_NORMAL_CLOSE = (1000, 1001)
+# Close codes a peer may end with that are not errors (RFC 6455 §7.4.1; 1005: no code given).
+_NORMAL_CLOSE = (1000, 1001, 1005)
 
 
 class Stream:
-    """The handle an ``on_*`` call returns: ``.catch(fn)`` for errors, ``.finally_(fn)`` at close."""
+    """What an ``on_*`` call returns: ``.catch(fn)`` for errors, ``.finally_(fn)`` at close."""
 
     __slots__ = ("_catchers", "_finalizers")
 
@@ -67,7 +68,9 @@ class _Listener:
 
     def __init__(self, fn: Callable[..., Any], zero_copy: bool = False) -> None:
         self.fn = fn
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            type(fn).__call__  # an object with ``async def __call__``
+        )
         self.zero_copy = zero_copy
         self.stream = Stream()
 
@@ -111,6 +114,8 @@ class WebSocket:
         self._async_runner: asyncio.Task[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._error: BaseException | None = None
+        #: The code and reason of the Close frame we sent, if we started the closing handshake.
+        self._close_sent: tuple[int, str] | None = None
         self._finished = False
         self._closed_future: asyncio.Future[None] = self._loop.create_future()
         self._keepalive: asyncio.TimerHandle | None = None
@@ -142,11 +147,17 @@ class WebSocket:
             frame = conn.send_text(data, compress=compress)
         elif isinstance(data, (bytes, bytearray, memoryview)):
             frame = conn.send_binary(data, compress=compress)
+        elif isinstance(data, str):
+            frame = conn.send_text(str(data), compress=compress)
         else:
-            raise TypeError(f"send() takes str, bytes, bytearray or memoryview, not {type(data)}")
+            raise TypeError(
+                f"send() takes str, bytes, bytearray or memoryview, not {type(data).__name__}"
+            )
         self._protocol.write(frame)
 
-    def send_fragments(self, fragments: list[str] | list[bytes], *, text: bool | None = None) -> None:
+    def send_fragments(
+        self, fragments: list[str] | list[bytes], *, text: bool | None = None
+    ) -> None:
         """Send one message as several frames (RFC 6455 §5.4), uncompressed."""
         if self._conn.state is not State.OPEN:
             self._raise_closed()
@@ -154,10 +165,11 @@ class WebSocket:
             raise ValueError("send_fragments() needs at least one fragment")
         if text is None:
             text = isinstance(fragments[0], str)
-        last = len(fragments) - 1
+        pieces: list[str | bytes] = list(fragments)
+        last = len(pieces) - 1
         frames = [
             self._conn.send_fragment(piece, first=i == 0, fin=i == last, text=text)
-            for i, piece in enumerate(fragments)
+            for i, piece in enumerate(pieces)
         ]
         self._protocol.write(b"".join(frames))
 
@@ -167,15 +179,28 @@ class WebSocket:
         return self._protocol.buffered_amount
 
     async def drain(self) -> None:
-        """Wait until the write buffer falls below its low-water mark."""
-        await self._protocol.drain()
-        if self._finished and self._conn.state is State.CLOSED and self._error is not None:
+        """Wait until the write buffer falls below its low-water mark.
+
+        Raises ConnectionClosed once the TCP connection is gone (what was queued may be lost).
+        """
+        if not self._finished:
+            await self._protocol.drain()
+        if self._finished:
             self._raise_closed()
+
+    def _closed_error(self) -> ConnectionClosed:
+        """The code and reason received (1006 if none came), else those we sent."""
+        conn = self._conn
+        if conn.close_code is not None:
+            return ConnectionClosed(conn.close_code, conn.close_reason)
+        if self._close_sent is not None:
+            return ConnectionClosed(*self._close_sent)
+        return ConnectionClosed(1006, "")
 
     def _raise_closed(self) -> None:
         conn = self._conn
         if conn.state is State.CLOSED or conn.close_sent or conn.close_code is not None:
-            raise ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+            raise self._closed_error()
         raise InvalidState(f"cannot send in state {conn.state.name}")
 
     # -- listeners ---------------------------------------------------------------------------
@@ -227,53 +252,57 @@ class WebSocket:
         self._maybe_resume()
 
     def _deliver(self, message: Message) -> None:
-        if isinstance(message, str):
-            listener = self._text
-        else:
-            listener = self._binary
+        listener = self._text if isinstance(message, str) else self._binary
         assert listener is not None
         self._call(listener, message)
 
     # -- the receive path --------------------------------------------------------------------
 
     def _dispatch(self, events: list[Event]) -> None:
-        """Called by the protocol with the events of one read; plain listeners run inline."""
-        for event in events:
-            cls = type(event)
-            if cls is TextMessage:
-                listener = self._text
-                if listener is None:
-                    self._enqueue(event.data)  # type: ignore[attr-defined]
-                elif listener.is_async:
-                    self._schedule(listener, event.data)  # type: ignore[attr-defined]
-                else:
-                    try:
+        """Called by the protocol with the events of one read; plain listeners run inline.
+
+        When a plain listener raises, the connection closes with 1011 and the rest of the
+        read is not delivered.
+        """
+        try:
+            for event in events:
+                cls = type(event)
+                if cls is TextMessage:
+                    listener = self._text
+                    if listener is None:
+                        self._enqueue(event.data)  # type: ignore[attr-defined]
+                    elif listener.is_async:
+                        self._schedule(listener, event.data)  # type: ignore[attr-defined]
+                    else:
                         listener.fn(self, event.data)  # type: ignore[attr-defined]
-                    except Exception as exc:
-                        self._listener_failed(exc)
-                        return
-            elif cls is BinaryMessage:
-                data = event.data  # type: ignore[attr-defined]
-                listener = self._binary
-                if listener is None:
-                    self._enqueue(bytes(data))
+                elif cls is BinaryMessage:
+                    data = event.data  # type: ignore[attr-defined]
+                    listener = self._binary
+                    if listener is None:
+                        self._enqueue(bytes(data))
+                    elif listener.zero_copy and not listener.is_async:
+                        _call_with_view(listener.fn, self, data)
+                    elif listener.is_async:
+                        self._schedule(listener, _binary_arg(listener, data))
+                    else:
+                        listener.fn(self, data if type(data) is bytes else bytes(data))
                 else:
-                    self._call(listener, data)
-            else:
-                self._control(event)
+                    self._control(event)
+        except Exception as exc:
+            self._listener_failed(exc)
 
     def _call(self, listener: _Listener, data: Any) -> None:
-        if not isinstance(data, str):
-            if listener.zero_copy:
-                # The view is valid during the call only; async listeners get their own copy.
-                data = bytes(data) if listener.is_async else memoryview(data)
-            elif type(data) is not bytes:
-                data = bytes(data)
+        """Deliver one message outside the receive path (a flushed message of the inbox)."""
         if listener.is_async:
-            self._schedule(listener, data)
+            self._schedule(listener, data if isinstance(data, str) else _binary_arg(listener, data))
             return
         try:
-            listener.fn(self, data)
+            if isinstance(data, str):
+                listener.fn(self, data)
+            elif listener.zero_copy:
+                _call_with_view(listener.fn, self, data)
+            else:
+                listener.fn(self, data if type(data) is bytes else bytes(data))
         except Exception as exc:
             self._listener_failed(exc)
 
@@ -290,10 +319,11 @@ class WebSocket:
         elif isinstance(event, Failed):
             error = event.error
             logger.warning(
-                "failing connection from %s with %d: %s",
+                "failing connection with %s with %d: %s",
                 self.remote_address, error.close_code, error.reason,
             )
-            self._error = error
+            if self._error is None:
+                self._error = error
 
     def _call_control(self, listener: _Listener, data: bytes) -> None:
         if listener.is_async:
@@ -340,9 +370,9 @@ class WebSocket:
         if len(self._inbox) <= low and len(self._async_calls) <= low:
             self._protocol.resume_reading()
 
-    def _listener_failed(self, exc: BaseException) -> None:
-        """A listener raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch."""
-        logger.error("listener raised; closing with 1011", exc_info=exc)
+    def _listener_failed(self, exc: BaseException, what: str = "a listener") -> None:
+        """User code raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch."""
+        logger.error("%s raised; closing %s with 1011", what, self.remote_address, exc_info=exc)
         if self._error is None:
             self._error = exc
         self._start_close(1011, "internal error")
@@ -353,34 +383,42 @@ class WebSocket:
         """The next message that no listener took; raises ConnectionClosed once closed."""
         while not self._inbox:
             if self._finished:
-                raise ConnectionClosed(self._conn.close_code or 1006, self._conn.close_reason)
-            waiter = self._inbox_waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._inbox_waiter = None
+                raise self._closed_error()
+            # Concurrent receivers share one waiter; each takes a message or waits again.
+            waiter = self._inbox_waiter
+            if waiter is None or waiter.done():
+                waiter = self._inbox_waiter = self._loop.create_future()
+            await waiter
         message = self._inbox.popleft()
         self._maybe_resume()
         return message
 
     async def __aiter__(self) -> AsyncIterator[Message]:
+        """Messages until the connection closes: quietly after a normal close, else it raises."""
         while True:
             try:
                 yield await self.receive()
-            except ConnectionClosed as exc:
-                if exc.code in _NORMAL_CLOSE:
+            except ConnectionClosed:
+                if self._error is None:
                     return
                 raise
 
     # -- ping / keepalive --------------------------------------------------------------------
 
     async def ping(self, data: bytes | None = None) -> float:
-        """Send a ping and wait for its pong; returns the round-trip time in seconds."""
+        """Send a ping and wait for its pong; returns the round-trip time in seconds.
+
+        Without ``data`` the payload is four random bytes, so concurrent pings never clash.
+        """
         if self._conn.state is not State.OPEN:
             self._raise_closed()
-        payload = os.urandom(4) if data is None else data
+        payload = os.urandom(4) if data is None else bytes(data)
         future = self._send_ping(payload)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._pings.pop(payload, None)
+            raise
 
     def _send_ping(self, payload: bytes) -> asyncio.Future[float]:
         if payload in self._pings:
@@ -413,6 +451,8 @@ class WebSocket:
             future = self._send_ping(os.urandom(4))
         except ValueError:  # pragma: no cover - four random bytes colliding
             return
+        # Nobody awaits a keepalive ping: its failure at close must not be reported as lost.
+        future.add_done_callback(_retrieve)
         if limits.ping_timeout is not None:
             self._keepalive_deadline = self._loop.call_later(
                 limits.ping_timeout, self._keepalive_expired, future
@@ -426,20 +466,32 @@ class WebSocket:
         logger.warning("keepalive ping to %s not answered; closing with 1011", self.remote_address)
         if self._error is None:
             self._error = TimeoutError("keepalive ping timeout")
-        self._start_close(1011, "keepalive ping timeout")
+        # The peer is unresponsive: fail the connection (RFC 6455 §7.1.7) instead of waiting
+        # for a closing handshake that will not come.
+        self._send_close(1011, "keepalive ping timeout")
+        self._protocol.close_transport()
 
     # -- closing -----------------------------------------------------------------------------
 
-    def _start_close(self, code: int, reason: str) -> None:
+    def _send_close(self, code: int, reason: str) -> None:
         if self._conn.state is State.OPEN:
-            self._protocol.write(self._conn.send_close(code, reason))
+            frame = self._conn.send_close(code, reason)
+            self._close_sent = (code, reason)
+            self._protocol.write(frame)
+        # Read the peer's Close even when the inbox is full (the wait is bounded in time).
+        self._protocol.resume_reading()
+
+    def _start_close(self, code: int, reason: str) -> None:
+        self._send_close(code, reason)
         self._protocol.start_close_timer()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Run the closing handshake (bounded by close_timeout), then drop the TCP connection."""
+        """Run the closing handshake (bounded by close_timeout), then drop the TCP connection.
+
+        Closing an already closing or closed connection just waits for the end.
+        """
         if self._conn.state is State.OPEN:
-            self._protocol.write(self._conn.send_close(code, reason))
-            self._protocol.start_close_timer()
+            self._start_close(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
@@ -457,11 +509,15 @@ class WebSocket:
 
     @property
     def close_code(self) -> int | None:
-        """The close code received (1005 when none, 1006 when the TCP connection just dropped)."""
+        """The close code received (1005 when none, 1006 when the TCP connection just dropped).
+
+        None while the connection is open.
+        """
         return self._conn.close_code
 
     @property
     def close_reason(self) -> str:
+        """The close reason received ("" when none)."""
         return self._conn.close_reason
 
     def _finish(self, exc: Exception | None) -> None:
@@ -475,12 +531,17 @@ class WebSocket:
         conn = self._conn
         error = self._error
         if error is None and conn.close_code == 1006:
-            error = ConnectionClosed(1006, str(exc) if exc else "connection lost without a close frame")
+            error = ConnectionClosed(
+                1006, str(exc) if exc else "connection lost without a close frame"
+            )
             if exc is not None:
                 error.__cause__ = exc
-        elif error is None and conn.close_code not in (1000, 1001, 1005):
+        elif (error is None and self._close_sent is None
+              and conn.close_code not in _NORMAL_CLOSE):
+            # The peer closed with an error code (our own close(code) is never an error).
             error = ConnectionClosed(conn.close_code or 1006, conn.close_reason)
-        closed = ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+        self._error = error
+        closed = self._closed_error()
         for future, _ in self._pings.values():
             if not future.done():
                 future.set_exception(closed)
@@ -514,6 +575,28 @@ class WebSocket:
     def error(self) -> BaseException | None:
         """The error that ended the connection, if any (a RemoteError, a listener's exception…)."""
         return self._error
+
+
+def _binary_arg(listener: _Listener, data: bytes | bytearray | memoryview) -> Any:
+    """What an async binary listener gets: its own bytes (a memoryview over them for on_buffer)."""
+    copy = data if type(data) is bytes else bytes(data)
+    return memoryview(copy) if listener.zero_copy else copy
+
+
+def _call_with_view(fn: Callable[..., Any], ws: WebSocket, data: Any) -> None:
+    """Call an on_buffer listener with a view that is released when the call returns."""
+    view = memoryview(data)
+    try:
+        fn(ws, view)
+    finally:
+        # BufferError: the listener exported the buffer further, which is its responsibility.
+        with contextlib.suppress(BufferError):
+            view.release()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _await(awaitable: Awaitable[Any]) -> None:

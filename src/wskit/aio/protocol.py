@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..core.connection import Connection, Role, State
 from ..core.extensions import Extension
@@ -82,7 +82,8 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         limit = self.limits.write_limit
         transport.set_write_buffer_limits(high=limit, low=limit // 4)
@@ -199,7 +200,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     async def drain(self) -> None:
-        if self._write_paused:
+        """Wait until the write buffer is below its low-water mark or the connection is lost."""
+        if self._write_paused and not self.closed.done():
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
