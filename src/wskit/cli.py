@@ -1,0 +1,410 @@
+"""The command line: ``python -m wskit serve | connect | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import contextlib
+import importlib.util
+import logging
+import os
+import runpy
+import signal
+import ssl as ssl_module
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from .client import connect, parse_uri
+from .core.errors import InvalidHandshake, WSKitError
+from .demo import create_app
+from .loop import run
+from .server import App
+from .websocket import WebSocket
+
+__all__ = ["build_parser", "connect_interactive", "main", "serve"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+#: How many bytes of a binary message ``connect`` shows in hex.
+HEX_PREVIEW = 32
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def _http_url(address: Any, tls: bool) -> str:
+    host, port = address[0], address[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+@contextlib.contextmanager
+def _signals_set(event: asyncio.Event) -> Iterator[None]:
+    """Set ``event`` on SIGINT and SIGTERM while inside the block."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, event.set)
+        except (NotImplementedError, RuntimeError):
+            # Windows loops and non-main threads: Ctrl-C still ends the loop, less gently.
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    app: App,
+    host: str | None,
+    port: int,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+    out: TextIO | None = None,
+) -> None:
+    """Serve ``app`` until ``stop`` is set (or SIGINT/SIGTERM), then shut down gracefully.
+
+    The first line written to ``out`` names the bound address, so ``--port 0`` is usable.
+    """
+    out = sys.stdout if out is None else out
+    stop = asyncio.Event() if stop is None else stop
+    with _signals_set(stop) if handle_signals else contextlib.nullcontext():
+        server = await app.start(host, port, ssl=ssl)
+        try:
+            # asyncio's and uvloop's servers both have ``sockets``; AbstractServer does not say so.
+            sockets: Any = getattr(server, "sockets", ())
+            base = _http_url(sockets[0].getsockname(), ssl is not None)
+            ws_base = "ws" + base[4:]
+            out.write(
+                f"wskit serving on {base}\n"
+                f"  chat page  {base}/\n"
+                f"  echo       {ws_base}/echo\n"
+                f"  chat       {ws_base}/chat/{{room}}?name=you\n"
+                f"  health     {base}/health\n"
+                "Press Ctrl-C to stop.\n"
+            )
+            out.flush()
+            await stop.wait()
+        finally:
+            await app.shutdown()
+
+
+def _server_ssl(certfile: str | None, keyfile: str | None) -> ssl_module.SSLContext | None:
+    if certfile is None:
+        return None
+    context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        context = _server_ssl(args.certfile, args.keyfile)
+    except (OSError, ssl_module.SSLError) as exc:
+        print(f"wskit serve: cannot load the certificate: {exc}", file=sys.stderr)
+        return 1
+    app = create_app(
+        max_message_size=args.max_message_size,
+        compression=None if args.no_compression else "deflate",
+    )
+    try:
+        run(serve(app, args.host, args.port, ssl=context))
+    except OSError as exc:
+        # Most often the port is taken; say so without a traceback.
+        print(f"wskit serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
+        return 130
+    return 0
+
+
+# -- connect -----------------------------------------------------------------------------------
+
+
+class _StdinReader:
+    """Reads a file descriptor in a daemon thread and hands chunks to the loop (b"" at EOF).
+
+    A thread works for terminals, pipes and files alike, and unlike ``connect_read_pipe`` it
+    never makes the terminal non-blocking, which would break writes to stdout sharing it.
+    The thread is a daemon, so a read still blocked at exit does not hold the process.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.loop = asyncio.get_running_loop()
+        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        threading.Thread(target=self._read, name="wskit-stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                chunk = b""
+            try:
+                self.loop.call_soon_threadsafe(self.chunks.put_nowait, chunk)
+            except RuntimeError:
+                return  # The loop is closed: nobody is listening any more.
+            if not chunk:
+                return
+
+
+def _describe_binary(data: bytes) -> str:
+    preview = data[:HEX_PREVIEW].hex(" ")
+    more = " …" if len(data) > HEX_PREVIEW else ""
+    return f"< [binary {len(data)} bytes] {preview}{more}".rstrip()
+
+
+def _client_ssl(url: str, insecure: bool) -> ssl_module.SSLContext | None:
+    if not url.lower().startswith("wss:"):
+        return None
+    context = ssl_module.create_default_context()
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    return context
+
+
+async def connect_interactive(
+    url: str,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    subprotocols: Sequence[str] = (),
+    insecure: bool = False,
+    compression: bool = True,
+    stdin_fd: int | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """Send each line read from ``stdin_fd`` as text and print what arrives; the exit status.
+
+    EOF closes with 1000 (Ctrl-D on a terminal); so does Ctrl-C.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
+    try:
+        ws = await connect(
+            url,
+            ssl=_client_ssl(url, insecure),
+            headers=list(headers),
+            subprotocols=list(subprotocols),
+            compression="deflate" if compression else None,
+        )
+    except InvalidHandshake as exc:
+        status = "" if str(exc.status) in exc.reason else f" (HTTP {exc.status})"
+        print(f"error: WebSocket handshake with {url} failed: {exc.reason}{status}", file=err)
+        return 1
+    except ssl_module.SSLCertVerificationError as exc:
+        print(f"error: TLS certificate of {url} not trusted: {exc.verify_message} "
+              "(--insecure skips the check)", file=err)
+        return 1
+    except (OSError, asyncio.TimeoutError) as exc:
+        print(f"error: cannot connect to {url}: {exc or type(exc).__name__}", file=err)
+        return 1
+
+    details = [f"subprotocol {ws.subprotocol}"] if ws.subprotocol else []
+    details += ws.extensions
+    suffix = f" ({', '.join(details)})" if details else ""
+    print(f"connected to {url}{suffix}; type lines to send, Ctrl-D to close", file=err)
+    err.flush()
+
+    def show(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    ws.on_text(lambda ws, text: show(f"< {text}"))
+    ws.on_binary(lambda ws, data: show(_describe_binary(data)))
+
+    quit_requested = asyncio.Event()
+    with _signals_set(quit_requested) if handle_signals else contextlib.nullcontext():
+        we_closed = await _pump_stdin(ws, _StdinReader(stdin_fd), quit_requested)
+    await ws.wait_closed()
+
+    code, reason = ws.close_code, ws.close_reason
+    who = "closed" if we_closed else "closed by the server"
+    print(f"{who}: {code}{' ' + reason if reason else ''}", file=err)
+    err.flush()
+    return 0 if code in (1000, 1001) or (we_closed and ws.error is None) else 1
+
+
+async def _pump_stdin(ws: WebSocket, reader: _StdinReader, quit_requested: asyncio.Event) -> bool:
+    """Send stdin's lines until EOF or Ctrl-C (then close with 1000: True) or the peer closes."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    closed = asyncio.ensure_future(ws.wait_closed())
+    quitting = asyncio.ensure_future(quit_requested.wait())
+    try:
+        while True:
+            chunk_future = asyncio.ensure_future(reader.chunks.get())
+            await asyncio.wait({chunk_future, closed, quitting},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not chunk_future.done():
+                chunk_future.cancel()
+                if closed.done():
+                    return False
+                chunk = b""  # Ctrl-C: close as on EOF.
+            else:
+                chunk = chunk_future.result()
+            text = pending + decoder.decode(chunk, final=not chunk)
+            *lines, pending = text.split("\n")
+            if not chunk and pending:
+                lines.append(pending)  # A last line without its newline is still sent.
+            try:
+                for line in lines:
+                    ws.send(line.removesuffix("\r"))
+                await ws.drain()
+            except WSKitError:
+                return False  # The server closed meanwhile.
+            if not chunk:
+                await ws.close(1000)
+                return True
+    finally:
+        closed.cancel()
+        quitting.cancel()
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, colon, rest = value.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {value!r}")
+    return name.strip(), rest.strip()
+
+
+def _connect_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        parse_uri(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return run(connect_interactive(
+            args.url,
+            headers=args.header,
+            subprotocols=args.subprotocol,
+            insecure=args.insecure,
+            compression=not args.no_compression,
+        ))
+    except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
+        return 130
+
+
+# -- bench -------------------------------------------------------------------------------------
+
+
+def _bench_command(argv: Sequence[str]) -> int:
+    """Hand over to ``python -m bench.run`` when the benchmark package is importable."""
+    try:
+        found = importlib.util.find_spec("bench.run") is not None
+    except ImportError:
+        found = False
+    if not found:
+        print(
+            "wskit bench: the benchmark lives in the repository's bench/ folder.\n"
+            "From a checkout, run `make bench` (or `make bench-quick`), or\n"
+            "`python -m bench.run --help` from the repository root.",
+            file=sys.stderr,
+        )
+        return 2
+    saved = sys.argv
+    sys.argv = ["bench.run", *argv]
+    try:
+        runpy.run_module("bench.run", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wskit", description="wskit: WebSockets for asyncio, from the command line."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve_parser = commands.add_parser(
+        "serve", help="run the demo server: echo, chat rooms and the chat page",
+        description="Serve /echo (text and binary), /chat/{room}, /health and the chat page at /.",
+    )
+    serve_parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    serve_parser.add_argument("--port", type=_port, default=8080,
+                              help="default: %(default)s; 0 picks a free port (printed)")
+    serve_parser.add_argument("--max-message-size", type=_positive, default=1 << 20,
+                              metavar="BYTES", help="largest message accepted (default: 1 MiB)")
+    serve_parser.add_argument("--certfile", help="PEM certificate chain: serve https/wss")
+    serve_parser.add_argument("--keyfile", help="PEM private key (if not in --certfile)")
+    serve_parser.add_argument("--no-compression", action="store_true",
+                              help="refuse permessage-deflate")
+    serve_parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                              help="default: %(default)s")
+
+    connect_parser = commands.add_parser(
+        "connect", help="an interactive client: send stdin's lines, print what arrives",
+        description="Lines read from stdin are sent as text messages; received messages are "
+                    "printed as '< text'. Ctrl-D (end of input) closes with 1000.",
+    )
+    connect_parser.add_argument("url", help="ws:// or wss:// URL")
+    connect_parser.add_argument("-H", "--header", type=_header, action="append", default=[],
+                                metavar="'NAME: VALUE'", help="extra request header (repeatable)")
+    connect_parser.add_argument("-s", "--subprotocol", action="append", default=[],
+                                metavar="NAME", help="subprotocol to offer (repeatable)")
+    connect_parser.add_argument("-k", "--insecure", action="store_true",
+                                help="do not verify the server's TLS certificate")
+    connect_parser.add_argument("--no-compression", action="store_true",
+                                help="do not offer permessage-deflate")
+
+    commands.add_parser("bench", add_help=False,
+                        help="run the benchmark (arguments go to `python -m bench.run`)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        # Everything after "bench" belongs to the benchmark, options included.
+        return _bench_command(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "serve":
+        if args.keyfile and not args.certfile:
+            parser.error("--keyfile needs --certfile")
+        return _serve_command(args)
+    if args.command == "connect":
+        return _connect_command(args, parser)
+    parser.print_help(sys.stderr)
+    return 2
+

@@ -1,0 +1,130 @@
+"""The demo app of ``python -m wskit serve``: echo, chat rooms, a health check and the chat page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from importlib import resources
+from typing import Any
+
+from .core.connection import State
+from .core.errors import WSKitError
+from .server import App, Request, Response
+from .websocket import WebSocket
+
+__all__ = ["ChatRooms", "create_app", "index_html"]
+
+logger = logging.getLogger("wskit.demo")
+
+#: Longest name kept; longer ones are cut, so a name can never flood the page.
+MAX_NAME = 32
+#: A member whose unsent backlog grows past this is too slow to keep up and is dropped.
+SLOW_CLIENT_BYTES = 1 << 20
+
+
+def index_html() -> str:
+    """The chat page, read from the package's ``static/index.html``."""
+    return (resources.files("wskit") / "static" / "index.html").read_text(encoding="utf-8")
+
+
+def _name_of(req: Request, ws: WebSocket) -> str:
+    name = " ".join(req.query.get("name", "").split())[:MAX_NAME]
+    if name:
+        return name
+    # Without a name, the peer's port tells anonymous members apart.
+    address = ws.remote_address
+    return f"guest-{address[1]}" if isinstance(address, tuple) else "guest"
+
+
+class ChatRooms:
+    """Rooms of members: each text message of a member goes to every member of its room.
+
+    Members send plain text; the room sends JSON events: ``join`` and ``leave`` (with the
+    member ``count``) and ``message`` (with ``name`` and ``text``). Binary messages are
+    refused with 1003, the close code for data an endpoint cannot accept (RFC 6455 §7.4.1).
+    """
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[WebSocket, str]] = {}
+        # Closing is asynchronous; the tasks are kept so that none is collected mid-way.
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def members(self, room: str) -> list[str]:
+        """The names in ``room``, in joining order."""
+        return list(self.rooms.get(room, {}).values())
+
+    def join(self, req: Request, ws: WebSocket) -> None:
+        """The ``/chat/{room}`` handler."""
+        room = req.params["room"]
+        name = _name_of(req, ws)
+        members = self.rooms.setdefault(room, {})
+        members[ws] = name
+        logger.info("%s joined %r (%d here)", name, room, len(members))
+        self.broadcast(room, {"type": "join", "name": name, "count": len(members)})
+        ws.on_text(lambda ws, text: self.broadcast(
+            room, {"type": "message", "name": name, "text": text})
+        ).finally_(lambda: self.leave(room, ws))
+        ws.on_binary(self._refuse_binary)
+
+    def leave(self, room: str, ws: WebSocket) -> None:
+        members = self.rooms.get(room)
+        if members is None or ws not in members:
+            return
+        name = members.pop(ws)
+        if not members:
+            del self.rooms[room]
+        logger.info("%s left %r (%d here)", name, room, len(members))
+        self.broadcast(room, {"type": "leave", "name": name, "count": len(members)})
+
+    def broadcast(self, room: str, event: dict[str, Any]) -> None:
+        """Send ``event`` to every member of ``room``, the sender included."""
+        members = self.rooms.get(room)
+        if not members:
+            return
+        # Encoded once for the whole room.
+        payload = json.dumps(event, ensure_ascii=False)
+        for ws in list(members):
+            if ws.buffered_amount > SLOW_CLIENT_BYTES:
+                # Unbounded buffering for one slow reader would hurt everyone: drop it.
+                self._close(ws, 1013, "too slow to keep up")
+                continue
+            # A member that is closing already gets its leave notice once it is gone.
+            with contextlib.suppress(WSKitError):
+                ws.send(payload)
+
+    def _refuse_binary(self, ws: WebSocket, data: bytes) -> None:
+        self._close(ws, 1003, "the chat takes text messages only")
+
+    def _close(self, ws: WebSocket, code: int, reason: str) -> None:
+        task = asyncio.ensure_future(ws.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def _echo_back(ws: WebSocket, message: str | memoryview) -> None:
+    # A message may arrive together with the peer's close frame: once the close is
+    # answered nothing may be sent (RFC 6455 §5.5.1), and that is no error of the echo.
+    if ws.state is State.OPEN:
+        ws.send(message)
+
+
+def _echo(req: Request, ws: WebSocket) -> None:
+    ws.on_text(_echo_back)
+    # The zero-copy view is sent before the listener returns, so no copy is needed.
+    ws.on_buffer(_echo_back)
+
+
+def create_app(chat: ChatRooms | None = None, **options: Any) -> App:
+    """The demo App; ``options`` go to ``App`` (limits, compression...)."""
+    app = App(**options)
+    if chat is None:
+        chat = ChatRooms()
+    page = Response(index_html(), content_type="text/html; charset=utf-8",
+                    headers=[("Cache-Control", "no-cache")])
+    app.websocket("echo", _echo)
+    app.websocket("chat/{room}", chat.join)
+    app.get("/", lambda req: page)
+    app.get("health", lambda req: "ok")
+    return app
