@@ -307,10 +307,10 @@ def _connect_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 # -- bench -------------------------------------------------------------------------------------
 
 
-def _bench_command(argv: Sequence[str]) -> int:
+def _bench_command(argv: Sequence[str], module: str = "bench.run") -> int:
     """Hand over to ``python -m bench.run`` when the benchmark package is importable."""
     try:
-        found = importlib.util.find_spec("bench.run") is not None
+        found = importlib.util.find_spec(module) is not None
     except ImportError:
         found = False
     if not found:
@@ -322,9 +322,9 @@ def _bench_command(argv: Sequence[str]) -> int:
         )
         return 2
     saved = sys.argv
-    sys.argv = ["bench.run", *argv]
+    sys.argv = [module, *argv]
     try:
-        runpy.run_module("bench.run", run_name="__main__", alter_sys=True)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
