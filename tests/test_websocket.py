@@ -829,3 +829,107 @@ class TestAttributes:
             assert seen["extensions"] == []
 
         run(main())
+
+
+class TestCompression:
+    """The defaults negotiate permessage-deflate (RFC 7692) and messages still round-trip."""
+
+    @staticmethod
+    def app(**kwargs: Any) -> wskit.App:
+        app = wskit.App(ping_interval=None, **kwargs)
+
+        @app.websocket("echo")
+        def echo(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            ws.on_text(lambda ws, text: ws.send(text))
+            ws.on_binary(lambda ws, data: ws.send(data))
+
+        return app
+
+    def test_default_exchanges(self, run: Any) -> None:
+        async def main() -> None:
+            app = self.app()
+            async with serving(app) as base, wskit.connect(base + "/echo") as ws:
+                assert ws.extensions == ["permessage-deflate"]
+                assert next(iter(app.connections)).extensions == ["permessage-deflate"]
+                text = "wskit compresses " * 5000
+                blob = bytes(range(256)) * 400
+                for _ in range(3):  # the shared window carries over between messages
+                    ws.send(text)
+                    ws.send(blob)
+                    ws.send("tiny")
+                    ws.send(blob, compress=False)
+                    assert await ws.receive() == text
+                    assert await ws.receive() == blob
+                    assert await ws.receive() == "tiny"
+                    assert await ws.receive() == blob
+                got: asyncio.Future[memoryview] = asyncio.get_running_loop().create_future()
+                ws.on_buffer(lambda ws, view: got.set_result(bytes(view)))
+                ws.send(blob)
+                assert await asyncio.wait_for(got, WAIT) == blob
+
+        run(main())
+
+    def test_either_side_may_decline(self, run: Any) -> None:
+        async def main() -> None:
+            for server, client in ((self.app(), None), (self.app(compression=None), "deflate")):
+                async with (
+                    serving(server) as base,
+                    wskit.connect(base + "/echo", compression=client) as ws,
+                ):
+                    assert ws.extensions == []
+                    ws.send("plain")
+                    assert await ws.receive() == "plain"
+
+        run(main())
+
+    def test_decompression_is_bounded(self, run: Any) -> None:
+        async def main() -> None:
+            async with serving(self.app(max_message_size=64 * 1024)) as base:
+                ws = await wskit.connect(base + "/echo", max_message_size=16 << 20)
+                ws.send(b"\x00" * (8 << 20))  # a few KiB on the wire, 8 MiB inflated
+                with pytest.raises(wskit.ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.receive(), WAIT)
+                assert info.value.code == 1009
+
+        run(main())
+
+    def test_over_tls(self, run: Any) -> None:
+        from tls_util import client_context, server_context
+
+        async def main() -> None:
+            async with (
+                serving(self.app(), ssl=server_context()) as base,
+                wskit.connect(base + "/echo", ssl=client_context()) as ws,
+            ):
+                assert ws.extensions == ["permessage-deflate"]
+                ws.send("secret " * 1000)
+                assert await ws.receive() == "secret " * 1000
+
+        run(main())
+
+
+class TestStreamAfterTheEnd:
+    """A handle attached after the connection ended still reports it, like a settled future."""
+
+    def test_late_catch_and_finally(self, run: Any) -> None:
+        app = quiet_app()
+
+        @app.websocket("x")
+        async def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            ws.send("left in the inbox")
+            await ws.close(4005, "late")
+
+        async def main() -> None:
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/x")
+                await ws.wait_closed()
+                calls: list[Any] = []
+                texts: list[str] = []
+                ws.on_text(lambda ws, t: texts.append(t)).catch(
+                    lambda e: calls.append(("catch", e.code))  # type: ignore[attr-defined]
+                ).finally_(lambda: calls.append("finally"))
+                assert texts == ["left in the inbox"]  # queued messages are still delivered
+                await eventually(lambda: len(calls) == 2)
+                assert calls == [("catch", 4005), "finally"]
+
+        run(main())

@@ -32,11 +32,16 @@ class Route:
         self.methods = methods
         pattern = ""
         last = 0
+        names: set[str] = set()
         for match in _PARAM.finditer(self.path):
-            pattern += re.escape(self.path[last : match.start()])
-            pattern += f"(?P<{match.group(1)}>[^/]+)"
+            pattern += _literal(self.path, self.path[last : match.start()])
+            name = match.group(1)
+            if name in names:
+                raise ValueError(f"parameter {{{name}}} appears twice in route {path!r}")
+            names.add(name)
+            pattern += f"(?P<{name}>[^/]+)"
             last = match.end()
-        pattern += re.escape(self.path[last:])
+        pattern += _literal(self.path, self.path[last:])
         self.regex = re.compile(pattern + r"/?\Z")
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -70,6 +75,15 @@ class Router:
 
     def find_http(self, path: str) -> tuple[Route, dict[str, str]] | None:
         return _first(self.http_routes, path)
+
+
+def _literal(path: str, part: str) -> str:
+    """The regex for a literal part of a route; a stray brace is a mistake, not a literal."""
+    if "{" in part or "}" in part:
+        raise ValueError(
+            f"malformed parameter in route {path!r}: use {{name}} with a Python identifier"
+        )
+    return re.escape(part)
 
 
 def _first(routes: list[Route], path: str) -> tuple[Route, dict[str, str]] | None:

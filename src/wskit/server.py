@@ -142,6 +142,7 @@ class App:
         self._protocols: set[ServerProtocol] = set()
         self._before_upgrade: Callable[[Request], Any] | None = None
         self._servers: list[asyncio.Server] = []
+        self._port: int | None = None
         self._stopping: asyncio.Event | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
 
@@ -199,14 +200,18 @@ class App:
             backlog=backlog,
         )
         self._servers.append(server)
+        if self._port is None:
+            self._port = int(server.sockets[0].getsockname()[1])
         for sock in server.sockets:
             logger.info("listening on %s", _format_address(sock.getsockname(), ssl is not None))
         return server
 
     @property
     def port(self) -> int:
-        """The port of the first listening socket (useful with ``port=0``)."""
-        return int(self._servers[0].sockets[0].getsockname()[1])
+        """The port of the first listening socket (useful with ``port=0``); kept after shutdown."""
+        if self._port is None:
+            raise RuntimeError("the app is not listening yet; call start() or serve() first")
+        return self._port
 
     async def serve(
         self,

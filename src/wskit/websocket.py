@@ -42,23 +42,40 @@ _NORMAL_CLOSE = (1000, 1001, 1005)
 
 
 class Stream:
-    """What an ``on_*`` call returns: ``.catch(fn)`` for errors, ``.finally_(fn)`` at close."""
+    """What an ``on_*`` call returns: ``.catch(fn)`` for errors, ``.finally_(fn)`` at close.
 
-    __slots__ = ("_catchers", "_finalizers")
+    Like a settled future, a handle whose connection has already ended calls what is attached
+    to it soon (in the next loop iteration, in the order attached).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_catchers", "_ended", "_error", "_finalizers", "_ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
         self._catchers: list[Callable[[BaseException], Any]] = []
         self._finalizers: list[Callable[[], Any]] = []
+        self._ended = False
+        self._error: BaseException | None = None
 
     def catch(self, fn: Callable[[BaseException], Any]) -> Stream:
         """Call ``fn(error)`` when the connection ends with an error."""
-        self._catchers.append(fn)
+        if not self._ended:
+            self._catchers.append(fn)
+        elif self._error is not None:
+            self._ws._loop.call_soon(self._ws._run_hook, fn, self._error)
         return self
 
     def finally_(self, fn: Callable[[], Any]) -> Stream:
         """Call ``fn()`` when the connection ends, after every ``catch``."""
-        self._finalizers.append(fn)
+        if not self._ended:
+            self._finalizers.append(fn)
+        else:
+            self._ws._loop.call_soon(self._ws._run_hook, fn)
         return self
+
+    def _end(self, error: BaseException | None) -> None:
+        self._ended = True
+        self._error = error
 
 
 class _Listener:
@@ -66,13 +83,15 @@ class _Listener:
 
     __slots__ = ("fn", "is_async", "stream", "zero_copy")
 
-    def __init__(self, fn: Callable[..., Any], zero_copy: bool = False) -> None:
+    def __init__(self, ws: WebSocket, fn: Callable[..., Any], zero_copy: bool = False) -> None:
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             type(fn).__call__  # an object with ``async def __call__``
         )
         self.zero_copy = zero_copy
-        self.stream = Stream()
+        self.stream = Stream(ws)
+        if ws._finished:
+            self.stream._end(ws._error)
 
 
 class WebSocket:
@@ -141,7 +160,8 @@ class WebSocket:
     def send(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Send a text (``str``) or binary message; never blocks (see ``drain``)."""
         conn = self._conn
-        if conn.state is not State.OPEN:
+        # close_pending: a listener answers a message that arrived before the peer's Close.
+        if conn.state is not State.OPEN and not conn.close_pending:
             self._raise_closed()
         if type(data) is str:
             frame = conn.send_text(data, compress=compress)
@@ -207,30 +227,30 @@ class WebSocket:
 
     def on_text(self, fn: TextListener) -> Stream:
         """Call ``fn(ws, text)`` for each text message; replaces the previous text listener."""
-        self._text = _Listener(fn)
+        self._text = _Listener(self, fn)
         self._flush_inbox(str)
         return self._text.stream
 
     def on_binary(self, fn: BinaryListener) -> Stream:
         """Call ``fn(ws, data: bytes)`` for each binary message; replaces the binary listener."""
-        self._binary = _Listener(fn)
+        self._binary = _Listener(self, fn)
         self._flush_inbox(bytes)
         return self._binary.stream
 
     def on_buffer(self, fn: BufferListener) -> Stream:
         """Call ``fn(ws, view: memoryview)``, zero-copy and valid only during the call."""
-        self._binary = _Listener(fn, zero_copy=True)
+        self._binary = _Listener(self, fn, zero_copy=True)
         self._flush_inbox(bytes)
         return self._binary.stream
 
     def on_ping(self, fn: ControlListener) -> Stream:
         """Call ``fn(ws, payload)`` for each ping (the pong is sent automatically)."""
-        self._on_ping = _Listener(fn)
+        self._on_ping = _Listener(self, fn)
         return self._on_ping.stream
 
     def on_pong(self, fn: ControlListener) -> Stream:
         """Call ``fn(ws, payload)`` for each pong."""
-        self._on_pong = _Listener(fn)
+        self._on_pong = _Listener(self, fn)
         return self._on_pong.stream
 
     def on_close(self, fn: Callable[[WebSocket], Any]) -> None:
@@ -551,6 +571,8 @@ class WebSocket:
             waiter.set_result(None)
         streams = [lst.stream for lst in (self._text, self._binary, self._on_ping, self._on_pong)
                    if lst is not None]
+        for stream in streams:
+            stream._end(error)
         if error is not None:
             for stream in streams:
                 for catcher in stream._catchers:

@@ -96,7 +96,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self._handshake_data(data)
             return
         events = conn.receive_data(data)
-        out = conn.data_to_send()
+        # Pongs go out at once; a Close only after the listeners have answered the messages
+        # that arrived before it (RFC 6455 §5.5.1: no data frames after our Close).
+        out = conn.data_to_send(hold_close=True)
         transport = self.transport
         assert transport is not None
         if out:
@@ -105,6 +107,9 @@ class WebSocketProtocol(asyncio.Protocol):
             ws = self.ws
             assert ws is not None
             ws._dispatch(events)
+        out = conn.data_to_send()
+        if out:
+            transport.write(out)
         if conn.state >= State.REMOTE_CLOSING:
             self._after_close_handshake()
 

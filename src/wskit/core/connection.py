@@ -145,6 +145,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_close_queued",
         "_decoder",
         "_extension",
         "_fragments",
@@ -179,6 +180,8 @@ class Connection:
         self.parser = FrameParser(expect_mask=role is Role.SERVER, max_size=max_message_size)
         self._extension: Extension | None = None
         self._out: list[bytes] = []
+        # Whether _out ends with our Close frame, behind messages of the same read.
+        self._close_queued = False
         self._fragments: list[bytes | bytearray | memoryview | str] = []
         self._msg_opcode = 0  # opcode of the message being assembled, 0 when none
         self._msg_size = 0
@@ -334,6 +337,7 @@ class Connection:
             self._out.append(
                 self._encode(_OP_CLOSE, encode_close_payload(None if code == 1005 else code))
             )
+            self._close_queued = _has_message(events)
             self.close_sent = True
             self.state = State.REMOTE_CLOSING
         else:
@@ -347,6 +351,7 @@ class Connection:
         """Fail the connection (RFC 6455 §7.1.7): send a Close if we may, then drop TCP."""
         if self.state is State.OPEN:
             self._out.append(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
+            self._close_queued = _has_message(events)
             self.close_sent = True
         self.close_code = error.close_code
         self.close_reason = error.reason
@@ -357,20 +362,43 @@ class Connection:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def data_to_send(self) -> bytes:
-        """Bytes the connection produced by itself (pongs, close replies); write them now."""
-        if not self._out:
+    def data_to_send(self, *, hold_close: bool = False) -> bytes:
+        """Bytes the connection produced by itself (pongs, close replies); write them now.
+
+        With ``hold_close``, a queued Close frame stays queued (``close_pending``): the caller
+        first lets the application answer the messages that arrived before it, then calls
+        ``data_to_send()`` again for the Close.
+        """
+        out = self._out
+        if not out:
             return b""
-        data = b"".join(self._out)
-        self._out.clear()
+        if hold_close and self._close_queued:
+            data = b"".join(out[:-1])
+            del out[:-1]
+            return data
+        data = b"".join(out)
+        out.clear()
+        self._close_queued = False
         return data
+
+    @property
+    def close_pending(self) -> bool:
+        """Whether our Close frame is queued behind messages of the same ``receive_data``
+        and not yet taken by ``data_to_send``.
+
+        Until it is, ``send_text`` and ``send_binary`` still work, so that the messages that
+        arrived before the peer's Close (or before the frame that failed the connection) are
+        answered ahead of our Close. RFC 6455 §5.5.1 forbids data frames only after our Close, and lets
+        an endpoint delay its Close until what it is sending is sent.
+        """
+        return self._close_queued
 
     def _encode(self, opcode: int, payload: bytes | bytearray | memoryview,
                 fin: bool = True, rsv1: bool = False) -> bytes:
         return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self.role is Role.CLIENT)
 
-    def _check_can_send(self, what: str, *, message: bool = False) -> None:
-        if self.state is not State.OPEN:
+    def _check_can_send(self, what: str, *, message: bool = False, reply: bool = False) -> None:
+        if self.state is not State.OPEN and not (reply and self._close_queued):
             raise InvalidState(f"cannot send {what} in state {self.state.name}")
         if message and self._sending_fragments:
             # RFC 6455 §5.4: only control frames may be interleaved with a fragmented message.
@@ -381,13 +409,13 @@ class Connection:
     def send_text(self, text: str, *, compress: bool = True) -> bytes:
         """Encode a text message; returns the bytes to write."""
         if self.state is not State.OPEN or self._sending_fragments:
-            self._check_can_send("a text message", message=True)
+            self._check_can_send("a text message", message=True, reply=True)
         return self._message(_OP_TEXT, text.encode(), compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> bytes:
         """Encode a binary message; returns the bytes to write."""
         if self.state is not State.OPEN or self._sending_fragments:
-            self._check_can_send("a binary message", message=True)
+            self._check_can_send("a binary message", message=True, reply=True)
         return self._message(_OP_BINARY, data, compress)
 
     def _message(
@@ -443,6 +471,11 @@ class Connection:
         self.close_sent = True
         self.state = State.LOCAL_CLOSING
         return frame
+
+
+def _has_message(events: list[Event]) -> bool:
+    """Whether a message arrived in this read, before the Close (it may still be answered)."""
+    return any(type(event) is TextMessage or type(event) is BinaryMessage for event in events)
 
 
 def _decode_text(payload: bytes | bytearray | memoryview) -> str:
