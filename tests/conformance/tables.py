@@ -1,0 +1,31 @@
+"""Case tables shared by the conformance modules, and the helper that turns them into params."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+
+from .peer import ROLES
+
+__all__ = ["CASE_ARGS", "cases"]
+
+#: The argument names of a table-driven conformance test.
+CASE_ARGS = "role, case, loop_kind"
+
+
+def cases(table: Iterable[tuple[str, Any]], *, roles: Sequence[str] = ROLES,
+          uvloop_every: int = 8) -> list[Any]:
+    """pytest params ``(role, case, loop_kind)`` with ids ``<role>-<case id>[-uvloop]``.
+
+    Every case runs on asyncio for every role it applies to; every ``uvloop_every``-th case
+    (0: none) runs on uvloop as well.
+    """
+    params = []
+    for i, (case_id, case) in enumerate(table):
+        for role in roles:
+            params.append(pytest.param(role, case, "asyncio", id=f"{role}-{case_id}"))
+            if uvloop_every and i % uvloop_every == 0:
+                params.append(pytest.param(role, case, "uvloop", id=f"{role}-{case_id}-uvloop"))
+    return params
