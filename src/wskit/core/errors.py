@@ -59,7 +59,7 @@ class MessageTooBig(RemoteError):
 
 
 class InvalidHandshake(RemoteError):
-    """The opening handshake failed; ``status`` is the HTTP status to answer or that was received."""
+    """The opening handshake failed; ``status`` is the HTTP status to answer or that arrived."""
 
     def __init__(
         self, reason: str, status: int = 400, headers: list[tuple[str, str]] | None = None

@@ -23,8 +23,10 @@ class Extension(ABC):
     uses_rsv1: bool = False
 
     @abstractmethod
-    def encode(self, payload: bytes | bytearray | memoryview, compress: bool = True) -> tuple[bytes, bool]:
-        """Transform a whole outgoing data message; returns (payload, rsv1 to set on the first frame)."""
+    def encode(
+        self, payload: bytes | bytearray | memoryview, compress: bool = True
+    ) -> tuple[bytes, bool]:
+        """Transform a whole outgoing data message; returns (payload, rsv1 for the first frame)."""
 
     @abstractmethod
     def decode(
@@ -54,4 +56,4 @@ class ExtensionFactory(ABC):
     def accept_offer(
         self, offers: list[list[tuple[str, str | None]]]
     ) -> tuple[list[tuple[str, str | None]], Extension] | None:
-        """Server side: pick the first acceptable offer; return the response parameters and codec."""
+        """Server side: pick the first acceptable offer; return the response params and codec."""
