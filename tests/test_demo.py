@@ -229,7 +229,7 @@ def test_page_is_self_contained() -> None:
     page = index_html()
     assert "new WebSocket(" in page
     assert "<script>" in page and "<style>" in page
-    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", page)
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=\"(?!data:)", page)
     assert "http://" not in page and "https://" not in page.replace('"https:"', "")
     # What members type is shown as text, never parsed as HTML.
     assert "innerHTML" not in page and "textContent" in page
@@ -266,3 +266,47 @@ def test_a_slow_member_is_dropped_not_buffered_for(run: Run) -> None:
         chat.broadcast("nowhere", {"type": "message"})  # an unknown room: nothing to do
 
     run(main())
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio"])
+def test_two_browser_tabs_chat(run: Run, require: Callable[[str], str]) -> None:
+    """The README's promise: open the page in two tabs, join one room, chat."""
+    chromium = require("chromium")
+    playwright = pytest.importorskip("playwright.async_api")
+
+    async def main() -> None:
+        async with demo() as (base, _), playwright.async_playwright() as driver:
+            browser = await driver.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            ])
+            try:
+                context = await browser.new_context()
+                errors: list[str] = []
+                tabs = []
+                for name in ("ada", "bob"):
+                    tab = await context.new_page()
+                    tab.on("pageerror", lambda error: errors.append(str(error)))
+                    tab.on("console",
+                           lambda m: errors.append(m.text) if m.type == "error" else None)
+                    await tab.goto("http" + base[2:] + "/")
+                    await tab.fill("#name", name)
+                    await tab.fill("#room", "tabs")
+                    await tab.click("#join-button")
+                    await tab.wait_for_selector("#status.open")
+                    tabs.append(tab)
+                ada, bob = tabs
+                await ada.fill("#text", "<b>hi</b> bob")
+                await ada.press("#text", "Enter")
+                await bob.wait_for_selector("#log li:has-text('<b>hi</b> bob')")
+                await bob.fill("#text", "hello ada")
+                await bob.click("#send")
+                await ada.wait_for_selector("#log li:has-text('hello ada')")
+                await bob.click("#join-button")  # Leave
+                await ada.wait_for_selector("#log li:has-text('bob left (1 member)')")
+                assert await bob.text_content("#status") == "left tabs"
+                assert errors == []
+            finally:
+                await browser.close()
+
+    run(main(), timeout=60)
