@@ -222,6 +222,9 @@ class Connection:
             # RFC 6455 §7.1.5: closed without a Close frame.
             self.close_code = 1006
         self.state = State.CLOSED
+        # Nothing can be written any more: no replies, no queued Close.
+        self._close_queued = False
+        self._out.clear()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -321,12 +324,10 @@ class Connection:
                 events.append(BinaryMessage(b"".join(parts)))  # type: ignore[arg-type]
             self._msg_opcode = 0
             self._msg_size = 0
-            self.parser.max_size = self.max_message_size
         else:
+            # The parser refuses the next fragment from its header if it brings more than
+            # the rest of the limit; this count checks what a codec decoded.
             self._msg_size = size
-            # The next frame of this message may only bring the rest of the allowance
-            # (control frames are bounded by 125 bytes in the parser, not by this).
-            self.parser.max_size = self.max_message_size - size
 
     def _close_frame(self, frame: Frame, events: list[Event]) -> None:
         code, reason = parse_close_payload(frame.payload)
@@ -388,8 +389,8 @@ class Connection:
 
         Until it is, ``send_text`` and ``send_binary`` still work, so that the messages that
         arrived before the peer's Close (or before the frame that failed the connection) are
-        answered ahead of our Close. RFC 6455 §5.5.1 forbids data frames only after our Close, and lets
-        an endpoint delay its Close until what it is sending is sent.
+        answered ahead of our Close. RFC 6455 §5.5.1 forbids data frames only after our Close,
+        and lets an endpoint delay its Close until what it is sending is sent.
         """
         return self._close_queued
 

@@ -126,13 +126,29 @@ class FrameParser:
     checks ``error``. So the frames a stream yields do not depend on how it was split.
     """
 
-    __slots__ = ("_buffered", "_chunks", "_need", "allowed_rsv", "error", "expect_mask", "max_size")
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_msg_left",
+        "_msg_rsv1",
+        "_need",
+        "allowed_rsv",
+        "error",
+        "expect_mask",
+        "max_size",
+    )
 
     def __init__(self, *, expect_mask: bool, max_size: int, allowed_rsv: int = 0) -> None:
         #: Whether frames must be masked (a server reading a client) or must not be.
         self.expect_mask = expect_mask
-        #: Largest payload accepted in one frame; the connection lowers it per message.
+        #: Largest data payload accepted, checked from each header: per message when the
+        #: fragments are sent as is (their lengths add up), per frame when the message has RSV1
+        #: (compressed), whose decoded size the connection checks. Control frames: 125 bytes.
         self.max_size = max_size
+        # What the message being received may still bring, and whether it has RSV1. Tracked
+        # here, in stream order, so the check does not depend on how the input was split.
+        self._msg_left = max_size
+        self._msg_rsv1 = 0
         #: Bit mask of the RSV bits (0x70) that a negotiated extension gives a meaning to.
         self.allowed_rsv = allowed_rsv
         #: The peer's error found behind the frames the last ``feed`` returned, if any.
@@ -233,10 +249,16 @@ class FrameParser:
                 if length > 125:
                     # RFC 6455 §5.5: control frame payloads are at most 125 bytes.
                     raise ProtocolError("control frame payload longer than 125 bytes")
-            elif length > self.max_size:
-                # RFC 6455 §10.4: refuse from the declared length, before buffering the payload.
-                # (Only data frames: a control frame is bounded by 125 bytes, not by the limit.)
-                raise MessageTooBig(f"frame of {length} bytes exceeds the limit of {self.max_size}")
+            else:
+                # TEXT or BINARY starts a message with the whole limit; CONT gets what is left.
+                left = self.max_size if opcode else self._msg_left
+                if length > left:
+                    # RFC 6455 §10.4: refuse from the declared length, before buffering the
+                    # payload. (Control frames are bounded by 125 bytes, not by this limit.)
+                    raise MessageTooBig(
+                        f"data frame of {length} bytes exceeds the {left} bytes left "
+                        f"under the limit of {self.max_size}"
+                    )
             if masked:
                 head += 4
             total = head + length
@@ -250,10 +272,19 @@ class FrameParser:
                 )
             else:
                 payload = data[start : start + length]
-            frames.append(Frame(opcode, payload, bool(fin), bool(rsv & 0x40), bool(rsv & 0x20),
-                                bool(rsv & 0x10)))
+            if rsv:
+                frames.append(Frame(opcode, payload, fin != 0, rsv & 0x40 != 0, rsv & 0x20 != 0,
+                                    rsv & 0x10 != 0))
+            else:
+                frames.append(Frame(opcode, payload, fin != 0))
             pos += total
-            if opcode == Opcode.CLOSE:
+            if not fin and opcode < 0x8:
+                # A fragmented message: the next fragments may bring only what is left, unless
+                # it has RSV1 (compressed, RFC 7692 §6), whose decoded size the connection checks.
+                if opcode:
+                    self._msg_rsv1 = rsv & 0x40
+                self._msg_left = left if self._msg_rsv1 else left - length
+            if opcode == 0x8:
                 # Data after a close frame is never read (RFC 6455 §5.5.1).
                 return end
         else:
