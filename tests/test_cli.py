@@ -235,6 +235,14 @@ def test_connect_echoes_stdin_lines(server: Server, run: Run) -> None:
     run(main())
 
 
+def test_connect_reads_a_pipe(server: Server) -> None:
+    """Piped input: every line is answered, even those that reach the server with the Close."""
+    lines = [f"line {i}" for i in range(100)]
+    done = wskit_command("connect", f"{server.ws_url}/echo", stdin="\n".join(lines))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"< {line}" for line in lines]
+
+
 def test_connect_with_nothing_to_send(server: Server) -> None:
     done = wskit_command("connect", f"{server.ws_url}/echo")
     assert done.returncode == 0 and done.stdout == ""
