@@ -1,0 +1,333 @@
+"""wskit's server against every client peer: data, fragments, pings, closes, TLS, compression."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from interop_peers import CLIENTS, clients
+from interop_support import (
+    BIG,
+    BIG_LIMIT,
+    CLOSE_CODES,
+    FRAGMENTS,
+    MODES,
+    SIZES,
+    TLS,
+    UNICODE_TEXT,
+    PeerClient,
+    WskitServer,
+    close_reason,
+    expect,
+    got,
+)
+from peer_chromium import PAGE
+
+pytestmark = pytest.mark.interop
+
+Run = Callable[..., Any]
+Factory = Callable[[], PeerClient]
+
+
+@contextlib.asynccontextmanager
+async def peer_of(factory: Factory) -> AsyncIterator[PeerClient]:
+    peer = factory()
+    try:
+        yield peer
+    finally:
+        await peer.aclose()
+
+
+def wskit_server(**kwargs: Any) -> WskitServer:
+    return WskitServer(page=PAGE, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_echo(run: Run, client: Factory, kind: str) -> None:
+    """Every size around the 7-, 16- and 64-bit length encodings, both ways, in order."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            for size in SIZES:
+                await peer.send(kind, size)
+            echoed = [await peer.receive() for _ in SIZES]
+            expected = [expect(kind, size) for size in SIZES]
+            assert echoed == expected, f"{peer.name} got back {echoed}"
+            assert (await server.conn()).messages == expected
+            assert await peer.close(1000, "") == (1000, "")
+
+    run(main())
+
+
+def big_cases(peers: dict[str, Any]) -> list[Any]:
+    """16 MiB once per peer and compression setting: plain on asyncio, deflate on uvloop."""
+    return [pytest.param(name, mode, "uvloop" if mode else "asyncio",
+                         id=f"{name}-{mode or 'plain'}")
+            for name, cls in peers.items()
+            for mode in (None, "deflate") if mode is None or mode in cls.modes]
+
+
+@pytest.mark.parametrize(("client", "compression", "loop_kind"), big_cases(CLIENTS),
+                         indirect=["client"])
+def test_16_mib(run: Run, client: Factory, compression: str | None) -> None:
+    """16 MiB of text and of binary each way, the limits raised on both sides."""
+    async def main() -> None:
+        async with wskit_server(max_message_size=BIG_LIMIT, compression=compression) as server, \
+                peer_of(client) as peer:
+            mode = compression if compression in peer.modes else peer.modes[0]
+            await peer.connect(server.url("/echo"), compression=mode, max_size=BIG_LIMIT)
+            conn = await server.conn()
+            assert conn.extensions == (["permessage-deflate"] if compression else [])
+            for kind in ("text", "binary"):
+                await peer.send(kind, BIG)
+                assert await peer.receive() == expect(kind, BIG)
+            assert conn.messages == [expect("text", BIG), expect("binary", BIG)]
+            await peer.close(1000, "")
+
+    run(main(), timeout=60)
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_unicode(run: Run, client: Factory) -> None:
+    """Text with 4-byte UTF-8 characters (surrogate pairs in JavaScript) survives both ways."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            await peer.send_text(UNICODE_TEXT)
+            echoed = await peer.receive()
+            assert echoed == got(UNICODE_TEXT)
+            assert echoed.text == UNICODE_TEXT
+            assert (await server.conn()).messages == [got(UNICODE_TEXT)]
+            await peer.close(1000, "")
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_fragments_from_wskit(run: Run, client: Factory, kind: str) -> None:
+    """send_fragments: empty fragments, fragments that cut UTF-8 sequences, a 64 KiB one."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/cmd"))
+            for layout in FRAGMENTS:
+                await peer.command("fragments", kind=kind, sizes=list(layout))
+                assert await peer.receive() == expect(kind, sum(layout)), layout
+            await peer.close(1000, "")
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("client", clients(lambda cls: cls.sends_fragments), indirect=True)
+def test_fragments_from_peer(run: Run, client: Factory, kind: str) -> None:
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            for layout in FRAGMENTS:
+                await peer.send_fragments(kind, layout)
+                assert await peer.receive() == expect(kind, sum(layout)), layout
+            assert (await server.conn()).messages == [expect(kind, sum(x)) for x in FRAGMENTS]
+            await peer.close(1000, "")
+
+    run(main())
+
+
+PING_PAYLOADS = (b"", b"\x00\xff ping \xfe", bytes(range(125)))
+
+
+@pytest.mark.parametrize("client", clients(lambda cls: cls.sends_pings), indirect=True)
+def test_ping_from_peer(run: Run, client: Factory) -> None:
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            for data in PING_PAYLOADS:
+                assert await peer.ping(data) == data
+            await peer.send("text", 5)  # and the connection still carries messages
+            assert await peer.receive() == expect("text", 5)
+            assert (await server.conn()).pings == list(PING_PAYLOADS)
+            await peer.close(1000, "")
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_ping_from_wskit(run: Run, client: Factory) -> None:
+    """wskit's ``await ws.ping(data)`` returns once the peer's pong carries the same data."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/cmd"))
+            for data in PING_PAYLOADS:
+                answer = await peer.command("ping", payload=data.hex())
+                assert answer == {"op": "pong", "payload": data.hex()}
+            await peer.close(1000, "")
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_close_from_peer(run: Run, client: Factory) -> None:
+    """Each code the peer can send reaches wskit with its reason; wskit answers it."""
+    async def main() -> None:
+        failures = []
+        async with wskit_server() as server, peer_of(client) as peer:
+            for code in peer.close_codes:
+                await peer.connect(server.url("/echo"))
+                await peer.send("text", 3)
+                assert await peer.receive() == expect("text", 3)
+                answer = await peer.close(code, close_reason(code))
+                seen = await (await server.conn()).close_seen()
+                wire = 1005 if code is None else code
+                if seen != (wire, close_reason(code)):
+                    failures.append(f"peer sent {code}: wskit saw {seen}")
+                if answer[0] != wire and (peer.echoes_close_code or answer[0] is None):
+                    failures.append(f"peer sent {code}: wskit answered {answer}")
+        assert not failures, failures
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_close_from_wskit(run: Run, client: Factory) -> None:
+    """Each code wskit can send reaches the peer with its reason; the handshake completes."""
+    async def main() -> None:
+        failures = []
+        async with wskit_server() as server, peer_of(client) as peer:
+            for code in CLOSE_CODES:
+                await peer.connect(server.url("/cmd"))
+                await peer.command("close", code=code, reason=close_reason(code))
+                seen = await peer.wait_closed()
+                if seen != (code, close_reason(code)):
+                    failures.append(f"wskit sent {code}: peer saw {seen}")
+                answer = await (await server.conn()).close_seen()
+                expected = code if peer.echoes_close_code else 1000
+                if answer[0] != expected:
+                    failures.append(f"wskit sent {code}: peer answered {answer}")
+        assert not failures, failures
+
+    run(main())
+
+
+SUBPROTOCOL_CASES = [
+    pytest.param(["chat.v1", "chat.v2"], "chat.v2", id="both-server-order"),
+    pytest.param(["chat.v1", "other"], "chat.v1", id="one-shared"),
+    pytest.param(["other"], None, id="none-shared"),
+    pytest.param([], None, id="none-offered"),
+]
+
+
+@pytest.mark.parametrize(("offer", "chosen"), SUBPROTOCOL_CASES)
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_subprotocol(run: Run, client: Factory, offer: list[str], chosen: str | None) -> None:
+    """wskit picks by its own order (chat.v2, chat.v1); both ends agree on the choice.
+
+    Without a shared subprotocol wskit goes on without one (RFC 6455 §4.2.2); clients bound
+    by the WHATWG standard (browsers, and ws and websocket-client with them) then give up.
+    """
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            if offer and chosen is None and peer.needs_subprotocol_answer:
+                with pytest.raises(Exception, match=r"(?i)protocol|could not connect|header"):
+                    await peer.connect(server.url("/echo"), subprotocols=offer)
+                assert (await server.conn()).subprotocol is None
+                return
+            await peer.connect(server.url("/echo"), subprotocols=offer)
+            assert (await peer.negotiated())["subprotocol"] == chosen
+            assert (await server.conn()).subprotocol == chosen
+            await peer.close(1000, "")
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_tls(run: Run, client: Factory, tls: TLS) -> None:
+    """wss:// with a trustme certificate: messages, pings and the closing handshake."""
+    async def main() -> None:
+        async with wskit_server(tls=tls) as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"), tls=tls)
+            for kind, size in [("text", 125), ("binary", 65537), ("text", 65537)]:
+                await peer.send(kind, size)
+                assert await peer.receive() == expect(kind, size)
+            await peer.close(4000, close_reason(4000))
+            assert await (await server.conn()).close_seen() == (4000, close_reason(4000))
+            await peer.connect(server.url("/cmd"), tls=tls)
+            assert await peer.command("ping", payload="ab") == {"op": "pong", "payload": "ab"}
+            await peer.command("close", code=1001, reason="tls bye")
+            assert await peer.wait_closed() == (1001, "tls bye")
+
+    run(main())
+
+
+def _compression_cases() -> list[Any]:
+    return [pytest.param(name, server_mode, client_mode,
+                         id=f"{name}-server_{server_mode or 'off'}-client_{client_mode or 'off'}")
+            for name, cls in CLIENTS.items()
+            for server_mode in MODES
+            for client_mode in cls.modes]
+
+
+def check_params(params: dict[str, Any], server_mode: str | None,
+                 client_mode: str | None) -> None:
+    """What the peer says was negotiated: wskit's server uses 12-bit windows unless asked for
+    9 (by its own configuration or by the client), and no context takeover when either asks."""
+    no_takeover = "no-takeover" in (server_mode, client_mode)
+    bits = 9 if "window-9" in (server_mode, client_mode) else 12
+    if "local_no_context_takeover" in params:  # websockets: local is the client
+        assert params == {
+            "local_no_context_takeover": no_takeover, "remote_no_context_takeover": no_takeover,
+            "local_max_window_bits": bits, "remote_max_window_bits": bits,
+        }
+    elif "header" in params:  # ws, Chromium: the response header as received
+        header = params["header"]
+        assert ("server_no_context_takeover" in header) == no_takeover, header
+        assert ("client_no_context_takeover" in header) == no_takeover, header
+        assert f"server_max_window_bits={bits};" in header + ";", header
+        assert f"client_max_window_bits={bits};" in header + ";", header
+    elif "window_bits" in params:  # aiohttp: its own window and context takeover only
+        assert params == {
+            "window_bits": 9 if server_mode == "window-9" else 12,
+            "no_context_takeover": server_mode == "no-takeover",
+        }
+    else:
+        raise AssertionError(f"no parameters to check in {params}")
+
+
+@pytest.mark.parametrize(("client", "server_mode", "client_mode"), _compression_cases(),
+                         indirect=["client"])
+def test_compression(run: Run, client: Factory, server_mode: str | None,
+                     client_mode: str | None) -> None:
+    """permessage-deflate on and off, with and without context takeover and 9-bit windows."""
+    async def main() -> None:
+        async with wskit_server(compression=server_mode) as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"), compression=client_mode)
+            on = server_mode is not None and client_mode is not None
+            names = ["permessage-deflate"] if on else []
+            negotiated = await peer.negotiated()
+            assert negotiated["extensions"] == names, negotiated
+            conn = await server.conn()
+            assert conn.extensions == names
+            if on:
+                check_params(negotiated["params"], server_mode, client_mode)
+            expected = []
+            for kind in ("text", "binary", "noise"):
+                for size in (1, 125, 126, 65536, 65537, 126, 126):  # repeats: context takeover
+                    await peer.send(kind, size)
+                    assert await peer.receive() == expect(kind, size), (kind, size)
+                    expected.append(expect(kind, size))
+            if peer.sends_fragments:
+                for layout in FRAGMENTS:
+                    await peer.send_fragments("text", layout)
+                    assert await peer.receive() == expect("text", sum(layout)), layout
+                    expected.append(expect("text", sum(layout)))
+            assert conn.messages == expected
+            await peer.close(1000, "")
+            await peer.connect(server.url("/cmd"), compression=client_mode)
+            for layout in FRAGMENTS:
+                await peer.command("fragments", kind="binary", sizes=list(layout))
+                assert await peer.receive() == expect("binary", sum(layout)), layout
+            await peer.close(1000, "")
+
+    run(main())
