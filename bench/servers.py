@@ -17,6 +17,7 @@ from bench.common import (
     raise_nofile,
     run_with_loop,
 )
+from bench.fixed_echo import serve_fixed
 
 # Every server offers the same two endpoints:
 #   /echo    echoes each message with its own type (text stays text, binary stays binary);
@@ -97,7 +98,7 @@ async def serve_picows(port: int, aiofastnet: bool = False) -> None:
     class Echo(WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             mt = frame.msg_type
-            if mt == text or mt == binary:
+            if mt in (text, binary):
                 # picows has no UTF-8 check: the payload goes back as it came.
                 transport.send(mt, frame.get_payload_as_memoryview())
             elif mt == close:
@@ -279,6 +280,7 @@ async def serve_wskit(port: int) -> None:
 
 
 SERVERS: dict[str, Callable[[int], Any]] = {
+    "fixed": serve_fixed,  # the peer that client libraries are measured against
     "raw": serve_raw,
     "picows": serve_picows,
     "picows-afn": lambda port: serve_picows(port, aiofastnet=True),

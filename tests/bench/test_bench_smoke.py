@@ -1,0 +1,74 @@
+"""Smoke test of the benchmark harness: quick mode runs and writes a complete, non-zero table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import QUICK_SCENARIOS, SCENARIOS  # noqa: E402
+from bench.run import COLUMNS  # noqa: E402
+
+LIBS = ("picows", "raw")
+LOOP = "uvloop"
+
+
+def _require(module: str) -> None:
+    # The peers are the `bench` extra: CI installs it, so there a missing one is a failure.
+    if os.environ.get("CI") == "true":
+        __import__(module)
+    else:
+        pytest.importorskip(module)
+
+
+def _rows(md: str, heading: str) -> list[list[str]]:
+    """The body rows of the markdown table that follows `heading`."""
+    section = md.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == list(COLUMNS)
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_run_writes_full_table(tmp_path: Path) -> None:
+    for module in ("picows", "uvloop"):
+        _require(module)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", ",".join(LIBS),
+         "--loops", LOOP, "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (tmp_path / "latest-quick.md").read_text()
+    report = json.loads((tmp_path / "latest-quick.json").read_text())
+    assert report["machine"]["uname"] and report["versions"]["python"]
+
+    for side, heading in (("server", "## Servers"), ("client", "## Clients")):
+        rows = _rows(md, heading)
+        wanted = {
+            (name, lib) for name in QUICK_SCENARIOS if side in SCENARIOS[name].sides
+            for lib in LIBS
+        }
+        got = {(r[0].split(" ", 1)[0], r[1]) for r in rows}
+        assert got == wanted, f"{side}: {got ^ wanted}"
+        for r in rows:
+            assert len(r) == len(COLUMNS), r
+            assert r[2] == LOOP
+            assert _number(r[3]) > 0, r  # the median; an error text would not parse
+            if not r[0].startswith("idle"):
+                assert _number(r[5]) > 0, r  # CPU µs per message
+            assert _number(r[7]) > 0, r  # ratio to the floor
