@@ -933,3 +933,86 @@ class TestStreamAfterTheEnd:
                 assert calls == [("catch", 4005), "finally"]
 
         run(main())
+
+
+class TestCloseWithAFullInbox:
+    """Closing reads the peer's Close even when unread messages have paused reading (§7.1.2)."""
+
+    def test_close_completes_and_queued_messages_stay_readable(self, run: Any) -> None:
+        app = quiet_app()
+
+        @app.websocket("flood")
+        def flood(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            for i in range(50):
+                ws.send(f"m{i}")
+
+        async def main() -> None:
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/flood", max_queue=2)
+                await eventually(lambda: ws._protocol._reading_paused)
+                await asyncio.wait_for(ws.close(), WAIT)
+                assert ws.close_code == 1000  # the answer was read, not timed out (1006)
+                got = [message async for message in ws]
+                assert got == [f"m{i}" for i in range(len(got))]
+                assert len(got) >= 2
+
+        run(main())
+
+
+class TestCancellation:
+    """Cancelling one waiting call leaves the connection and other waiters intact."""
+
+    def test_cancelled_receive_does_not_disturb_others(self, run: Any) -> None:
+        async def main() -> None:
+            async with serving(echo_app()) as base, quiet_connect(base + "/echo") as ws:
+                patient = asyncio.ensure_future(ws.receive())
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(ws.receive(), 0.01)
+                ws.send("for the patient one")
+                assert await asyncio.wait_for(patient, WAIT) == "for the patient one"
+                ws.send("next")
+                assert await asyncio.wait_for(ws.receive(), WAIT) == "next"
+
+        run(main())
+
+    def test_cancelled_ping_can_be_repeated(self, run: Any) -> None:
+        async def main() -> None:
+            app = quiet_app()
+            app.websocket("mute", lambda req, ws: None)
+            async with serving(app):
+                peer = await raw_client(app.port, "/mute")
+                server_ws = next(iter(app.connections))
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(server_ws.ping(b"same"), 0.01)
+                pinging = asyncio.ensure_future(server_ws.ping(b"same"))
+                assert await peer.recv() == (PING, b"same")
+                assert await peer.recv() == (PING, b"same")
+                peer.send(PONG, b"same")
+                assert await asyncio.wait_for(pinging, WAIT) >= 0
+                await peer.aclose()
+
+        run(main())
+
+    def test_cancelled_close_still_closes(self, run: Any) -> None:
+        async def main() -> None:
+            async with serving(echo_app()) as base:
+                ws = await quiet_connect(base + "/echo")
+                closing = asyncio.ensure_future(ws.close(4003))
+                await asyncio.sleep(0)  # the Close frame is sent
+                closing.cancel()
+                await asyncio.wait_for(ws.wait_closed(), WAIT)
+                assert ws.close_code == 4003
+
+        run(main())
+
+    def test_close_from_a_plain_listener(self, run: Any) -> None:
+        async def main() -> None:
+            async with serving(echo_app()) as base:
+                ws = await quiet_connect(base + "/echo")
+                ws.on_text(lambda ws, text: asyncio.ensure_future(ws.close(4004, text)))
+                ws.send("from the listener")
+                await asyncio.wait_for(ws.wait_closed(), WAIT)
+                assert (ws.close_code, ws.close_reason) == (4004, "")
+                assert ws.error is None
+
+        run(main())

@@ -356,8 +356,9 @@ class WebSocket:
 
     def _enqueue(self, message: Message) -> None:
         self._inbox.append(message)
-        if len(self._inbox) >= self._protocol.limits.max_queue:
-            # Bounded: stop reading until receive() takes messages out.
+        if len(self._inbox) >= self._protocol.limits.max_queue and self._conn.state is State.OPEN:
+            # Bounded: stop reading until receive() takes messages out. (Once we have sent a
+            # Close, reading goes on so that the peer's Close is seen; close_timeout bounds it.)
             self._protocol.pause_reading()
         waiter = self._inbox_waiter
         if waiter is not None and not waiter.done():
@@ -365,7 +366,9 @@ class WebSocket:
 
     def _schedule(self, listener: _Listener, data: Any) -> None:
         self._async_calls.append((listener, data))
-        if len(self._async_calls) >= self._protocol.limits.max_queue:
+        if len(self._async_calls) >= self._protocol.limits.max_queue and (
+            self._conn.state is State.OPEN
+        ):
             self._protocol.pause_reading()
         if self._async_runner is None:
             self._async_runner = self._loop.create_task(self._run_async_listeners())
@@ -404,11 +407,12 @@ class WebSocket:
         while not self._inbox:
             if self._finished:
                 raise self._closed_error()
-            # Concurrent receivers share one waiter; each takes a message or waits again.
+            # Concurrent receivers share one waiter, each behind its own shield (so that one
+            # cancelled receiver does not cancel the others); each takes a message or waits again.
             waiter = self._inbox_waiter
             if waiter is None or waiter.done():
                 waiter = self._inbox_waiter = self._loop.create_future()
-            await waiter
+            await asyncio.shield(waiter)
         message = self._inbox.popleft()
         self._maybe_resume()
         return message
@@ -508,7 +512,9 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake (bounded by close_timeout), then drop the TCP connection.
 
-        Closing an already closing or closed connection just waits for the end.
+        Closing an already closing or closed connection just waits for the end. An invalid
+        code or a reason longer than 123 bytes raises ValueError (RFC 6455 §7.4, §5.5).
+        From a plain listener: ``asyncio.ensure_future(ws.close())``.
         """
         if self._conn.state is State.OPEN:
             self._start_close(code, reason)
