@@ -6,7 +6,9 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import ssl
+import sys
 from typing import Any
 
 import pytest
@@ -604,6 +606,45 @@ class TestShutdown:
             await asyncio.wait_for(serving_task, WAIT)
             await asyncio.wait_for(ws.wait_closed(), WAIT)
             assert ws.close_code == 1001
+
+        run(main())
+
+
+class TestRun:
+    """app.run() serves in its own loop until SIGINT, then shuts down gracefully (1001)."""
+
+    def test_run_until_sigint(self, run: Any) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        script = (
+            "import wskit\n"
+            "app = wskit.App(compression=None)\n"
+            "app.websocket('e', lambda req, ws: ws.on_text(lambda ws, t: ws.send(t)))\n"
+            f"app.run('127.0.0.1', {port})\n"
+        )
+
+        async def main() -> None:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+            try:
+                ws = None
+                for _ in range(200):
+                    try:
+                        ws = await quiet_connect(f"ws://127.0.0.1:{port}/e")
+                        break
+                    except OSError:
+                        await asyncio.sleep(0.02)
+                assert ws is not None, "the server did not start"
+                ws.send("ping")
+                assert await asyncio.wait_for(ws.receive(), WAIT) == "ping"
+                proc.send_signal(signal.SIGINT)
+                await asyncio.wait_for(ws.wait_closed(), WAIT)
+                assert ws.close_code == 1001
+                assert await asyncio.wait_for(proc.wait(), WAIT) == 0
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
 
         run(main())
 

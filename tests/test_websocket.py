@@ -1016,3 +1016,58 @@ class TestCancellation:
                 assert ws.error is None
 
         run(main())
+
+
+class TestAsyncListenersAtTheEnd:
+    """Messages received before the close still reach coroutine listeners, before finally_."""
+
+    def test_finally_after_the_queued_calls(self, run: Any) -> None:
+        app = quiet_app()
+
+        @app.websocket("five")
+        async def five(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            for i in range(5):
+                ws.send(str(i))
+            await ws.close()
+
+        async def main() -> None:
+            events: list[str] = []
+            done = asyncio.get_running_loop().create_future()
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/five")
+
+                async def slow(ws: wskit.WebSocket, text: str) -> None:
+                    await asyncio.sleep(0.01)
+                    events.append(text)
+
+                ws.on_text(slow).finally_(lambda: done.set_result(events.append("finally")))
+                await asyncio.wait_for(done, WAIT)
+                assert events == ["0", "1", "2", "3", "4", "finally"]
+
+        run(main())
+
+    def test_async_listener_failing_after_the_end_reaches_catch(self, run: Any) -> None:
+        app = quiet_app()
+
+        @app.websocket("one")
+        async def one(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            ws.send("x")
+            await ws.close()
+
+        async def main() -> None:
+            calls: list[Any] = []
+            done = asyncio.get_running_loop().create_future()
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/one")
+
+                async def late(ws: wskit.WebSocket, text: str) -> None:
+                    await ws.wait_closed()
+                    ws.send("too late")  # raises ConnectionClosed
+
+                ws.on_text(late).catch(calls.append).finally_(lambda: done.set_result(None))
+                await asyncio.wait_for(done, WAIT)
+                assert len(calls) == 1
+                assert isinstance(calls[0], wskit.ConnectionClosed)
+                assert ws.close_code == 1000
+
+        run(main())

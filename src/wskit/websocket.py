@@ -90,7 +90,7 @@ class _Listener:
         )
         self.zero_copy = zero_copy
         self.stream = Stream(ws)
-        if ws._finished:
+        if ws._streams_ended:
             self.stream._end(ws._error)
 
 
@@ -136,6 +136,7 @@ class WebSocket:
         #: The code and reason of the Close frame we sent, if we started the closing handshake.
         self._close_sent: tuple[int, str] | None = None
         self._finished = False
+        self._streams_ended = False
         self._closed_future: asyncio.Future[None] = self._loop.create_future()
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_deadline: asyncio.TimerHandle | None = None
@@ -387,6 +388,9 @@ class WebSocket:
                 self._maybe_resume()
         finally:
             self._async_runner = None
+            if self._finished:
+                # The connection ended while calls were queued: now the handles may end.
+                self._end_streams()
 
     def _maybe_resume(self) -> None:
         low = self._protocol.limits.max_queue // 2
@@ -395,9 +399,12 @@ class WebSocket:
 
     def _listener_failed(self, exc: BaseException, what: str = "a listener") -> None:
         """User code raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch."""
-        logger.error("%s raised; closing %s with 1011", what, self.remote_address, exc_info=exc)
         if self._error is None:
             self._error = exc
+        if self._finished:
+            logger.error("%s raised after the connection ended", what, exc_info=exc)
+            return
+        logger.error("%s raised; closing %s with 1011", what, self.remote_address, exc_info=exc)
         self._start_close(1011, "internal error")
 
     # -- receive / iterate -------------------------------------------------------------------
@@ -575,6 +582,21 @@ class WebSocket:
         waiter = self._inbox_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._async_runner is None:
+            self._end_streams()
+        # Otherwise coroutine listeners still have messages received before the end: the
+        # handles end (catch, then finally_) once those calls are done.
+        for hook in self._on_finish:
+            self._run_hook(hook, self)
+        if not self._closed_future.done():
+            self._closed_future.set_result(None)
+
+    def _end_streams(self) -> None:
+        """Call every catch with the error (if any), then every finally_; once."""
+        if self._streams_ended:
+            return
+        self._streams_ended = True
+        error = self._error
         streams = [lst.stream for lst in (self._text, self._binary, self._on_ping, self._on_pong)
                    if lst is not None]
         for stream in streams:
@@ -586,10 +608,6 @@ class WebSocket:
         for stream in streams:
             for finalizer in stream._finalizers:
                 self._run_hook(finalizer)
-        for hook in self._on_finish:
-            self._run_hook(hook, self)
-        if not self._closed_future.done():
-            self._closed_future.set_result(None)
 
     def _run_hook(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
