@@ -16,6 +16,7 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
+from .masking import apply_mask
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -153,6 +154,7 @@ class Connection:
         "_msg_opcode",
         "_msg_size",
         "_out",
+        "_peek",
         "_sending_fragments",
         "close_code",
         "close_reason",
@@ -187,6 +189,8 @@ class Connection:
         self._msg_size = 0
         self._msg_compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
+        # The partial text frame checked so far: (parser.partial, its decoder, bytes checked).
+        self._peek: tuple[object, codecs.IncrementalDecoder, int] | None = None
         self._sending_fragments = False  # whether our own fragmented message is unfinished
         #: The code and reason the connection ended with (1006 until known).
         self.close_code: int | None = None
@@ -248,6 +252,8 @@ class Connection:
                 # A bad frame behind the good ones of this chunk: fail after handling them.
                 if parser.error is not None:
                     raise parser.error
+                if parser.partial is not None:
+                    self._check_partial(parser.partial, data)
         except RemoteError as exc:
             self._fail(exc, events)
         return events
@@ -279,6 +285,39 @@ class Connection:
             events.append(Pong(bytes(frame.payload)))
         else:
             self._close_frame(frame, events)
+
+    def _check_partial(self, partial: tuple[int, int, bytes, int], data: bytes) -> None:
+        """RFC 6455 §8.1: fail on invalid UTF-8 as soon as it arrives, even inside a text frame
+        whose payload is incomplete. The bytes are only checked here; the whole frame is
+        decoded again when complete."""
+        opcode, rsv1, key, head = partial
+        if opcode == _OP_TEXT and not rsv1:
+            base = None
+        elif opcode == _OP_CONT and self._msg_opcode == _OP_TEXT and not self._msg_compressed:
+            base = self._decoder
+        else:
+            return
+        have = self.parser.buffered - head
+        peek = self._peek
+        if peek is not None and peek[0] is partial:
+            decoder, done = peek[1], peek[2]
+        else:
+            decoder, done = _Utf8Decoder(), 0
+            if base is not None:
+                decoder.setstate(base.getstate())
+        if have <= done:
+            return
+        # The bytes not checked yet are the end of this read (the header came before them).
+        chunk: bytes | bytearray | memoryview = data[len(data) - (have - done) :]
+        if key:
+            turn = done % 4
+            chunk = apply_mask(chunk, key[turn:] + key[:turn])
+        try:
+            decoder.decode(chunk, False)
+        except UnicodeDecodeError:
+            raise PayloadNotUTF8("invalid UTF-8 in a text message") from None
+        _check_pending_surrogate(decoder)
+        self._peek = (partial, decoder, have)
 
     def _data_frame(self, frame: Frame, events: list[Event]) -> None:
         payload = frame.payload

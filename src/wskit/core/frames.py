@@ -136,6 +136,7 @@ class FrameParser:
         "error",
         "expect_mask",
         "max_size",
+        "partial",
     )
 
     def __init__(self, *, expect_mask: bool, max_size: int, allowed_rsv: int = 0) -> None:
@@ -156,6 +157,9 @@ class FrameParser:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._need = 2
+        #: The data frame whose payload is still arriving, as (opcode, rsv1 bit, mask key or
+        #: b"", header length), or None; its payload bytes so far are ``buffered - header``.
+        self.partial: tuple[int, int, bytes, int] | None = None
 
     @property
     def buffered(self) -> int:
@@ -197,6 +201,7 @@ class FrameParser:
     def _parse(self, data: bytes, frames: list[Frame]) -> int:
         end = len(data)
         pos = 0
+        self.partial = None
         expect_mask = self.expect_mask
         while end - pos >= 2:
             b0 = data[pos]
@@ -263,7 +268,15 @@ class FrameParser:
                 head += 4
             total = head + length
             if end - pos < total:
+                if end - pos < head:
+                    # Parse again once the mask key is here, to report the partial frame.
+                    self._need = head
+                    break
                 self._need = total
+                if opcode < 0x8:
+                    # So the connection can check a text payload as it arrives (RFC 6455 §8.1).
+                    key = data[pos + head - 4 : pos + head] if masked else b""
+                    self.partial = (opcode, rsv & 0x40, key, head)
                 break
             start = pos + head
             if masked:
