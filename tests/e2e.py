@@ -180,9 +180,10 @@ def upgrade_request(path: str = "/", host: str = "127.0.0.1", key: str | None = 
 
 
 async def raw_client(port: int, path: str = "/", *, host: str = "127.0.0.1",
-                     extra: Iterable[tuple[str, str]] = (), handshake: bool = True) -> RawPeer:
+                     extra: Iterable[tuple[str, str]] = (), handshake: bool = True,
+                     ssl: Any = None) -> RawPeer:
     """A raw client; with ``handshake`` it completes the opening handshake (101 checked)."""
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
     peer = RawPeer(reader, writer, mask=True)
     if handshake:
         request, key = upgrade_request(path, extra=extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -586,34 +587,96 @@ class TestBackpressure:
 
             @app.websocket("push")
             def push(req: wskit.Request, ws: wskit.WebSocket) -> None:
+                # A small kernel buffer, so that little data fills it.
+                sock = ws._protocol.transport.get_extra_info("socket")  # type: ignore[union-attr]
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
                 opened.set_result(ws)
 
             async with serving(app):
-                peer = await raw_client(app.port, "/push")  # and then it does not read
+                # The peer completes the handshake and then stops reading from its socket.
+                peer = await raw_client(app.port, "/push")
+                peer.writer.transport.pause_reading()
                 ws = await asyncio.wait_for(opened, WAIT)
-                chunk = b"x" * (256 * 1024)
+                chunk = b"x" * (64 * 1024)
                 sent = 0
                 while ws.buffered_amount <= 64 * 1024:
+                    before = ws.buffered_amount
+                    ws.send(chunk)  # never blocks
+                    sent += 1
+                    assert ws.buffered_amount > before or before == 0
+                    assert sent < 1000, "the kernel never filled up"
+                for _ in range(4):  # well above the low-water mark
+                    before = ws.buffered_amount
                     ws.send(chunk)
                     sent += 1
-                    assert sent < 4000, "the kernel never filled up"
-                before = ws.buffered_amount
-                ws.send(chunk)
-                assert ws.buffered_amount >= before + len(chunk)
-                sent += 1
+                    assert ws.buffered_amount >= before + len(chunk)
                 draining = asyncio.ensure_future(ws.drain())
                 await asyncio.sleep(0.05)
                 assert not draining.done()
                 # Now the peer reads everything: drain returns.
-                received = 0
-                while received < sent:
-                    opcode, payload = await peer.recv()
-                    assert opcode == BINARY
-                    assert len(payload) == len(chunk)
-                    received += 1
+                peer.writer.transport.resume_reading()
+                await _read_binary(peer, sent, len(chunk))
                 await asyncio.wait_for(draining, WAIT)
                 assert ws.buffered_amount < 64 * 1024
                 await peer.aclose()
+
+        run(main())
+
+    def test_drain_over_tls(self, run: Any) -> None:
+        from tls_util import client_context, server_context
+
+        async def main() -> None:
+            opened: asyncio.Future[wskit.WebSocket] = asyncio.get_running_loop().create_future()
+            app = quiet_app(write_limit=64 * 1024)
+            app.websocket("push", lambda req, ws: opened.set_result(ws))
+            async with serving(app, ssl=server_context()):
+                peer = await raw_client(app.port, "/push", ssl=client_context())
+                peer.writer.transport.set_read_buffer_limits(high=1024, low=0)
+                peer.writer.transport.pause_reading()
+                ws = await asyncio.wait_for(opened, WAIT)
+                chunk = b"y" * (64 * 1024)
+                sent = 0
+                stop = False
+
+                async def fill() -> None:
+                    nonlocal sent
+                    while not stop:
+                        ws.send(chunk)
+                        sent += 1
+                        await ws.drain()
+
+                filling = asyncio.ensure_future(fill())
+                # A sender that respects drain() comes to a halt, with bytes still queued.
+                last = -1
+                while last != sent:
+                    last = sent
+                    await asyncio.sleep(0.05)
+                    assert sent < 1000, "drain() never blocked"
+                assert not filling.done()
+                assert ws.buffered_amount > 0
+                stop = True
+                peer.writer.transport.resume_reading()
+                await _read_binary(peer, sent, len(chunk))
+                await asyncio.wait_for(filling, WAIT)
+                await peer.aclose()
+
+        run(main())
+
+    def test_many_clients_at_once(self, run: Any) -> None:
+        async def main() -> None:
+            app = echo_app()
+            async with serving(app) as base:
+                async def one(i: int) -> list[Any]:
+                    async with quiet_connect(base + "/echo") as ws:
+                        for j in range(5):
+                            ws.send(f"{i}.{j}")
+                            ws.send(bytes([i % 256, j]))
+                        return [await ws.receive() for _ in range(10)]
+
+                results = await asyncio.wait_for(asyncio.gather(*map(one, range(60))), WAIT * 2)
+                for i, got in enumerate(results):
+                    assert got == [m for j in range(5) for m in (f"{i}.{j}", bytes([i % 256, j]))]
+                await eventually(lambda: not app.connections)
 
         run(main())
 
@@ -625,6 +688,12 @@ class TestBackpressure:
                 assert ws.buffered_amount == 0
 
         run(main())
+
+
+async def _read_binary(peer: Any, count: int, size: int) -> None:
+    for _ in range(count):
+        opcode, payload = await peer.recv()
+        assert (opcode, len(payload)) == (BINARY, size)
 
 
 class TestPing:
