@@ -32,11 +32,14 @@ __all__ = [
     "PONG",
     "ROLES",
     "TEXT",
+    "Endpoint",
     "Frame",
     "Peer",
     "close_payload",
     "encode",
+    "finish",
     "mask_payload",
+    "open_endpoint",
     "open_peer",
 ]
 
@@ -194,6 +197,9 @@ class Wire:
         await self.loop.sock_sendall(self.sock, data)
 
     def close(self) -> None:
+        # shutdown() sends the FIN even while the loop still polls the socket (uvloop).
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
@@ -427,8 +433,9 @@ class Peer:
             raise AssertionError(f"wskit's WebSocket not closed within {within} s") from None
         assert self.ws.close_code == code, f"wskit reports close code {self.ws.close_code}"
         error = self.ws.error
-        # Only the peer's fault may end the connection: never a listener that failed to echo.
-        assert error is None or isinstance(error, wskit.RemoteError), f"wskit error: {error!r}"
+        # The peer's fault or the close itself may be the error: never a listener that failed.
+        assert error is None or isinstance(error, (wskit.RemoteError, wskit.ConnectionClosed)), (
+            f"wskit error: {error!r}")
 
     async def close_handshake(self, code: int | None = 1000, reason: bytes = b"") -> None:
         """The peer starts a clean closing handshake (RFC 6455 §7.1.2, §5.5.1, §7.1.1):
@@ -470,124 +477,178 @@ async def _read_head(wire: Wire) -> tuple[str, dict[str, str]]:
     return lines[0], headers
 
 
-@asynccontextmanager
-async def open_peer(
-    role: str,
-    *,
-    compression: Any = None,
-    offer: str | None = None,
-    answer: str | None = None,
-    setup: Callable[[wskit.WebSocket], None] = _echo,
-    **options: Any,
-) -> AsyncIterator[Peer]:
-    """A raw peer connected to a wskit echo endpoint playing ``role``.
+class Endpoint:
+    """A wskit echo endpoint of one role, and the raw side that connects to it.
 
-    ``role="server"``: a wskit ``App`` serves ``/echo``; the peer is a hand-made client that
-    offers ``offer`` as Sec-WebSocket-Extensions. ``role="client"``: a hand-made server answers
-    ``wskit.connect`` (with ``answer`` as Sec-WebSocket-Extensions). ``options`` go to ``App``
-    or ``connect`` (``max_message_size``, ``close_timeout``...). Keepalive pings are off.
+    ``role="server"``: a wskit ``App`` serves ``/echo`` and ``connect()`` opens a hand-made
+    client connection to it (offering ``offer`` as Sec-WebSocket-Extensions). ``role="client"``:
+    a hand-made listener, and ``connect()`` runs ``wskit.connect`` against it (answering with
+    ``answer`` as Sec-WebSocket-Extensions). Many connections can share one endpoint.
     """
-    options.setdefault("close_timeout", 1.0)
-    options.setdefault("ping_interval", None)
-    if role == "server":
-        async with _server_peer(compression, offer, setup, options) as peer:
-            yield peer
-    elif role == "client":
-        async with _client_peer(compression, answer, setup, options) as peer:
-            yield peer
-    else:
-        raise ValueError(role)
 
+    def __init__(self, role: str, *, compression: Any = None, offer: str | None = None,
+                 answer: str | None = None,
+                 setup: Callable[[wskit.WebSocket], None] | None = None,
+                 **options: Any) -> None:
+        if role not in ROLES:
+            raise ValueError(role)
+        options.setdefault("close_timeout", 1.0)
+        options.setdefault("ping_interval", None)
+        self.role = role
+        self.compression = compression
+        self.offer = offer
+        self.answer = answer
+        self.setup = setup or _echo
+        self.options = options
+        self.app: wskit.App | None = None
+        self.listener: socket.socket | None = None
+        # The server's WebSocket of each raw connection, by the raw side's address.
+        self._opened: dict[Any, asyncio.Future[wskit.WebSocket]] = {}
+        # The raw server's side of each wskit client, by the client's address.
+        self._accepted: dict[Any, asyncio.Future[tuple[Wire, dict[str, str]]]] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
 
-@asynccontextmanager
-async def _server_peer(compression: Any, offer: str | None,
-                       setup: Callable[[wskit.WebSocket], None],
-                       options: dict[str, Any]) -> AsyncIterator[Peer]:
-    loop = asyncio.get_running_loop()
-    app = wskit.App(compression=compression, **options)
-    opened: asyncio.Future[wskit.WebSocket] = loop.create_future()
+    async def start(self) -> None:
+        if self.role == "server":
+            app = self.app = wskit.App(compression=self.compression, **self.options)
 
-    @app.websocket("/echo")
-    def handler(req: Any, ws: wskit.WebSocket) -> None:
-        setup(ws)
-        opened.set_result(ws)
+            @app.websocket("/echo")
+            def handler(req: Any, ws: wskit.WebSocket) -> None:
+                self.setup(ws)
+                self._opened_future(tuple(ws.remote_address)).set_result(ws)
 
-    await app.start("127.0.0.1", 0)
-    wire: Wire | None = None
-    peer: Peer | None = None
-    try:
-        wire = Wire(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        await loop.sock_connect(wire.sock, ("127.0.0.1", app.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        )
-        if offer is not None:
-            request += f"Sec-WebSocket-Extensions: {offer}\r\n"
-        await wire.write((request + "\r\n").encode())
-        status, headers = await _read_head(wire)
-        # RFC 6455 §4.2.2: 101 and the accept value computed from our key.
-        assert status.startswith("HTTP/1.1 101"), status
-        assert headers.get("sec-websocket-accept") == accept_key(key), headers
-        ws = await asyncio.wait_for(opened, FRAME_TIMEOUT)
-        compressed = "permessage-deflate" in headers.get("sec-websocket-extensions", "")
-        peer = Peer("server", wire, ws, compressed=compressed, handshake_headers=headers)
-        yield peer
-    finally:
-        if peer is not None:
-            await peer.aclose()
-        elif wire is not None:
-            wire.close()
-        await app.shutdown(timeout=1.0)
-
-
-@asynccontextmanager
-async def _client_peer(compression: Any, answer: str | None,
-                       setup: Callable[[wskit.WebSocket], None],
-                       options: dict[str, Any]) -> AsyncIterator[Peer]:
-    loop = asyncio.get_running_loop()
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.setblocking(False)
-    port = listener.getsockname()[1]
-
-    async def accept() -> tuple[Wire, dict[str, str]]:
-        sock, _ = await loop.sock_accept(listener)
-        wire = Wire(sock)
-        request, headers = await _read_head(wire)
-        assert request.startswith("GET /echo HTTP/1.1"), request
-        response = (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {accept_key(headers['sec-websocket-key'])}\r\n"
-        )
-        if answer is not None:
-            response += f"Sec-WebSocket-Extensions: {answer}\r\n"
-        await wire.write((response + "\r\n").encode())
-        return wire, headers
-
-    accepting = asyncio.ensure_future(accept())
-    ws: wskit.WebSocket | None = None
-    peer: Peer | None = None
-    try:
-        ws = await wskit.connect(f"ws://127.0.0.1:{port}/echo", compression=compression,
-                                 open_timeout=FRAME_TIMEOUT, **options)
-        # Listeners are set before the peer sends its first frame (same loop, no race).
-        setup(ws)
-        wire, headers = await asyncio.wait_for(accepting, FRAME_TIMEOUT)
-        peer = Peer("client", wire, ws, compressed=bool(ws.extensions),
-                    handshake_headers=headers)
-        yield peer
-    finally:
-        if peer is not None:
-            await peer.aclose()
-        elif accepting.done() and not accepting.cancelled() and accepting.exception() is None:
-            accepting.result()[0].close()
+            await app.start("127.0.0.1", 0)
         else:
-            accepting.cancel()
-        if ws is not None and not ws.is_closed:
+            listener = self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(100)
+            listener.setblocking(False)
+
+    def _opened_future(self, address: Any) -> asyncio.Future[wskit.WebSocket]:
+        if address not in self._opened:
+            self._opened[address] = asyncio.get_running_loop().create_future()
+        return self._opened[address]
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.shutdown(timeout=1.0)
+        for task in self._tasks:
+            task.cancel()
+        if self.listener is not None:
+            self.listener.close()
+
+    async def connect(self) -> Peer:
+        if self.role == "server":
+            return await self._connect_to_server()
+        return await self._connect_client()
+
+    async def _connect_to_server(self) -> Peer:
+        assert self.app is not None
+        loop = asyncio.get_running_loop()
+        port = self.app.port
+        wire = Wire(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        try:
+            await loop.sock_connect(wire.sock, ("127.0.0.1", port))
+            key = base64.b64encode(os.urandom(16)).decode()
+            request = (
+                f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n"
+            )
+            if self.offer is not None:
+                request += f"Sec-WebSocket-Extensions: {self.offer}\r\n"
+            await wire.write((request + "\r\n").encode())
+            status, headers = await _read_head(wire)
+            # RFC 6455 §4.2.2: 101 and the accept value computed from our key.
+            assert status.startswith("HTTP/1.1 101"), status
+            assert headers.get("sec-websocket-accept") == accept_key(key), headers
+            address = tuple(wire.sock.getsockname())
+            ws = await asyncio.wait_for(self._opened_future(address), FRAME_TIMEOUT)
+            del self._opened[address]
+        except BaseException:
+            wire.close()
+            raise
+        compressed = "permessage-deflate" in headers.get("sec-websocket-extensions", "")
+        return Peer("server", wire, ws, compressed=compressed, handshake_headers=headers)
+
+    async def _accept(self) -> None:
+        """Answer one wskit client, filing the connection under the client's address."""
+        assert self.listener is not None
+        sock, address = await asyncio.get_running_loop().sock_accept(self.listener)
+        wire = Wire(sock)
+        accepted = self._accepted_future(tuple(address))
+        try:
+            request, headers = await _read_head(wire)
+            assert request.startswith("GET /echo HTTP/1.1"), request
+            response = (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept_key(headers['sec-websocket-key'])}\r\n"
+            )
+            if self.answer is not None:
+                response += f"Sec-WebSocket-Extensions: {self.answer}\r\n"
+            await wire.write((response + "\r\n").encode())
+        except Exception as exc:
+            wire.close()
+            accepted.set_exception(exc)
+            return
+        accepted.set_result((wire, headers))
+
+    def _accepted_future(self, address: Any) -> asyncio.Future[tuple[Wire, dict[str, str]]]:
+        if address not in self._accepted:
+            self._accepted[address] = asyncio.get_running_loop().create_future()
+        return self._accepted[address]
+
+    async def _connect_client(self) -> Peer:
+        assert self.listener is not None
+        port = self.listener.getsockname()[1]
+        # One accept per connect; each files what it accepted under the client's address.
+        self._tasks.add(asyncio.ensure_future(self._accept()))
+        ws = await wskit.connect(f"ws://127.0.0.1:{port}/echo", compression=self.compression,
+                                 open_timeout=FRAME_TIMEOUT, **self.options)
+        # Listeners are set before the peer sends its first frame (same loop, no race).
+        self.setup(ws)
+        address = tuple(ws._protocol.transport.get_extra_info("sockname"))
+        try:
+            wire, headers = await asyncio.wait_for(self._accepted_future(address),
+                                                   FRAME_TIMEOUT)
+        except BaseException:
             ws._protocol.abort()
-            with suppress(Exception):
-                await asyncio.wait_for(ws.wait_closed(), 1.0)
-        listener.close()
+            raise
+        finally:
+            del self._accepted[address]
+        return Peer("client", wire, ws, compressed=bool(ws.extensions),
+                    handshake_headers=headers)
+
+
+async def finish(peer: Peer) -> None:
+    """Release a peer's connection, and wskit's side with it."""
+    await peer.aclose()
+    ws = peer.ws
+    if not ws.is_closed:
+        ws._protocol.abort()
+        with suppress(Exception):
+            await asyncio.wait_for(ws.wait_closed(), 1.0)
+
+
+@asynccontextmanager
+async def open_endpoint(role: str, **options: Any) -> AsyncIterator[Endpoint]:
+    endpoint = Endpoint(role, **options)
+    await endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        await endpoint.stop()
+
+
+@asynccontextmanager
+async def open_peer(role: str, **options: Any) -> AsyncIterator[Peer]:
+    """A raw peer connected to a fresh wskit echo endpoint playing ``role`` (see ``Endpoint``;
+    ``options`` go to ``App`` or ``connect``, like ``max_message_size`` or ``close_timeout``;
+    keepalive pings are off)."""
+    async with open_endpoint(role, **options) as endpoint:
+        peer = await endpoint.connect()
+        try:
+            yield peer
+        finally:
+            await finish(peer)
