@@ -188,6 +188,21 @@ class TestRejections:
 
         run(main())
 
+    def test_origin_allowlist_may_accept_clients_without_origin(self, run: Any) -> None:
+        app = quiet_app(origins=["https://good.example", None])
+        app.websocket("ws", listen_echo)
+
+        async def main() -> None:
+            async with serving(app) as base:
+                async with quiet_connect(base + "/ws") as ws:
+                    ws.send("no origin")
+                    assert await ws.receive() == "no origin"
+                with pytest.raises(wskit.InvalidHandshake) as info:
+                    await quiet_connect(base + "/ws", origin="https://evil.example")
+                assert info.value.status == 403
+
+        run(main())
+
     def test_plain_get_on_websocket_route_is_426(self, run: Any) -> None:
         async def main() -> None:
             app = self.app()
@@ -647,6 +662,19 @@ class TestRun:
                     await proc.wait()
 
         run(main())
+
+
+    def test_wskit_run_picks_the_loop(self, loop_kind: str) -> None:
+        async def main() -> str:
+            app = quiet_app()
+            app.websocket("e", listen_echo)
+            async with serving(app) as base, quiet_connect(base + "/e") as ws:
+                ws.send("via wskit.run")
+                assert await ws.receive() == "via wskit.run"
+            return type(asyncio.get_running_loop()).__module__
+
+        module = wskit.run(main(), use_uvloop=loop_kind == "uvloop")
+        assert module.startswith("uvloop" if loop_kind == "uvloop" else "asyncio")
 
 
 async def _drain(ws: wskit.WebSocket) -> list[Any]:

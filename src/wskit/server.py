@@ -110,7 +110,7 @@ class App:
         *,
         compression: Compression = "deflate",
         subprotocols: Sequence[str] = (),
-        origins: Iterable[str] | None = None,
+        origins: Iterable[str | None] | None = None,
         max_message_size: int = 1 << 20,
         max_queue: int = 32,
         max_connections: int = 10_000,
@@ -133,8 +133,9 @@ class App:
         )
         self.compression = compression
         self.subprotocols = list(subprotocols)
-        #: Allowed ``Origin`` values; None allows every origin (and requests without one).
-        self.origins = set(origins) if origins is not None else None
+        #: Allowed ``Origin`` values (403 for others); None allows every origin. Put None in
+        #: the allowlist to also accept requests without an Origin (non-browser clients).
+        self.origins: set[str | None] | None = set(origins) if origins is not None else None
         self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
         #: Every open WebSocket connection, so none is lost while it is open.
@@ -322,7 +323,7 @@ class App:
         req = Request(raw, params, proto.peer)
         if self.origins is not None:
             origin = raw.headers.get("Origin")
-            if origin is None or origin not in self.origins:
+            if origin not in self.origins:
                 logger.info("refusing origin %r from %s", origin, proto.peer)
                 proto.respond(reject(403, "origin not allowed"))
                 return

@@ -194,9 +194,10 @@ class WebSocketProtocol(asyncio.Protocol):
         transport.write(data)
 
     def pause_reading(self) -> None:
-        if not self._reading_paused and self.transport is not None:
+        transport = self.transport
+        if not self._reading_paused and transport is not None and not transport.is_closing():
             self._reading_paused = True
-            self.transport.pause_reading()
+            transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self._reading_paused and self.transport is not None:
