@@ -148,6 +148,57 @@ class EOF:
         return "<EOF (reset)>" if self.reset else "<EOF>"
 
 
+def parse_deflate(header: str) -> dict[str, str | None] | None:
+    """The parameters of a permessage-deflate response header, or None if there is none."""
+    for ext in header.split(","):
+        name, *params = (part.strip() for part in ext.split(";"))
+        if name == "permessage-deflate":
+            parsed: dict[str, str | None] = {}
+            for param in params:
+                key, _, value = param.partition("=")
+                parsed[key.strip()] = value.strip().strip('"') or None
+            return parsed
+    return None
+
+
+class PeerDeflate:
+    """The peer's own permessage-deflate codec (RFC 7692 §7), held strictly to the
+    negotiated parameters: it inflates wskit's messages with the window wskit agreed to, and
+    without context between messages when wskit agreed to that, so a breach shows."""
+
+    def __init__(self, params: dict[str, str | None], *, peer_is_client: bool) -> None:
+        own, other = ("client", "server") if peer_is_client else ("server", "client")
+        self.own_bits = int(params.get(f"{own}_max_window_bits") or 15)
+        self.own_reset = f"{own}_no_context_takeover" in params
+        self.other_bits = int(params.get(f"{other}_max_window_bits") or 15)
+        self.other_reset = f"{other}_no_context_takeover" in params
+        self._compressor: Any = None
+        self._decompressor: Any = None
+
+    def compress(self, data: bytes, *, final_block: bool = False) -> bytes:
+        """One message's compressed payload, its 00 00 ff ff tail removed (§7.2.1)."""
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(6, zlib.DEFLATED, -max(self.own_bits, 9))
+        if final_block:
+            out = self._compressor.compress(data) + self._compressor.flush(zlib.Z_FINISH)
+            self._compressor = None
+            return out
+        out = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        if self.own_reset:
+            self._compressor = None
+        return out[:-4]
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._decompressor is None:
+            self._decompressor = zlib.decompressobj(-self.other_bits)
+        # RFC 7692 §7.2.2: append the removed tail, then inflate.
+        out = self._decompressor.decompress(data + b"\x00\x00\xff\xff")
+        if self.other_reset:
+            self._decompressor = None
+        return bytes(out)
+
+
 class Wire:
     """A raw non-blocking socket with a read buffer.
 
@@ -212,7 +263,7 @@ class Peer:
         wire: Wire,
         ws: wskit.WebSocket,
         *,
-        compressed: bool = False,
+        deflate: PeerDeflate | None = None,
         handshake_headers: dict[str, str] | None = None,
     ) -> None:
         #: The role wskit plays: "server" or "client".
@@ -221,7 +272,9 @@ class Peer:
         #: wskit's own WebSocket object, to check what it reports.
         self.ws = ws
         #: Whether permessage-deflate was negotiated (RSV1 allowed on first data frames).
-        self.compressed = compressed
+        #: The negotiated permessage-deflate, if any (RSV1 allowed on first data frames).
+        self.deflate = deflate
+        self.compressed = deflate is not None
         self.handshake_headers = handshake_headers or {}
         #: A peer acting as client masks; as server it does not (RFC 6455 §5.1).
         self.masks = role == "server"
@@ -234,8 +287,6 @@ class Peer:
         self.received: list[Frame] = []
         #: Whether a write found the connection already dropped by wskit.
         self.write_failed = False
-        #: Inflates wskit's compressed messages, keeping the context between messages.
-        self.inflater = zlib.decompressobj(-15) if compressed else None
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -358,8 +409,9 @@ class Peer:
         assert item.fin, f"expected a final frame, got {item!r}"
         return item
 
-    async def expect_message(self, opcode: int, payload: bytes) -> None:
-        """wskit echoes a message; it may fragment it, so frames are joined (RFC 6455 §5.4)."""
+    async def expect_message(self, opcode: int, payload: bytes) -> bool:
+        """wskit echoes a message; it may fragment it, so frames are joined (RFC 6455 §5.4).
+        Returns whether it came compressed (RSV1, RFC 7692 §6)."""
         first = await self.expect_frame_of(opcode)
         parts = [first.payload]
         last = first
@@ -368,12 +420,12 @@ class Peer:
             parts.append(last.payload)
         data = b"".join(parts)
         if first.rsv & 4:
-            assert self.inflater is not None
-            # RFC 7692 §7.2.2: append the stripped empty block, then inflate.
-            data = self.inflater.decompress(data + b"\x00\x00\xff\xff")
+            assert self.deflate is not None
+            data = self.deflate.decompress(data)
         if data != payload:
             shown = Frame(opcode, data)
             raise AssertionError(f"expected echo {Frame(opcode, payload)!r}, got {shown!r}")
+        return bool(first.rsv & 4)
 
     async def expect_frame_of(self, opcode: int) -> Frame:
         try:
@@ -568,8 +620,9 @@ class Endpoint:
         except BaseException:
             wire.close()
             raise
-        compressed = "permessage-deflate" in headers.get("sec-websocket-extensions", "")
-        return Peer("server", wire, ws, compressed=compressed, handshake_headers=headers)
+        params = parse_deflate(headers.get("sec-websocket-extensions", ""))
+        deflate = None if params is None else PeerDeflate(params, peer_is_client=True)
+        return Peer("server", wire, ws, deflate=deflate, handshake_headers=headers)
 
     async def _accept(self) -> None:
         """Answer one wskit client, filing the connection under the client's address."""
@@ -617,8 +670,12 @@ class Endpoint:
             raise
         finally:
             del self._accepted[address]
-        return Peer("client", wire, ws, compressed=bool(ws.extensions),
-                    handshake_headers=headers)
+        deflate = None
+        if ws.extensions:
+            params = parse_deflate(self.answer or "")
+            assert params is not None, (self.answer, ws.extensions)
+            deflate = PeerDeflate(params, peer_is_client=False)
+        return Peer("client", wire, ws, deflate=deflate, handshake_headers=headers)
 
 
 async def finish(peer: Peer) -> None:
