@@ -20,6 +20,8 @@ from bench.common import (
     payload_for,
     raise_nofile,
     run_with_loop,
+    server_frame,
+    upgrade_request,
 )
 from bench.servers import Unavailable, _accepted
 
@@ -68,6 +70,10 @@ class Driver:
     def message(self, s: Scenario) -> Any:
         payload = payload_for(s)
         return payload.decode() if s.opcode == OP_TEXT else payload
+
+    def expected(self, s: Scenario) -> Any:
+        """What the echo of `message(s)` looks like to this driver."""
+        return self.message(s)
 
 
 # --- awaited send/recv libraries ---
@@ -307,13 +313,18 @@ class WskitDriver(Driver):
 
 
 class _RawClient(asyncio.Protocol):
-    """Counts echoed bytes; writes one message per completed echo, as a client library would."""
+    """The least a client can do: upgrade by hand, then write each message as pre-built bytes
+    (one write per message, as a client library would) and count the echoed bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, upgrade: bytes) -> None:
         loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.upgrade = upgrade
+        self.head = bytearray()
+        self.opened: asyncio.Future[None] = loop.create_future()
         self.rx = 0
         self.msg = b""
+        self.rlen = 1
         self.st: State | None = None
         self.inflight = 0
         self.waiter: asyncio.Future[Any] = loop.create_future()
@@ -322,14 +333,24 @@ class _RawClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self.upgrade)
 
     def data_received(self, data: bytes) -> None:
-        mlen = len(self.msg)
-        if len(self.first) < mlen:
-            self.first += data[: mlen - len(self.first)]
-        before = self.rx // mlen
+        if not self.opened.done():
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            data = bytes(self.head[end + 4 :])
+            self.opened.set_result(None)
+            if not data:
+                return
+        rlen = self.rlen
+        if len(self.first) < rlen:
+            self.first += data[: rlen - len(self.first)]
+        before = self.rx // rlen
         self.rx += len(data)
-        n = self.rx // mlen - before
+        n = self.rx // rlen - before
         st = self.st
         if st is None:
             if n and not self.waiter.done():
@@ -346,6 +367,8 @@ class _RawClient(asyncio.Protocol):
             write(msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("closed during the upgrade"))
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -354,28 +377,37 @@ class RawDriver(Driver):
     name = "raw"
 
     def message(self, s: Scenario) -> Any:
-        # Same bytes on the wire as a WebSocket client's masked frame.
+        # The same bytes a WebSocket client puts on the wire, built once.
+        self._reply = server_frame(s.opcode, payload_for(s))
         return client_frame(s.opcode, payload_for(s))
 
+    def expected(self, s: Scenario) -> Any:
+        return server_frame(s.opcode, payload_for(s))
+
     async def connect(self, url: str) -> Any:
-        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
-        _, proto = await asyncio.get_running_loop().create_connection(_RawClient, HOST, port)
+        hostport, _, path = url.removeprefix("ws://").partition("/")
+        port = int(hostport.rsplit(":", 1)[1])
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(
+            lambda: _RawClient(upgrade_request("/" + path, port)), HOST, port)
+        await asyncio.wait_for(proto.opened, TIMEOUT)
         return proto
 
     async def pipe(self, conn: Any, msg: Any, window: int, st: State) -> None:
-        conn.msg, conn.st, conn.inflight = msg, st, window
+        conn.msg, conn.rlen, conn.st, conn.inflight = msg, len(self._reply), st, window
         for _ in range(window):
             conn.transport.write(msg)
         await conn.waiter
         st.first = bytes(conn.first)
 
     async def close(self, conn: Any) -> None:
+        # No closing handshake: the floor ends the TCP connection and nothing else.
         conn.transport.close()
         await asyncio.wait_for(conn.lost, TIMEOUT)
 
     async def storm_one(self, url: str, msg: Any) -> Any:
         conn = await self.connect(url)
-        conn.msg = msg
+        conn.msg, conn.rlen = msg, len(self._reply)
         conn.transport.write(msg)
         got = await conn.waiter
         await self.close(conn)
@@ -409,13 +441,14 @@ async def _pipe_run(d: Driver, url: str, s: Scenario, warmup: float,
     finally:
         task.cancel()
         await asyncio.wait_for(d.close(conn), TIMEOUT)
-    if st.first != msg:
+    if st.first != d.expected(s):
         return {"error": f"echo mismatch: {str(st.first)[:60]}"}
     return {"count": c1 - c0, "elapsed": t1 - t0, "cpu": cpu1 - cpu0}
 
 
 async def _storm_run(d: Driver, url: str, s: Scenario, n: int) -> dict[str, Any]:
     msg = d.message(s)
+    want = d.expected(s)
 
     async def round_() -> tuple[int, str]:
         got = await asyncio.gather(
@@ -423,7 +456,7 @@ async def _storm_run(d: Driver, url: str, s: Scenario, n: int) -> dict[str, Any]
             return_exceptions=True,
         )
         errs = [g for g in got if isinstance(g, BaseException)]
-        bad = [g for g in got if not isinstance(g, BaseException) and g != msg]
+        bad = [g for g in got if not isinstance(g, BaseException) and g != want]
         if errs:
             return len(got) - len(errs), f"{len(errs)} failed, e.g. {errs[0]!r}"
         if bad:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -295,8 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("lib", choices=sorted(SERVERS))
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    ap.add_argument("--profile", metavar="FILE", help="write cProfile stats here on SIGTERM")
     args = ap.parse_args(argv)
     raise_nofile()
+    prof = None
+    if args.profile:
+        import cProfile
+
+        # SIGTERM unwinds through the loop like Ctrl-C, so the stats get written.
+        signal.signal(signal.SIGTERM, _interrupt)
+        prof = cProfile.Profile()
+        prof.enable()
     try:
         run_with_loop(args.loop, lambda: SERVERS[args.lib](args.port))
     except Unavailable as e:
@@ -304,7 +314,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         pass
+    finally:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(args.profile)
     return 0
+
+
+def _interrupt(_sig: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
