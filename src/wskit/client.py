@@ -91,6 +91,13 @@ class ClientProtocol(WebSocketProtocol):
         )
         if not self.opened.done():
             self.opened.set_result(ws)
+        # Frames may follow the 101 at once, even in the same read (RFC 6455 §4.1): they wait,
+        # with anything after them, until connect() has returned and listeners are set.
+        self.pause_reading()
+
+    def _start(self) -> None:
+        """Called just after connect() has returned: process what came behind the 101."""
+        self.resume_reading()
         self._feed_leftover()
 
     def _refused(self, exc: InvalidHandshake) -> None:
@@ -184,11 +191,15 @@ class connect:  # used like a function: ``await connect(url)``
             return await protocol.opened
 
         try:
-            return await asyncio.wait_for(open_connection(), self.open_timeout)
+            ws = await asyncio.wait_for(open_connection(), self.open_timeout)
         except BaseException:
             if protocol is not None:
                 protocol.abort()
             raise
+        # Runs once the caller, to whom this returns, has set its listeners and yielded.
+        assert protocol is not None
+        loop.call_soon(protocol._start)
+        return ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
         return self._connect().__await__()

@@ -541,6 +541,7 @@ class Endpoint:
     def __init__(self, role: str, *, compression: Any = None, offer: str | None = None,
                  answer: str | None = None,
                  setup: Callable[[wskit.WebSocket], None] | None = None,
+                 early: bytes = b"",
                  **options: Any) -> None:
         if role not in ROLES:
             raise ValueError(role)
@@ -551,6 +552,8 @@ class Endpoint:
         self.offer = offer
         self.answer = answer
         self.setup = setup or _echo
+        #: Frames written in the same write as the handshake (request or 101 response).
+        self.early = early
         self.options = options
         self.app: wskit.App | None = None
         self.listener: socket.socket | None = None
@@ -609,7 +612,7 @@ class Endpoint:
             )
             if self.offer is not None:
                 request += f"Sec-WebSocket-Extensions: {self.offer}\r\n"
-            await wire.write((request + "\r\n").encode())
+            await wire.write((request + "\r\n").encode() + self.early)
             status, headers = await _read_head(wire)
             # RFC 6455 §4.2.2: 101 and the accept value computed from our key.
             assert status.startswith("HTTP/1.1 101"), status
@@ -640,7 +643,7 @@ class Endpoint:
             )
             if self.answer is not None:
                 response += f"Sec-WebSocket-Extensions: {self.answer}\r\n"
-            await wire.write((response + "\r\n").encode())
+            await wire.write((response + "\r\n").encode() + self.early)
         except Exception as exc:
             wire.close()
             accepted.set_exception(exc)
