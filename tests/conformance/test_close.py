@@ -288,9 +288,10 @@ def test_tcp_dropped_without_close(play: Play, role: str) -> None:
     play(role, scenario)
 
 
-def test_data_after_wskit_close_not_answered(play: Play, role: str) -> None:
-    """§5.5.1: once wskit has sent its Close it sends no data frame (no echo) and no Pong;
-    the peer's Close completes the handshake."""
+def test_after_wskit_close_pings_answered_data_not(play: Play, role: str) -> None:
+    """§5.5.1: once wskit has sent its Close it sends no data frame (no echo), but §5.5.2 still
+    owes a Pong to a Ping ("unless it already received a Close frame"); the peer's Close then
+    completes the handshake."""
 
     def quiet_echo(ws: Any) -> None:
         def echo(ws: Any, data: Any) -> None:
@@ -305,6 +306,7 @@ def test_data_after_wskit_close_not_answered(play: Play, role: str) -> None:
         await peer.expect_close(1001)
         await peer.send_raw(peer.frame(TEXT, b"late") + peer.frame(PING, b"late")
                             + peer.frame(CLOSE, close_payload(1001)))
+        await peer.expect(PONG, b"late")
         if role == "server":
             await peer.expect_eof()
         else:
@@ -313,3 +315,34 @@ def test_data_after_wskit_close_not_answered(play: Play, role: str) -> None:
         await peer.wskit_closed(1001)
 
     play(role, scenario, setup=quiet_echo)
+
+
+REPLIES = [
+    ("reply-same-code", (close_payload(1000), None, 1000)),
+    ("reply-other-code", (close_payload(4001, b"mine"), None, 4001)),
+    ("reply-empty", (b"", None, 1005)),
+    ("reply-invalid-code", (close_payload(1005), 1002, 1002)),
+    ("reply-one-byte", (b"\x03", 1002, 1002)),
+    ("reply-invalid-utf8-reason", (close_payload(1000, b"\xff"), 1007, 1007)),
+]
+
+
+@pytest.mark.parametrize(CASE_ARGS, cases(REPLIES, uvloop_every=3))
+def test_reply_to_wskit_close(play: Play, role: str, case: Any, loop_kind: str) -> None:
+    """§7.1.5, §7.1.6: after wskit's Close (1000), the code it reports is the one in the
+    peer's answer (1005 for none); a bad answer fails the connection, and as wskit has already
+    sent its Close it sends nothing more and drops TCP at once (§7.1.7)."""
+    body, failure, reported = case
+
+    async def scenario(peer: Peer) -> None:
+        start_close(peer)
+        await peer.expect_close(1000)
+        await peer.send(CLOSE, body)
+        if failure is not None or role == "server":
+            await peer.expect_eof()
+        else:
+            await peer.expect_open(0.05)
+            peer.wire.close()
+        await peer.wskit_closed(reported)
+
+    play(role, scenario)

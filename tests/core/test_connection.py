@@ -527,10 +527,11 @@ class TestCloseHandshake:
         assert conn.state is State.LOCAL_CLOSING
         assert conn.close_sent
         assert conn.close_code is None
-        # Data may still arrive; a ping is reported but no longer answered.
+        # Data may still arrive; a ping is still answered (RFC 6455 §5.5.2: a Pong is owed
+        # unless a Close was received, and §5.5.1 forbids only data frames after our Close).
         assert feed(conn, incoming(conn, TEXT, b"late")) == [("text", "late")]
         assert feed(conn, incoming(conn, PING, b"x")) == [("ping", b"x")]
-        assert conn.data_to_send() == b""
+        assert conn.data_to_send() == outgoing(role, PONG, b"x")
         assert feed(conn, incoming(conn, CLOSE, b"\x03\xe8")) == [("close", 1000, "")]
         assert conn.data_to_send() == b""  # no second Close
         assert conn.state is State.CLOSED

@@ -277,9 +277,9 @@ class Connection:
             self._data_frame(frame, events)
         elif opcode == _OP_PING:
             payload = bytes(frame.payload)
-            if self.state is State.OPEN:
-                # RFC 6455 §5.5.2: answer a ping with a pong carrying the same data.
-                self._out.append(self._encode(_OP_PONG, payload))
+            # RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, "unless it
+            # already received a Close frame": so also after sending ours (LOCAL_CLOSING).
+            self._out.append(self._encode(_OP_PONG, payload))
             events.append(Ping(payload))
         elif opcode == _OP_PONG:
             events.append(Pong(bytes(frame.payload)))
