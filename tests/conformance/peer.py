@@ -285,6 +285,8 @@ class Peer:
         self.eof_at: float | None = None
         self.eof: EOF | None = None
         self.received: list[Frame] = []
+        #: The masking keys of the frames wskit's client sent, in order.
+        self.mask_keys: list[bytes] = []
         #: Whether a write found the connection already dropped by wskit.
         self.write_failed = False
 
@@ -348,6 +350,7 @@ class Peer:
         # RFC 6455 §5.1 / §5.3: a client masks every frame, a server never does.
         if self.role == "client":
             assert masked, "wskit's client sent an unmasked frame (RFC 6455 §5.3)"
+            self.mask_keys.append(key)
             payload = mask_payload(payload, key)
         else:
             assert not masked, "wskit's server sent a masked frame (RFC 6455 §5.1)"

@@ -96,6 +96,8 @@ SERVER_OFFERS = [
     "permessage-deflate; server_no_context_takeover",
     "permessage-deflate; server_max_window_bits=9",
     "permessage-deflate; server_max_window_bits=15",
+    # RFC 7692 §7.1.2.1: 8 is a valid window; wskit must stay within 256 bytes.
+    "permessage-deflate; server_max_window_bits=8",
     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
     "server_max_window_bits=9; client_max_window_bits=9",
     "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10",
@@ -105,6 +107,7 @@ SERVER_OFFERS = [
 CLIENT_ANSWERS = [
     "permessage-deflate",
     "permessage-deflate; client_max_window_bits=9",
+    "permessage-deflate; client_max_window_bits=8",
     "permessage-deflate; client_max_window_bits=15",
     "permessage-deflate; client_no_context_takeover",
     "permessage-deflate; server_no_context_takeover",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .peer import BINARY, CLOSE, PING, TEXT, Peer, close_payload
+from .peer import BINARY, CLOSE, PING, PONG, TEXT, Peer, close_payload
 from .tables import CASE_ARGS, cases
 
 Play = Callable[..., None]
@@ -148,6 +148,21 @@ def test_wrong_masking_fails(play: Play, role: str, case: Any, loop_kind: str) -
         await peer.expect_failure(1002)
 
     play(role, scenario)
+
+
+def test_client_masking_keys_are_fresh(play: Play) -> None:
+    """§5.3: the client picks a fresh masking key for each frame, "derived from a strong source
+    of entropy": 200 frames, 200 different keys."""
+
+    async def scenario(peer: Peer) -> None:
+        for i in range(100):
+            await peer.send(PING, b"%d" % i)
+            await peer.expect(PONG, b"%d" % i)
+            await peer.send(TEXT, b"%d" % i)
+            await peer.expect(TEXT, b"%d" % i)
+        assert len(set(peer.mask_keys)) == len(peer.mask_keys) == 200
+
+    play("client", scenario)
 
 
 NON_MINIMAL = [
