@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import inspect
 import os
 import socket
 import struct
@@ -543,7 +544,7 @@ class Endpoint:
 
     def __init__(self, role: str, *, compression: Any = None, offer: str | None = None,
                  answer: str | None = None,
-                 setup: Callable[[wskit.WebSocket], None] | None = None,
+                 setup: Callable[[wskit.WebSocket], Any] | None = None,
                  early: bytes = b"",
                  **options: Any) -> None:
         if role not in ROLES:
@@ -570,10 +571,17 @@ class Endpoint:
         if self.role == "server":
             app = self.app = wskit.App(compression=self.compression, **self.options)
 
-            @app.websocket("/echo")
-            def handler(req: Any, ws: wskit.WebSocket) -> None:
-                self.setup(ws)
-                self._opened_future(tuple(ws.remote_address)).set_result(ws)
+            if inspect.iscoroutinefunction(self.setup):
+                # A coroutine handler, e.g. one that reads with ``async for``.
+                async def handler(req: Any, ws: wskit.WebSocket) -> None:
+                    self._opened_future(tuple(ws.remote_address)).set_result(ws)
+                    await self.setup(ws)  # type: ignore[misc]
+            else:
+                def handler(req: Any, ws: wskit.WebSocket) -> None:  # type: ignore[misc]
+                    self.setup(ws)
+                    self._opened_future(tuple(ws.remote_address)).set_result(ws)
+
+            app.websocket("/echo", handler)
 
             await app.start("127.0.0.1", 0)
         else:
@@ -666,7 +674,10 @@ class Endpoint:
         ws = await wskit.connect(f"ws://127.0.0.1:{port}/echo", compression=self.compression,
                                  open_timeout=FRAME_TIMEOUT, **self.options)
         # Listeners are set before the peer sends its first frame (same loop, no race).
-        self.setup(ws)
+        if inspect.iscoroutinefunction(self.setup):
+            self._tasks.add(asyncio.ensure_future(self.setup(ws)))
+        else:
+            self.setup(ws)
         address = tuple(ws._protocol.transport.get_extra_info("sockname"))
         try:
             wire, headers = await asyncio.wait_for(self._accepted_future(address),
