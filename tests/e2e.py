@@ -79,8 +79,16 @@ def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = T
     if not mask:
         return bytes(head) + payload
     key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes(head) + key + masked
+    return bytes(head) + key + unmask(payload, key)
+
+
+def unmask(payload: bytes, key: bytes) -> bytes:
+    """XOR with the repeated 4-byte key (RFC 6455 §5.3), as one big-integer operation."""
+    n = len(payload)
+    if not n:
+        return b""
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
 def close_payload(code: int, reason: str = "") -> bytes:
@@ -136,7 +144,7 @@ class RawPeer:
             key = await self.reader.readexactly(4) if b1 & 0x80 else b""
             payload = await self.reader.readexactly(n)
             if key:
-                payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+                payload = unmask(payload, key)
             return b0 & 0x0F, payload
 
         return await asyncio.wait_for(read(), timeout)

@@ -263,6 +263,23 @@ class TestRejections:
 
         run(main())
 
+    def test_refusal_while_the_client_still_sends(self, run: Any) -> None:
+        async def main() -> None:
+            app = self.app()
+            async with serving(app):
+                for _ in range(3):
+                    peer = await raw_client(app.port, handshake=False)
+                    # Header fields far over the limit: refused (431) before they are all sent.
+                    peer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 << 20))
+                    # The client can finish writing (no reset) and then read the answer.
+                    await asyncio.wait_for(peer.writer.drain(), WAIT)
+                    status, _, _ = await peer.read_response()
+                    assert status == 431
+                    assert await peer.at_eof()
+                    await peer.aclose()
+
+        run(main())
+
     def test_max_connections_is_503(self, run: Any) -> None:
         async def main() -> None:
             app = quiet_app(max_connections=1)
@@ -761,3 +778,4 @@ class TestRawProtocol:
                 await peer.aclose()
 
         run(main())
+

@@ -490,6 +490,7 @@ class ServerProtocol(WebSocketProtocol):
         self.parser: RequestParser | None = RequestParser(max_header_bytes=app.max_header_bytes)
         self.peer: Any = None
         self._early: list[bytes] = []
+        self._responded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -504,8 +505,9 @@ class ServerProtocol(WebSocketProtocol):
     def _handshake_data(self, data: bytes) -> None:
         parser = self.parser
         if parser is None:
-            # The request is complete and a hook is running: keep what arrives for later.
-            self._early.append(data)
+            if not self._responded:
+                # The request is complete and a hook is running: keep what arrives for later.
+                self._early.append(data)
             return
         try:
             request = parser.feed(data)
@@ -526,8 +528,19 @@ class ServerProtocol(WebSocketProtocol):
     def respond(self, response: bytes) -> None:
         """Send a plain HTTP response and close the connection."""
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._responded:
             return
         self.parser = None
+        self._responded = True
+        self._early.clear()
         transport.write(response)
-        self.close_transport()
+        if transport.can_write_eof():
+            # The client may still be sending (a request over the limits, frames behind a
+            # refused upgrade): closing with unread input resets the connection (RST) and the
+            # client may lose the answer. Send FIN behind it instead and discard the input
+            # until the client closes too (eof_received) or close_timeout passes.
+            transport.write_eof()
+            self.resume_reading()
+            self.start_close_timer()
+        else:
+            self.close_transport()  # TLS: its closing handshake reads and discards the rest
