@@ -313,8 +313,8 @@ class WskitDriver(Driver):
 
 
 class _RawClient(asyncio.Protocol):
-    """The least a client can do: upgrade by hand, then write each message as pre-built bytes
-    (one write per message, as a client library would) and count the echoed bytes."""
+    """The least a client can do: upgrade by hand, then send pre-built frames and count the
+    echoed bytes, answering everything one read completed with one write."""
 
     def __init__(self, upgrade: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -362,9 +362,8 @@ class _RawClient(asyncio.Protocol):
             if self.inflight == 0 and not self.waiter.done():
                 self.waiter.set_result(None)
             return
-        write, msg = self.transport.write, self.msg
-        for _ in range(n):
-            write(msg)
+        if n:
+            self.transport.write(self.msg if n == 1 else self.msg * n)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():

@@ -80,11 +80,15 @@ def _env() -> dict[str, str]:
     return env
 
 
-PIN = False
+PIN = "none"
 
 
 def _pin(pid: int, cpu: int) -> None:
-    if PIN and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(SUT_CPU, PEER_CPU):
+    if PIN == "none" or not hasattr(os, "sched_setaffinity"):
+        return
+    if PIN == "same":
+        cpu = SUT_CPU
+    if (os.cpu_count() or 1) > cpu:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(pid, {cpu})
 
@@ -371,6 +375,60 @@ def table(summaries: list[dict[str, Any]], side: str) -> str:
     return "\n".join(lines)
 
 
+def _metric(s: dict[str, Any]) -> float | None:
+    """What a cell is judged on: KiB per connection for idle memory, else CPU per message."""
+    v = s.get("median") if s["unit"] == "KiB/conn" else s.get("cpu_us")
+    return None if "error" in s or not v else float(v)
+
+
+def targets(summaries: list[dict[str, Any]]) -> list[str]:
+    """Issue 6's targets for wskit, checked against this run's cells."""
+    by_key = {(s["side"], s["scenario"], s["lib"], s["loop"]): s for s in summaries}
+    wskit = [s for s in summaries if s["lib"] == "wskit"]
+    if not wskit:
+        return ["- wskit was not measured in this run"]
+    missing = [f"{s['side']} {s['scenario']} {s['loop']}" for s in wskit if _metric(s) is None]
+    checks: list[tuple[str, list[tuple[str, float, float]]]] = [
+        ("CPU (idle: KiB) at or below picows", []),
+        ("2x or better than websockets", []),
+        ("server pipe_32_text within 2.5x of the floor's CPU", []),
+        ("bulk_1m_bin within 1.5x of the floor's CPU per MiB", []),
+        ("idle memory at most 8 KiB per connection", []),
+    ]
+    for s in wskit:
+        mine = _metric(s)
+        if mine is None:
+            continue
+        name = f"{s['side']} {s['scenario']} {s['loop']}"
+
+        def ref(lib: str, s: dict[str, Any] = s) -> float | None:
+            r = by_key.get((s["side"], s["scenario"], lib, s["loop"]))
+            return None if r is None else _metric(r)
+
+        for i, (lib, limit) in enumerate((("picows", 1.0), ("websockets", 0.5))):
+            other = ref(lib)
+            if other is not None:
+                checks[i][1].append((name, mine / other, limit))
+        floor = ref("raw")
+        if floor is not None and s["scenario"] == "pipe_32_text" and s["side"] == "server":
+            checks[2][1].append((name, mine / floor, 2.5))
+        if floor is not None and s["scenario"] == "bulk_1m_bin":
+            checks[3][1].append((name, mine / floor, 1.5))
+        if s["scenario"] == "idle_10k":
+            checks[4][1].append((name, mine, 8.0))
+    lines = []
+    for title, results in checks:
+        if not results:
+            continue
+        failed = [(n, v, lim) for n, v, lim in results if v > lim]
+        status = "met" if not failed else f"NOT met in {len(failed)} of {len(results)} cells"
+        detail = "; ".join(f"{n}: {v:.2f}" for n, v, _ in failed)
+        lines.append(f"- {title}: {status}" + (f" ({detail})" if detail else ""))
+    if missing:
+        lines.append(f"- no figure for: {', '.join(missing)}")
+    return lines
+
+
 def render(report: dict[str, Any]) -> str:
     m, v, cfg = report["machine"], report["versions"], report["config"]
     vers = ", ".join(f"{k} {val}" for k, val in v.items())
@@ -396,11 +454,16 @@ def render(report: dict[str, Any]) -> str:
         "",
         table(report["results"], "client"),
         "",
+        "## Issue 6 targets for wskit (ratios of the medians above)",
+        "",
+        *targets(report["results"]),
+        "",
     ]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PIN
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true",
                     help="one short run per cell, a subset of scenarios (smoke test)")
@@ -410,12 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sides", default="server,client", help="server, client or both")
     ap.add_argument("--runs", type=int, help="runs per cell (default 3; 1 with --quick)")
     ap.add_argument("--duration", type=float, help="seconds measured per run")
-    ap.add_argument("--pin", action="store_true",
-                    help="pin the process under test and its peer to one core each")
+    ap.add_argument("--pin", choices=("none", "same", "split"), default=PIN,
+                    help="CPU placement of the process under test and its peer")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where latest.md/json go")
     args = ap.parse_args(argv)
 
-    global PIN
     PIN = args.pin
     libs = args.only.split(",") if args.only else list(LIBS)
     # picows and the floor are the references for the ratio columns: always measure them.
