@@ -3,6 +3,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -128,13 +129,617 @@ done:
     return result;
 }
 
+/* ---- frames (RFC 6455 §5.2): the twins of parse_frames_python and build_frame_python ---- */
+
+/* Interned attribute names of FrameParser, made once per module object. */
+typedef struct {
+    PyObject *expect_mask;
+    PyObject *allowed_rsv;
+    PyObject *max_size;
+    PyObject *msg_left;
+    PyObject *msg_rsv1;
+    PyObject *need;
+    PyObject *partial;
+} speedups_state;
+
+static inline speedups_state *
+get_state(PyObject *module)
+{
+    return (speedups_state *)PyModule_GetState(module);
+}
+
+/* Raise wskit.core.errors.<name>(message), as the pure version does; steals message.
+   Imported on use: errors end a connection, so they are rare, and an import at module
+   initialisation would be circular (wskit.core imports this module). */
+static void
+raise_remote(const char *name, PyObject *message)
+{
+    PyObject *errors, *cls, *exc;
+
+    if (message == NULL) {
+        return;
+    }
+    errors = PyImport_ImportModule("wskit.core.errors");
+    if (errors != NULL) {
+        cls = PyObject_GetAttrString(errors, name);
+        if (cls != NULL) {
+            exc = PyObject_CallOneArg(cls, message);
+            if (exc != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+            Py_DECREF(cls);
+        }
+        Py_DECREF(errors);
+    }
+    Py_DECREF(message);
+}
+
+static void
+protocol_error(const char *message)
+{
+    raise_remote("ProtocolError", PyUnicode_FromString(message));
+}
+
+/* An int attribute as a C value for comparisons with frame lengths (which are below 2**63):
+   values beyond int64 are clamped, which keeps every comparison's outcome. */
+static int
+as_limit(PyObject *obj, long long *out)
+{
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow > 0) {
+        value = LLONG_MAX;
+    }
+    else if (overflow < 0) {
+        value = LLONG_MIN;
+    }
+    *out = value;
+    return 0;
+}
+
+static int
+set_int_attr(PyObject *obj, PyObject *name, unsigned long long value)
+{
+    PyObject *number = PyLong_FromUnsignedLongLong(value);
+    int rc;
+
+    if (number == NULL) {
+        return -1;
+    }
+    rc = PyObject_SetAttr(obj, name, number);
+    Py_DECREF(number);
+    return rc;
+}
+
+/* Where a UTF-8 check of a short masked text payload unmasks its bytes: on the stack. */
+#define SCRATCH_SIZE 1024
+
+/* The payload of a complete frame: unmasked bytes, or the str of a text payload when asked
+   and valid (invalid UTF-8 stays bytes, for the caller to refuse, as in the pure version). */
+static PyObject *
+frame_payload(const unsigned char *src, Py_ssize_t n, const unsigned char *key, int decode)
+{
+    unsigned char stack[SCRATCH_SIZE];
+    unsigned char *scratch;
+    PyObject *result;
+
+    if (decode) {
+        if (key == NULL) {
+            result = PyUnicode_DecodeUTF8((const char *)src, n, "strict");
+            if (result != NULL || !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                return result;
+            }
+            PyErr_Clear();
+            return PyBytes_FromStringAndSize((const char *)src, n);
+        }
+        /* Unmask into scratch space and decode from there: no bytes object for valid text. */
+        scratch = n <= SCRATCH_SIZE ? stack : (unsigned char *)PyMem_Malloc((size_t)n);
+        if (scratch == NULL) {
+            return PyErr_NoMemory();
+        }
+        xor_mask(scratch, src, n, key);
+        result = PyUnicode_DecodeUTF8((const char *)scratch, n, "strict");
+        if (result == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            result = PyBytes_FromStringAndSize((const char *)scratch, n);
+        }
+        if (scratch != stack) {
+            PyMem_Free(scratch);
+        }
+        return result;
+    }
+    if (key == NULL) {
+        return PyBytes_FromStringAndSize((const char *)src, n);
+    }
+    result = PyBytes_FromStringAndSize(NULL, n);
+    if (result == NULL) {
+        return NULL;
+    }
+    if (n >= RELEASE_GIL_MIN) {
+        /* Safe without the GIL: src lies in an immutable bytes object we hold a reference to,
+           and the result is not yet visible to any other thread. */
+        Py_BEGIN_ALLOW_THREADS
+        xor_mask((unsigned char *)PyBytes_AS_STRING(result), src, n, key);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        xor_mask((unsigned char *)PyBytes_AS_STRING(result), src, n, key);
+    }
+    return result;
+}
+
+/* Append (b0, payload) to out; 0 on success. */
+static int
+append_frame(PyObject *out, int b0, PyObject *payload)
+{
+    PyObject *head, *item;
+    int rc;
+
+    if (payload == NULL) {
+        return -1;
+    }
+    head = PyLong_FromLong(b0); /* a cached small int: no allocation */
+    if (head == NULL) {
+        Py_DECREF(payload);
+        return -1;
+    }
+    item = PyTuple_New(2);
+    if (item == NULL) {
+        Py_DECREF(head);
+        Py_DECREF(payload);
+        return -1;
+    }
+    PyTuple_SET_ITEM(item, 0, head);
+    PyTuple_SET_ITEM(item, 1, payload);
+    rc = PyList_Append(out, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* RFC 6455 §5.2: the opcodes defined so far (CONT, TEXT, BINARY, CLOSE, PING, PONG). */
+#define KNOWN_OPCODES ((1u << 0x0) | (1u << 0x1) | (1u << 0x2) | (1u << 0x8) | (1u << 0x9) | (1u << 0xA))
+
+PyDoc_STRVAR(parse_frames_doc,
+"parse_frames($module, parser, data, out, decode_text, /)\n"
+"--\n"
+"\n"
+"Append to out the complete frames at the start of data; return where they end.\n"
+"\n"
+"The twin of wskit.core.frames.parse_frames_python: same state updates on parser,\n"
+"same frames, same errors.");
+
+static PyObject *
+parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    speedups_state *st = get_state(module);
+    PyObject *parser, *data, *out, *obj;
+    PyObject *max_size_obj = NULL, *left_obj = NULL;
+    const unsigned char *buf;
+    Py_ssize_t end, pos = 0;
+    long long max_size, left = 0, allowed_rsv;
+    int expect_mask, decode, ok = 0;
+    unsigned long long need = 0; /* 0: the loop ran out of bytes, so need 2 */
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError,
+                     "parse_frames() takes exactly 4 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    parser = args[0];
+    data = args[1];
+    out = args[2];
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "data must be bytes, not '%.100s'", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (!PyList_Check(out)) {
+        PyErr_Format(PyExc_TypeError, "out must be a list, not '%.100s'", Py_TYPE(out)->tp_name);
+        return NULL;
+    }
+    decode = PyObject_IsTrue(args[3]);
+    if (decode < 0) {
+        return NULL;
+    }
+    if (PyObject_SetAttr(parser, st->partial, Py_None) < 0) {
+        return NULL;
+    }
+    obj = PyObject_GetAttr(parser, st->expect_mask);
+    if (obj == NULL) {
+        return NULL;
+    }
+    expect_mask = PyObject_IsTrue(obj);
+    Py_DECREF(obj);
+    if (expect_mask < 0) {
+        return NULL;
+    }
+    obj = PyObject_GetAttr(parser, st->allowed_rsv);
+    if (obj == NULL) {
+        return NULL;
+    }
+    ok = as_limit(obj, &allowed_rsv);
+    Py_DECREF(obj);
+    if (ok < 0) {
+        return NULL;
+    }
+    max_size_obj = PyObject_GetAttr(parser, st->max_size);
+    if (max_size_obj == NULL || as_limit(max_size_obj, &max_size) < 0) {
+        Py_XDECREF(max_size_obj);
+        return NULL;
+    }
+    ok = -1;
+
+    buf = (const unsigned char *)PyBytes_AS_STRING(data);
+    end = PyBytes_GET_SIZE(data);
+    while (end - pos >= 2) {
+        const unsigned char *frame = buf + pos;
+        Py_ssize_t avail = end - pos;
+        int b0 = frame[0], b1 = frame[1];
+        int opcode = b0 & 0x0F, rsv = b0 & 0x70, fin = b0 & 0x80, masked = b1 & 0x80;
+        unsigned long long length = (unsigned long long)(b1 & 0x7F), total;
+        Py_ssize_t head = 2;
+
+        /* RFC 6455 §5.2: reserved bits MUST be 0 unless an extension defines them. */
+        if (rsv & ~allowed_rsv) {
+            protocol_error("reserved bits set without a negotiated extension");
+            goto done;
+        }
+        /* RFC 6455 §5.2: unknown opcodes MUST fail the connection. */
+        if (!(KNOWN_OPCODES & (1u << opcode))) {
+            raise_remote("ProtocolError", PyUnicode_FromFormat("unknown opcode 0x%x", opcode));
+            goto done;
+        }
+        if (opcode >= 0x8) {
+            /* RFC 6455 §5.5: control frames MUST NOT be fragmented. */
+            if (!fin) {
+                protocol_error("fragmented control frame");
+                goto done;
+            }
+            /* RFC 7692 §6.1: RSV1 on a control frame is an error even with compression. */
+            if (rsv) {
+                protocol_error("reserved bit set on a control frame");
+                goto done;
+            }
+        }
+        /* RFC 6455 §5.1: clients MUST mask, servers MUST NOT. */
+        if (expect_mask && !masked) {
+            protocol_error("unmasked frame from client");
+            goto done;
+        }
+        if (masked && !expect_mask) {
+            protocol_error("masked frame from server");
+            goto done;
+        }
+        if (length == 126) {
+            if (avail < 4) {
+                need = 4;
+                break;
+            }
+            length = ((unsigned long long)frame[2] << 8) | frame[3];
+            head = 4;
+            /* RFC 6455 §5.2: the minimal number of bytes MUST be used. */
+            if (length < 126) {
+                protocol_error("frame length not minimally encoded");
+                goto done;
+            }
+        }
+        else if (length == 127) {
+            int i;
+            if (avail < 10) {
+                need = 10;
+                break;
+            }
+            length = 0;
+            for (i = 2; i < 10; i++) {
+                length = (length << 8) | frame[i];
+            }
+            head = 10;
+            /* RFC 6455 §5.2: the most significant bit MUST be 0. */
+            if (length >> 63) {
+                protocol_error("frame length has its top bit set");
+                goto done;
+            }
+            if (length < 0x10000) {
+                protocol_error("frame length not minimally encoded");
+                goto done;
+            }
+        }
+        if (opcode >= 0x8) {
+            /* RFC 6455 §5.5: control frame payloads are at most 125 bytes. */
+            if (length > 125) {
+                protocol_error("control frame payload longer than 125 bytes");
+                goto done;
+            }
+        }
+        else {
+            /* TEXT or BINARY starts a message with the whole limit; CONT gets what is left. */
+            Py_XDECREF(left_obj);
+            if (opcode) {
+                Py_INCREF(max_size_obj);
+                left_obj = max_size_obj;
+                left = max_size;
+            }
+            else {
+                left_obj = PyObject_GetAttr(parser, st->msg_left);
+                if (left_obj == NULL || as_limit(left_obj, &left) < 0) {
+                    goto done;
+                }
+            }
+            /* RFC 6455 §10.4: refuse from the declared length, before buffering the payload. */
+            if (left < 0 || length > (unsigned long long)left) {
+                raise_remote("MessageTooBig",
+                             PyUnicode_FromFormat("data frame of %llu bytes exceeds the %S bytes "
+                                                  "left under the limit of %S",
+                                                  length, left_obj, max_size_obj));
+                goto done;
+            }
+        }
+        if (masked) {
+            head += 4;
+        }
+        total = (unsigned long long)head + length;
+        if ((unsigned long long)avail < total) {
+            if (avail < head) {
+                /* Parse again once the mask key is here, to report the partial frame. */
+                need = (unsigned long long)head;
+                break;
+            }
+            need = total;
+            if (opcode < 0x8) {
+                /* So the connection can check a text payload as it arrives (§8.1). */
+                PyObject *key = PyBytes_FromStringAndSize(
+                    masked ? (const char *)frame + head - 4 : NULL, masked ? 4 : 0);
+                PyObject *partial;
+                if (key == NULL) {
+                    goto done;
+                }
+                partial = Py_BuildValue("(iiNn)", opcode, rsv & 0x40, key, head);
+                if (partial == NULL) {
+                    goto done;
+                }
+                ok = PyObject_SetAttr(parser, st->partial, partial);
+                Py_DECREF(partial);
+                if (ok < 0) {
+                    goto done;
+                }
+                ok = -1;
+            }
+            break;
+        }
+        if (append_frame(out, b0,
+                         frame_payload(frame + head, (Py_ssize_t)length,
+                                       masked ? frame + head - 4 : NULL,
+                                       decode && b0 == 0x81)) < 0) {
+            goto done;
+        }
+        pos += (Py_ssize_t)total;
+        if (!fin && opcode < 0x8) {
+            /* A fragmented message: the next fragments may bring only what is left, unless it
+               has RSV1 (compressed, RFC 7692 §6), whose decoded size the connection checks. */
+            int msg_rsv1;
+            PyObject *new_left;
+            if (opcode) {
+                msg_rsv1 = rsv & 0x40;
+                if (set_int_attr(parser, st->msg_rsv1, (unsigned long long)msg_rsv1) < 0) {
+                    goto done;
+                }
+            }
+            else {
+                obj = PyObject_GetAttr(parser, st->msg_rsv1);
+                if (obj == NULL) {
+                    goto done;
+                }
+                msg_rsv1 = PyObject_IsTrue(obj);
+                Py_DECREF(obj);
+                if (msg_rsv1 < 0) {
+                    goto done;
+                }
+            }
+            if (msg_rsv1) {
+                Py_INCREF(left_obj);
+                new_left = left_obj;
+            }
+            else {
+                PyObject *taken = PyLong_FromUnsignedLongLong(length);
+                if (taken == NULL) {
+                    goto done;
+                }
+                new_left = PyNumber_Subtract(left_obj, taken);
+                Py_DECREF(taken);
+                if (new_left == NULL) {
+                    goto done;
+                }
+            }
+            ok = PyObject_SetAttr(parser, st->msg_left, new_left);
+            Py_DECREF(new_left);
+            if (ok < 0) {
+                goto done;
+            }
+            ok = -1;
+        }
+        if (opcode == 0x8) {
+            /* Data after a close frame is never read (RFC 6455 §5.5.1). */
+            pos = end;
+            ok = 0;
+            goto done;
+        }
+    }
+    if (set_int_attr(parser, st->need, need ? need : 2) < 0) {
+        goto done;
+    }
+    ok = 0;
+
+done:
+    Py_XDECREF(left_obj);
+    Py_DECREF(max_size_obj);
+    if (ok < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(pos);
+}
+
+PyDoc_STRVAR(build_frame_doc,
+"build_frame($module, b0, payload, key, /)\n"
+"--\n"
+"\n"
+"Return the frame with first header byte b0 (FIN, RSV, opcode), masked with key\n"
+"(4 bytes) unless it is None: header, key and payload in one bytes object.\n"
+"\n"
+"The twin of wskit.core.frames.build_frame_python.");
+
+static PyObject *
+build_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer payload, key;
+    PyObject *result = NULL;
+    long b0;
+    int overflow, masked;
+    Py_ssize_t n, head;
+    unsigned char *dst;
+    (void)module;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "build_frame() takes exactly 3 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    b0 = PyLong_AsLongAndOverflow(args[0], &overflow);
+    if (b0 == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow || b0 < 0 || b0 > 0xFF) {
+        PyErr_Format(PyExc_ValueError, "b0 must be in range(0, 256), got %S", args[0]);
+        return NULL;
+    }
+    if (get_contiguous_buffer(args[1], &payload, "payload") < 0) {
+        return NULL;
+    }
+    masked = args[2] != Py_None;
+    if (masked) {
+        if (get_contiguous_buffer(args[2], &key, "key") < 0) {
+            PyBuffer_Release(&payload);
+            return NULL;
+        }
+        if (key.len != 4) {
+            PyErr_Format(PyExc_ValueError, "key must be 4 bytes, got %zd", key.len);
+            goto done;
+        }
+    }
+    n = payload.len;
+    /* RFC 6455 §5.2: the minimal number of bytes MUST be used to encode the length. */
+    head = (n < 126 ? 2 : n < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
+    result = PyBytes_FromStringAndSize(NULL, head + n);
+    if (result == NULL) {
+        goto done;
+    }
+    dst = (unsigned char *)PyBytes_AS_STRING(result);
+    dst[0] = (unsigned char)b0;
+    if (n < 126) {
+        dst[1] = (unsigned char)n;
+    }
+    else if (n < 0x10000) {
+        dst[1] = 126;
+        dst[2] = (unsigned char)(n >> 8);
+        dst[3] = (unsigned char)n;
+    }
+    else {
+        unsigned long long len = (unsigned long long)n;
+        int i;
+        dst[1] = 127;
+        for (i = 9; i >= 2; i--) {
+            dst[i] = (unsigned char)len;
+            len >>= 8;
+        }
+    }
+    if (masked) {
+        dst[1] |= 0x80;
+        memcpy(dst + head - 4, key.buf, 4);
+        if (n >= RELEASE_GIL_MIN) {
+            /* As in apply_mask: the exports pin the inputs, the result is ours alone. */
+            Py_BEGIN_ALLOW_THREADS
+            xor_mask(dst + head, (const unsigned char *)payload.buf, n,
+                     (const unsigned char *)key.buf);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            xor_mask(dst + head, (const unsigned char *)payload.buf, n,
+                     (const unsigned char *)key.buf);
+        }
+    }
+    else {
+        memcpy(dst + head, payload.buf, (size_t)n);
+    }
+
+done:
+    if (masked) {
+        PyBuffer_Release(&key);
+    }
+    PyBuffer_Release(&payload);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
+    {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL, parse_frames_doc},
+    {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 
-/* The module keeps no state, so it is safe in sub-interpreters and without the GIL. */
+static int
+speedups_exec(PyObject *module)
+{
+    speedups_state *st = get_state(module);
+
+#define INTERN(field, text)                                 \
+    do {                                                    \
+        st->field = PyUnicode_InternFromString(text);       \
+        if (st->field == NULL) {                            \
+            return -1;                                      \
+        }                                                   \
+    } while (0)
+    INTERN(expect_mask, "expect_mask");
+    INTERN(allowed_rsv, "allowed_rsv");
+    INTERN(max_size, "max_size");
+    INTERN(msg_left, "_msg_left");
+    INTERN(msg_rsv1, "_msg_rsv1");
+    INTERN(need, "_need");
+    INTERN(partial, "partial");
+#undef INTERN
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    speedups_state *st = get_state(module);
+
+    if (st == NULL) {
+        return 0;
+    }
+    Py_CLEAR(st->expect_mask);
+    Py_CLEAR(st->allowed_rsv);
+    Py_CLEAR(st->max_size);
+    Py_CLEAR(st->msg_left);
+    Py_CLEAR(st->msg_rsv1);
+    Py_CLEAR(st->need);
+    Py_CLEAR(st->partial);
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
+}
+
+/* The state is written once, at initialisation, so the module is safe in sub-interpreters
+   and without the GIL. */
 static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
@@ -148,12 +753,12 @@ static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "wskit._speedups",
     "Optional C speed-ups for wskit's core: the same signatures and errors as the pure-Python code.",
-    0,
+    sizeof(speedups_state),
     speedups_methods,
     speedups_slots,
     NULL,
-    NULL,
-    NULL,
+    speedups_clear,
+    speedups_free,
 };
 
 PyMODINIT_FUNC

@@ -1,6 +1,18 @@
 """Type stub of the optional C speed-ups; each mirrors a pure-Python function in wskit.core."""
 
+from wskit.core.frames import FrameParser, RawFrame
+
 def apply_mask(
     data: bytes | bytearray | memoryview, key: bytes | bytearray | memoryview, /
 ) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte masking ``key`` repeated (RFC 6455 §5.3)."""
+
+def parse_frames(
+    parser: FrameParser, data: bytes, out: list[RawFrame], decode_text: bool, /
+) -> int:
+    """The complete frames at the start of ``data`` into ``out``; where they end (§5.2)."""
+
+def build_frame(
+    b0: int, payload: bytes | bytearray | memoryview, key: bytes | bytearray | memoryview | None, /
+) -> bytes:
+    """Header byte ``b0``, length, optional masking ``key`` and payload as one frame (§5.2)."""

@@ -33,6 +33,9 @@ from wskit.core.errors import (
 )
 from wskit.core.extensions import Extension
 
+# Every test runs against the pure-Python frame functions and their C twins (conftest.py).
+pytestmark = pytest.mark.usefixtures("frame_impl")
+
 KEY = bytes.fromhex("37fa213d")  # what our side masks with (generate_mask is patched)
 PEER_KEY = bytes.fromhex("a1b2c3d4")  # what a client peer masks with
 

@@ -22,6 +22,9 @@ from wskit.core.frames import (
     valid_close_code_on_wire,
 )
 
+# Every test runs against the pure-Python frame functions and their C twins (conftest.py).
+pytestmark = pytest.mark.usefixtures("frame_impl")
+
 KEY = bytes.fromhex("37fa213d")  # the masking key of the RFC 6455 §5.7 examples
 BIG = 1 << 62
 

@@ -77,6 +77,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._open_timer: asyncio.TimerHandle | None = None
         self._pending_leftover = b""
+        # While listeners run from data_received, what they send is gathered here and written
+        # once after them: one write (one system call) per read instead of one per message.
+        self._corked: list[bytes] | None = None
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -96,20 +99,30 @@ class WebSocketProtocol(asyncio.Protocol):
             self._handshake_data(data)
             return
         events = conn.receive_data(data)
-        # Pongs go out at once; a Close only after the listeners have answered the messages
+        # Pongs go out first; a Close only after the listeners have answered the messages
         # that arrived before it (RFC 6455 §5.5.1: no data frames after our Close).
         out = conn.data_to_send(hold_close=True)
-        transport = self.transport
-        assert transport is not None
-        if out:
-            transport.write(out)
         if events:
             ws = self.ws
             assert ws is not None
-            ws._dispatch(events)
-        out = conn.data_to_send()
+            if self._corked is None:
+                corked = self._corked = [out] if out else []
+                try:
+                    ws._dispatch(events)
+                finally:
+                    self._corked = None
+                out = conn.data_to_send()
+                if corked:
+                    corked.append(out)
+                    out = b"".join(corked)
+            else:
+                # Fed from a listener of an outer read: its single write carries ours too.
+                if out:
+                    self.write(out)
+                ws._dispatch(events)
+                out = conn.data_to_send()
         if out:
-            transport.write(out)
+            self.write(out)
         if conn.state >= State.REMOTE_CLOSING:
             self._after_close_handshake()
 
@@ -189,9 +202,20 @@ class WebSocketProtocol(asyncio.Protocol):
             self.data_received(leftover)
 
     def write(self, data: bytes) -> None:
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+            return
         transport = self.transport
         assert transport is not None
         transport.write(data)
+
+    def _flush_corked(self) -> None:
+        """Hand what listeners sent so far to the transport (before it closes or is measured)."""
+        corked = self._corked
+        if corked and self.transport is not None:
+            self.transport.write(b"".join(corked))
+            corked.clear()
 
     def pause_reading(self) -> None:
         transport = self.transport
@@ -227,6 +251,7 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        self._flush_corked()
         transport.close()
         self.start_close_timer()
 
@@ -239,6 +264,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._close_timer = self.loop.call_later(timeout, self.abort)
 
     def abort(self) -> None:
+        if self._corked:
+            self._corked.clear()  # aborting drops what is unsent, gathered bytes included
         if self.transport is not None:
             self.transport.abort()
 
@@ -247,5 +274,6 @@ class WebSocketProtocol(asyncio.Protocol):
 
     @property
     def buffered_amount(self) -> int:
+        self._flush_corked()
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0

@@ -6,6 +6,7 @@ import codecs
 from collections.abc import Sequence
 from enum import Enum, IntEnum
 
+from . import frames as _frames
 from .errors import InvalidState, MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
 from .extensions import Extension
 from .frames import (
@@ -146,6 +147,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_client",
         "_close_queued",
         "_decoder",
         "_extension",
@@ -180,6 +182,8 @@ class Connection:
         self.state = state
         self.max_message_size = max_message_size
         self.parser = FrameParser(expect_mask=role is Role.SERVER, max_size=max_message_size)
+        # RFC 6455 §5.3: a client masks every frame it sends.
+        self._client = role is Role.CLIENT
         self._extension: Extension | None = None
         self._out: list[bytes] = []
         # Whether _out ends with our Close frame, behind messages of the same read.
@@ -244,10 +248,24 @@ class Connection:
         events: list[Event] = []
         parser = self.parser
         try:
-            for frame in parser.feed(data):
-                self._handle_frame(frame, events)
-                if self.state is State.CLOSED or self.state is State.REMOTE_CLOSING:
-                    break
+            for b0, payload in parser.feed_raw(data):
+                # The fast path: a whole message in one final frame, without RSV bits, while
+                # no fragmented message is open (RFC 6455 §5.4); the parser decoded valid text.
+                if b0 == 0x81 and not self._msg_opcode:
+                    if type(payload) is not str:
+                        # RFC 6455 §8.1: invalid UTF-8 fails the connection (1007).
+                        raise PayloadNotUTF8("invalid UTF-8 in a text message")
+                    events.append(TextMessage(payload))
+                elif b0 == 0x82 and not self._msg_opcode:
+                    events.append(BinaryMessage(payload))  # type: ignore[arg-type]
+                else:
+                    # A str payload here is a text frame inside a fragmented message, which
+                    # _handle_frame refuses before reading the payload.
+                    frame = Frame(b0 & 0x0F, payload, b0 & 0x80 != 0,  # type: ignore[arg-type]
+                                  b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0)
+                    self._handle_frame(frame, events)
+                    if self.state is State.CLOSED or self.state is State.REMOTE_CLOSING:
+                        break
             else:
                 # A bad frame behind the good ones of this chunk: fail after handling them.
                 if parser.error is not None:
@@ -291,7 +309,8 @@ class Connection:
         whose payload is incomplete. The bytes are only checked here; the whole frame is
         decoded again when complete."""
         opcode, rsv1, key, head = partial
-        if opcode == _OP_TEXT and not rsv1:
+        if opcode == _OP_TEXT and not rsv1 and not self._msg_opcode:
+            # (A TEXT frame inside a fragmented message fails with 1002 once complete.)
             base = None
         elif opcode == _OP_CONT and self._msg_opcode == _OP_TEXT and not self._msg_compressed:
             base = self._decoder
@@ -435,7 +454,7 @@ class Connection:
 
     def _encode(self, opcode: int, payload: bytes | bytearray | memoryview,
                 fin: bool = True, rsv1: bool = False) -> bytes:
-        return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self.role is Role.CLIENT)
+        return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self._client)
 
     def _check_can_send(self, what: str, *, message: bool = False, reply: bool = False) -> None:
         if self.state is not State.OPEN and not (reply and self._close_queued):
@@ -448,14 +467,24 @@ class Connection:
 
     def send_text(self, text: str, *, compress: bool = True) -> bytes:
         """Encode a text message; returns the bytes to write."""
-        if self.state is not State.OPEN or self._sending_fragments:
+        if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a text message", message=True, reply=True)
+        if self._extension is None:
+            # The fast path: one final frame (0x81: FIN, TEXT), masked by a client (§5.3).
+            return _frames.build_frame(
+                0x81, text.encode(), _frames.generate_mask() if self._client else None
+            )
         return self._message(_OP_TEXT, text.encode(), compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> bytes:
         """Encode a binary message; returns the bytes to write."""
-        if self.state is not State.OPEN or self._sending_fragments:
+        if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a binary message", message=True, reply=True)
+        if self._extension is None:
+            # The fast path: one final frame (0x82: FIN, BINARY), masked by a client (§5.3).
+            return _frames.build_frame(
+                0x82, data, _frames.generate_mask() if self._client else None
+            )
         return self._message(_OP_BINARY, data, compress)
 
     def _message(
@@ -463,9 +492,9 @@ class Connection:
     ) -> bytes:
         extension = self._extension
         if extension is None:
-            return encode_frame(opcode, payload, mask=self.role is Role.CLIENT)
+            return encode_frame(opcode, payload, mask=self._client)
         encoded, rsv1 = extension.encode(payload, compress)
-        return encode_frame(opcode, encoded, rsv1=rsv1, mask=self.role is Role.CLIENT)
+        return encode_frame(opcode, encoded, rsv1=rsv1, mask=self._client)
 
     def send_fragment(
         self, data: str | bytes | bytearray | memoryview, *, first: bool, fin: bool,
@@ -511,6 +540,9 @@ class Connection:
         self.close_sent = True
         self.state = State.LOCAL_CLOSING
         return frame
+
+
+_OPEN = State.OPEN
 
 
 def _has_message(events: list[Event]) -> bool:

@@ -6,7 +6,8 @@ import struct
 from enum import IntEnum
 
 from .errors import MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
-from .masking import apply_mask, generate_mask
+from .masking import apply_mask, speedups
+from .masking import generate_mask as generate_mask  # looked up here, by Connection too
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -14,9 +15,14 @@ __all__ = [
     "Frame",
     "FrameParser",
     "Opcode",
+    "RawFrame",
+    "build_frame",
+    "build_frame_python",
     "encode_close_payload",
     "encode_frame",
     "parse_close_payload",
+    "parse_frames",
+    "parse_frames_python",
     "valid_close_code_on_wire",
 ]
 
@@ -42,6 +48,8 @@ _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 
 Payload = bytes | bytearray | memoryview
+#: A parsed frame as ``(first header byte, payload)``: FIN, RSV and opcode bits as sent.
+RawFrame = tuple[int, "bytes | str"]
 
 
 class Frame:
@@ -100,8 +108,23 @@ def encode_frame(
     b0 = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0)
     if rsv3:
         b0 |= 0x10
+    # RFC 6455 §5.3: a fresh, unpredictable key for every frame.
+    return build_frame(b0, payload, generate_mask() if mask else None)
+
+
+def build_frame_python(b0: int, payload: Payload, key: bytes | None, /) -> bytes:
+    """Return the frame with first header byte ``b0`` (FIN, RSV, opcode), masked with ``key``
+    (4 bytes) unless it is None: header, key and payload in one bytes object.
+
+    ``payload`` is any C-contiguous bytes-like object (``TypeError`` otherwise); a ``b0``
+    outside 0-255 or a key that is not 4 bytes raises ``ValueError``.
+    """
+    if not 0 <= b0 <= 0xFF:
+        raise ValueError(f"b0 must be in range(0, 256), got {b0}")
+    if type(payload) is not bytes:
+        payload = _byte_view(payload)
     n = len(payload)
-    mask_bit = 0x80 if mask else 0
+    mask_bit = 0x80 if key is not None else 0
     # RFC 6455 §5.2: the minimal number of bytes MUST be used to encode the length.
     if n < 126:
         header = bytes((b0, n | mask_bit))
@@ -109,11 +132,25 @@ def encode_frame(
         header = _PACK_16(b0, 126 | mask_bit, n)
     else:
         header = _PACK_64(b0, 127 | mask_bit, n)
-    if mask:
-        # RFC 6455 §5.3: a fresh, unpredictable key for every frame.
-        key = generate_mask()
+    if key is not None:
+        if len(key) != 4:
+            raise ValueError(f"key must be 4 bytes, got {len(key)}")
         return header + key + apply_mask(payload, key)
     return header + payload
+
+
+def _byte_view(obj: object) -> memoryview:
+    # The checks and messages of the C version, so both implementations fail alike.
+    try:
+        view = memoryview(obj)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"payload must be a bytes-like object, not '{type(obj).__name__}'"
+        ) from None
+    if not view.c_contiguous:
+        raise TypeError("payload must be a C-contiguous buffer")
+    # Flat unsigned bytes, so len() counts bytes whatever the exporter's format or shape.
+    return view.cast("B")
 
 
 class FrameParser:
@@ -168,6 +205,20 @@ class FrameParser:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return every frame now complete, in order."""
+        return [
+            # Without decode_text every payload is bytes.
+            Frame(b0 & 0x0F, payload, b0 & 0x80 != 0,  # type: ignore[arg-type]
+                  b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0)
+            for b0, payload in self.feed_raw(data, False)
+        ]
+
+    def feed_raw(self, data: bytes, decode_text: bool = True) -> list[RawFrame]:
+        """Like ``feed``, with each frame as ``(first header byte, payload)``: the fast path.
+
+        With ``decode_text``, a final text frame without RSV bits (a whole uncompressed
+        message, unless it breaks the fragmentation rules) comes as its ``str`` when its
+        payload is valid UTF-8, else as its bytes, which the caller must refuse (1007).
+        """
         if self.error is not None:
             raise self.error
         if self._chunks:
@@ -178,9 +229,9 @@ class FrameParser:
                 return []
             data = b"".join(self._chunks)
             self._chunks.clear()
-        frames: list[Frame] = []
+        frames: list[RawFrame] = []
         try:
-            pos = self._parse(data, frames)
+            pos = parse_frames(self, data, frames, decode_text)
         except RemoteError as exc:
             if not frames:
                 raise
@@ -198,112 +249,130 @@ class FrameParser:
             self._need = 2
         return frames
 
-    def _parse(self, data: bytes, frames: list[Frame]) -> int:
-        end = len(data)
-        pos = 0
-        self.partial = None
-        expect_mask = self.expect_mask
-        while end - pos >= 2:
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            opcode = b0 & 0x0F
-            rsv = b0 & 0x70
-            # RFC 6455 §5.2: reserved bits MUST be 0 unless an extension defines them.
-            if rsv & ~self.allowed_rsv:
-                raise ProtocolError("reserved bits set without a negotiated extension")
-            # RFC 6455 §5.2: unknown opcodes MUST fail the connection.
-            if opcode not in _KNOWN_OPCODES:
-                raise ProtocolError(f"unknown opcode {opcode:#x}")
-            fin = b0 & 0x80
-            if opcode >= 0x8:
-                # RFC 6455 §5.5: control frames MUST NOT be fragmented.
-                if not fin:
-                    raise ProtocolError("fragmented control frame")
-                # RFC 7692 §6.1: RSV1 on a control frame is an error even with compression.
-                if rsv:
-                    raise ProtocolError("reserved bit set on a control frame")
-            masked = b1 & 0x80
-            # RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
-            if expect_mask and not masked:
-                raise ProtocolError("unmasked frame from client")
-            if masked and not expect_mask:
-                raise ProtocolError("masked frame from server")
-            length = b1 & 0x7F
-            head = 2
-            if length == 126:
-                if end - pos < 4:
-                    self._need = 4
-                    break
-                (length,) = _UNPACK_16(data, pos + 2)
-                head = 4
-                # RFC 6455 §5.2: the minimal number of bytes MUST be used.
-                if length < 126:
-                    raise ProtocolError("frame length not minimally encoded")
-            elif length == 127:
-                if end - pos < 10:
-                    self._need = 10
-                    break
-                (length,) = _UNPACK_64(data, pos + 2)
-                head = 10
-                # RFC 6455 §5.2: the most significant bit MUST be 0.
-                if length >> 63:
-                    raise ProtocolError("frame length has its top bit set")
-                if length < 0x10000:
-                    raise ProtocolError("frame length not minimally encoded")
-            if opcode >= 0x8:
-                if length > 125:
-                    # RFC 6455 §5.5: control frame payloads are at most 125 bytes.
-                    raise ProtocolError("control frame payload longer than 125 bytes")
-            else:
-                # TEXT or BINARY starts a message with the whole limit; CONT gets what is left.
-                left = self.max_size if opcode else self._msg_left
-                if length > left:
-                    # RFC 6455 §10.4: refuse from the declared length, before buffering the
-                    # payload. (Control frames are bounded by 125 bytes, not by this limit.)
-                    raise MessageTooBig(
-                        f"data frame of {length} bytes exceeds the {left} bytes left "
-                        f"under the limit of {self.max_size}"
-                    )
-            if masked:
-                head += 4
-            total = head + length
-            if end - pos < total:
-                if end - pos < head:
-                    # Parse again once the mask key is here, to report the partial frame.
-                    self._need = head
-                    break
-                self._need = total
-                if opcode < 0x8:
-                    # So the connection can check a text payload as it arrives (RFC 6455 §8.1).
-                    key = data[pos + head - 4 : pos + head] if masked else b""
-                    self.partial = (opcode, rsv & 0x40, key, head)
-                break
-            start = pos + head
-            if masked:
-                payload: Payload = apply_mask(
-                    memoryview(data)[start : start + length], data[start - 4 : start]
-                )
-            else:
-                payload = data[start : start + length]
-            if rsv:
-                frames.append(Frame(opcode, payload, fin != 0, rsv & 0x40 != 0, rsv & 0x20 != 0,
-                                    rsv & 0x10 != 0))
-            else:
-                frames.append(Frame(opcode, payload, fin != 0))
-            pos += total
-            if not fin and opcode < 0x8:
-                # A fragmented message: the next fragments may bring only what is left, unless
-                # it has RSV1 (compressed, RFC 7692 §6), whose decoded size the connection checks.
-                if opcode:
-                    self._msg_rsv1 = rsv & 0x40
-                self._msg_left = left if self._msg_rsv1 else left - length
-            if opcode == 0x8:
-                # Data after a close frame is never read (RFC 6455 §5.5.1).
-                return end
-        else:
-            self._need = 2
-        return pos
 
+
+def parse_frames_python(
+    parser: FrameParser, data: bytes, out: list[RawFrame], decode_text: bool, /
+) -> int:
+    """Append to ``out`` the complete frames at the start of ``data``; return where they end.
+
+    Reads and updates the state of ``parser`` (limits, fragmented message, ``_need``,
+    ``partial``). A frame that breaks a rule raises a ``RemoteError`` subclass, after the
+    frames before it were appended. ``decode_text``: see ``FrameParser.feed_raw``.
+    """
+    end = len(data)
+    pos = 0
+    parser.partial = None
+    expect_mask = parser.expect_mask
+    while end - pos >= 2:
+        b0 = data[pos]
+        b1 = data[pos + 1]
+        opcode = b0 & 0x0F
+        rsv = b0 & 0x70
+        # RFC 6455 §5.2: reserved bits MUST be 0 unless an extension defines them.
+        if rsv & ~parser.allowed_rsv:
+            raise ProtocolError("reserved bits set without a negotiated extension")
+        # RFC 6455 §5.2: unknown opcodes MUST fail the connection.
+        if opcode not in _KNOWN_OPCODES:
+            raise ProtocolError(f"unknown opcode {opcode:#x}")
+        fin = b0 & 0x80
+        if opcode >= 0x8:
+            # RFC 6455 §5.5: control frames MUST NOT be fragmented.
+            if not fin:
+                raise ProtocolError("fragmented control frame")
+            # RFC 7692 §6.1: RSV1 on a control frame is an error even with compression.
+            if rsv:
+                raise ProtocolError("reserved bit set on a control frame")
+        masked = b1 & 0x80
+        # RFC 6455 §5.1: clients MUST mask, servers MUST NOT.
+        if expect_mask and not masked:
+            raise ProtocolError("unmasked frame from client")
+        if masked and not expect_mask:
+            raise ProtocolError("masked frame from server")
+        length = b1 & 0x7F
+        head = 2
+        if length == 126:
+            if end - pos < 4:
+                parser._need = 4
+                break
+            (length,) = _UNPACK_16(data, pos + 2)
+            head = 4
+            # RFC 6455 §5.2: the minimal number of bytes MUST be used.
+            if length < 126:
+                raise ProtocolError("frame length not minimally encoded")
+        elif length == 127:
+            if end - pos < 10:
+                parser._need = 10
+                break
+            (length,) = _UNPACK_64(data, pos + 2)
+            head = 10
+            # RFC 6455 §5.2: the most significant bit MUST be 0.
+            if length >> 63:
+                raise ProtocolError("frame length has its top bit set")
+            if length < 0x10000:
+                raise ProtocolError("frame length not minimally encoded")
+        if opcode >= 0x8:
+            if length > 125:
+                # RFC 6455 §5.5: control frame payloads are at most 125 bytes.
+                raise ProtocolError("control frame payload longer than 125 bytes")
+        else:
+            # TEXT or BINARY starts a message with the whole limit; CONT gets what is left.
+            left = parser.max_size if opcode else parser._msg_left
+            if length > left:
+                # RFC 6455 §10.4: refuse from the declared length, before buffering the
+                # payload. (Control frames are bounded by 125 bytes, not by this limit.)
+                raise MessageTooBig(
+                    f"data frame of {length} bytes exceeds the {left} bytes left "
+                    f"under the limit of {parser.max_size}"
+                )
+        if masked:
+            head += 4
+        total = head + length
+        if end - pos < total:
+            if end - pos < head:
+                # Parse again once the mask key is here, to report the partial frame.
+                parser._need = head
+                break
+            parser._need = total
+            if opcode < 0x8:
+                # So the connection can check a text payload as it arrives (RFC 6455 §8.1).
+                key = data[pos + head - 4 : pos + head] if masked else b""
+                parser.partial = (opcode, rsv & 0x40, key, head)
+            break
+        start = pos + head
+        if masked:
+            payload: bytes | str = apply_mask(
+                memoryview(data)[start : start + length], data[start - 4 : start]
+            )
+        else:
+            payload = data[start : start + length]
+        if decode_text and b0 == 0x81:
+            # A whole uncompressed text message (RFC 6455 §5.6): decoded here, in one pass
+            # over bytes already in the cache; invalid UTF-8 stays bytes for the caller.
+            try:  # noqa: SIM105 - contextlib.suppress costs more than the decode itself
+                payload = payload.decode()  # type: ignore[union-attr]
+            except UnicodeDecodeError:
+                pass
+        out.append((b0, payload))
+        pos += total
+        if not fin and opcode < 0x8:
+            # A fragmented message: the next fragments may bring only what is left, unless
+            # it has RSV1 (compressed, RFC 7692 §6), whose decoded size the connection checks.
+            if opcode:
+                parser._msg_rsv1 = rsv & 0x40
+            parser._msg_left = left if parser._msg_rsv1 else left - length
+        if opcode == 0x8:
+            # Data after a close frame is never read (RFC 6455 §5.5.1).
+            return end
+    else:
+        parser._need = 2
+    return pos
+
+
+# The compiled twins when built (imported in masking.py, the one import of the C module);
+# an older build without them leaves the pure versions in place.
+parse_frames = getattr(speedups, "parse_frames", parse_frames_python)
+build_frame = getattr(speedups, "build_frame", build_frame_python)
 
 def valid_close_code_on_wire(code: int) -> bool:
     """Whether a close code may appear in a Close frame (RFC 6455 §7.4.1, §7.4.2)."""

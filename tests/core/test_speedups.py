@@ -1,0 +1,260 @@
+"""The C frame functions against their pure-Python twins: same frames, state, errors (§5.2)."""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import gc
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wskit.core import frames
+from wskit.core.errors import RemoteError
+from wskit.core.frames import FrameParser, RawFrame
+
+KEY = bytes.fromhex("37fa213d")
+Parse = Callable[[FrameParser, bytes, list[RawFrame], bool], int]
+Build = Callable[[int, Any, Any], bytes]
+
+
+def xor(data: bytes, key: bytes) -> bytes:
+    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def outcome(parse: Parse, data: bytes, *, expect_mask: bool, allowed_rsv: int, max_size: int,
+            decode: bool, msg_left: int | None = None, msg_rsv1: int = 0) -> tuple[Any, ...]:
+    """Everything a parse call shows: frames (with payload types), position or error, state."""
+    parser = FrameParser(expect_mask=expect_mask, max_size=max_size, allowed_rsv=allowed_rsv)
+    if msg_left is not None:
+        parser._msg_left = msg_left
+        parser._msg_rsv1 = msg_rsv1
+    out: list[RawFrame] = []
+    try:
+        result: Any = parse(parser, data, out, decode)
+    except RemoteError as exc:
+        result = (type(exc), str(exc), exc.close_code)
+    frames_seen = [(b0, type(payload), payload) for b0, payload in out]
+    state = (parser._need, parser.partial, parser._msg_left, parser._msg_rsv1)
+    return frames_seen, result, state
+
+
+def header(b0: int, length: int, key: bytes | None, bits: int) -> bytes:
+    """A header with the length in 7, 16 or 64 bits, minimal or not (for negative cases)."""
+    m = 0x80 if key is not None else 0
+    if bits == 7:
+        head = bytes((b0, m | (length & 0x7F)))
+    elif bits == 16:
+        head = bytes((b0, m | 126)) + (length & 0xFFFF).to_bytes(2, "big")
+    else:
+        head = bytes((b0, m | 127)) + length.to_bytes(8, "big")
+    return head + (key or b"")
+
+
+@st.composite
+def frame_bytes(draw: st.DrawFn) -> bytes:
+    """One frame, mostly well formed; headers, masks, lengths and UTF-8 vary."""
+    b0 = draw(st.one_of(st.sampled_from([0x81, 0x82, 0x01, 0x00, 0x80, 0x88, 0x89, 0x8A, 0xC1,
+                                         0xC2, 0x41, 0x40]), st.integers(0, 255)))
+    kind = draw(st.sampled_from(["text", "utf8-ish", "bytes", "close"]))
+    if kind == "text":
+        payload = draw(st.text(max_size=40)).encode()
+    elif kind == "utf8-ish":
+        payload = draw(st.lists(st.sampled_from([b"a", b"\xc3\xa9", b"\xed\xa0\x80", b"\xf4\x90",
+                                                 b"\xe2\x82", b"\xac", b"\xc0\xaf", b"\xff"]),
+                                max_size=12))
+        payload = b"".join(payload)
+    elif kind == "close":
+        payload = draw(st.integers(0, 5000)).to_bytes(2, "big") + draw(st.binary(max_size=4))
+    else:
+        payload = draw(st.binary(max_size=300))
+    key = draw(st.one_of(st.none(), st.binary(min_size=4, max_size=4)))
+    n = len(payload)
+    minimal = 7 if n < 126 else 16 if n < 0x10000 else 64
+    bits = draw(st.sampled_from([minimal, minimal, minimal, 7, 16, 64]))
+    length = draw(st.one_of(st.just(n), st.just(n), st.integers(0, 1 << 64 - 1)))
+    body = xor(payload, key) if key is not None else payload
+    return header(b0, length, key, bits) + body
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> bytes:
+    data = b"".join(draw(st.lists(frame_bytes(), max_size=6)))
+    if data and draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
+
+
+parser_settings = st.fixed_dictionaries({
+    "expect_mask": st.booleans(),
+    "allowed_rsv": st.sampled_from([0, 0x40, 0x70]),
+    "max_size": st.sampled_from([0, 1, 5, 125, 126, 300, 1 << 20, 1 << 62, 1 << 70]),
+    "decode": st.booleans(),
+    "msg_left": st.one_of(st.none(), st.integers(-2, 400)),
+    "msg_rsv1": st.sampled_from([0, 0x40]),
+})
+
+
+class TestParseFrames:
+    """RFC 6455 §5.2: the C parser finds the same frames and errors as the pure one."""
+
+    @given(st.binary(max_size=200), parser_settings)
+    @settings(max_examples=1500, deadline=None)
+    def test_random_bytes_like_python(self, c_parse: Parse, data: bytes,
+                                      cfg: dict[str, Any]) -> None:
+        assert outcome(c_parse, data, **cfg) == outcome(frames.parse_frames_python, data, **cfg)
+
+    @given(streams(), parser_settings)
+    @settings(max_examples=1500, deadline=None)
+    def test_frame_streams_like_python(self, c_parse: Parse, data: bytes,
+                                       cfg: dict[str, Any]) -> None:
+        assert outcome(c_parse, data, **cfg) == outcome(frames.parse_frames_python, data, **cfg)
+
+    @given(streams(), st.booleans(), st.lists(st.integers(0, 400), max_size=5))
+    @settings(max_examples=300, deadline=None)
+    def test_feed_raw_in_chunks_like_python(self, c_parse: Parse, data: bytes,
+                                            expect_mask: bool, cuts: list[int]) -> None:
+        bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+        parts = [data[a:b] for a, b in itertools.pairwise(bounds)]
+        results = []
+        for parse in (c_parse, frames.parse_frames_python):
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(frames, "parse_frames", parse)
+                parser = FrameParser(expect_mask=expect_mask, max_size=1000, allowed_rsv=0x40)
+                seen: list[Any] = []
+                for part in parts:
+                    try:
+                        seen += parser.feed_raw(part)
+                    except RemoteError as exc:
+                        seen.append(str(exc))
+                        break
+                    seen.append((parser.buffered, parser.partial, repr(parser.error)))
+                results.append(seen)
+        assert results[0] == results[1]
+
+    @pytest.mark.parametrize("n", [0, 1, 7, 8, 125, 126, 1024, 1025, 65535, 65536, 70000])
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_text_decoded_only_when_whole_and_uncompressed(self, c_parse: Parse, n: int,
+                                                           masked: bool) -> None:
+        """§5.6: a final text frame without RSV bits comes as str; others as bytes."""
+        text = ("é" * n)[: n // 2] + "x" * (n - 2 * (n // 2))
+        payload = text.encode()
+        key = KEY if masked else None
+        for parse in (c_parse, frames.parse_frames_python):
+            for b0, kind in ((0x81, str), (0x01, bytes), (0xC1, bytes), (0x82, bytes)):
+                minimal = 7 if len(payload) < 126 else 16 if len(payload) < 0x10000 else 64
+                body = xor(payload, KEY) if masked else payload
+                data = header(b0, len(payload), key, minimal) + body
+                parser = FrameParser(expect_mask=masked, max_size=1 << 20, allowed_rsv=0x40)
+                out: list[RawFrame] = []
+                assert parse(parser, data, out, True) == len(data)
+                assert out == [(b0, text if kind is str else payload)]
+                assert type(out[0][1]) is kind
+
+    @pytest.mark.parametrize("bad", [b"\xff", b"a\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                                     b"ok\xe2\x82"])
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_invalid_utf8_stays_bytes(self, c_parse: Parse, bad: bytes, masked: bool) -> None:
+        """§8.1: invalid text is left as bytes, for the connection to fail with 1007."""
+        data = header(0x81, len(bad), KEY if masked else None, 7) + (
+            xor(bad, KEY) if masked else bad)
+        parser = FrameParser(expect_mask=masked, max_size=100)
+        out: list[RawFrame] = []
+        assert c_parse(parser, data, out, True) == len(data)
+        assert out == [(0x81, bad)]
+
+    def test_bad_arguments(self, c_parse: Parse) -> None:
+        parser = FrameParser(expect_mask=False, max_size=10)
+        with pytest.raises(TypeError):
+            c_parse(parser, bytearray(b"\x81\x00"), [], True)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            c_parse(parser, b"\x81\x00", (), True)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            c_parse(parser, b"\x81\x00", [])  # type: ignore[call-arg]
+        with pytest.raises(AttributeError):
+            c_parse(object(), b"\x81\x00", [], True)  # type: ignore[arg-type]
+
+
+class TestBuildFrame:
+    """RFC 6455 §5.2, §5.3: the C encoder writes the same bytes as the pure one."""
+
+    @given(st.integers(0, 255), st.binary(max_size=300),
+           st.one_of(st.none(), st.binary(min_size=4, max_size=4)))
+    @settings(max_examples=500, deadline=None)
+    def test_like_python(self, c_build: Build, b0: int, payload: bytes,
+                         key: bytes | None) -> None:
+        assert c_build(b0, payload, key) == frames.build_frame_python(b0, payload, key)
+
+    @pytest.mark.parametrize("n", [0, 125, 126, 65535, 65536, 70001])
+    @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+    def test_lengths_and_buffer_types(self, c_build: Build, n: int, kind: type) -> None:
+        payload = kind(os.urandom(n))
+        for key in (None, KEY, bytearray(KEY), memoryview(KEY)):
+            expected = frames.build_frame_python(0x82, payload, key)
+            assert c_build(0x82, payload, key) == expected
+            assert type(c_build(0x82, payload, key)) is bytes
+
+    def test_counts_bytes_of_wide_formats(self, c_build: Build) -> None:
+        payload = array.array("i", range(50))  # 200 bytes: a 16-bit length, not 50
+        expected = frames.build_frame_python(0x82, payload, None)  # type: ignore[arg-type]
+        assert expected[1] == 126 and c_build(0x82, payload, None) == expected
+
+    @pytest.mark.parametrize(("args", "error"), [
+        ((256, b"", None), ValueError),
+        ((-1, b"", None), ValueError),
+        ((1 << 80, b"", None), ValueError),
+        (("x", b"", None), TypeError),
+        ((0x81, "text", None), TypeError),
+        ((0x81, memoryview(b"abcdef")[::2], None), TypeError),
+        ((0x81, b"", b"abc"), ValueError),
+        ((0x81, b"", b"abcde"), ValueError),
+        ((0x81, b"", "abcd"), TypeError),
+    ])
+    def test_errors_like_python(self, c_build: Build, args: tuple[Any, ...],
+                                error: type[Exception]) -> None:
+        with pytest.raises(error) as c_error:
+            c_build(*args)
+        with pytest.raises(error) as py_error:
+            frames.build_frame_python(*args)
+        if error is ValueError or "bytes-like" in str(py_error.value):
+            assert str(c_error.value) == str(py_error.value)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
+    """200,000 calls of each path, errors included, leave the process size where it was."""
+    text = header(0x81, 5, KEY, 7) + xor(b"hello", KEY)
+    bad_text = header(0x81, 2, KEY, 7) + xor(b"\xc0\xaf", KEY)
+    big = header(0x82, 3000, KEY, 16) + os.urandom(3000)
+    frag = header(0x01, 3, KEY, 7) + xor(b"abc", KEY) + header(0x80, 1, KEY, 7) + b"x"
+    inputs = [text * 3, bad_text, big, frag, text[:5], b"\x83\x80", text + b"\x81\x00",
+              header(0x82, 50, KEY, 7)]
+
+    def once() -> None:
+        for data in inputs:
+            parser = FrameParser(expect_mask=True, max_size=2000)
+            with contextlib.suppress(RemoteError):
+                c_parse(parser, data, [], True)
+        c_build(0x81, b"hello", None)
+        c_build(0x82, b"x" * 300, KEY)
+        with contextlib.suppress(ValueError):
+            c_build(0x81, b"", b"abc")
+
+    for _ in range(20_000):
+        once()
+    gc.collect()
+    before = rss_kib()
+    for _ in range(200_000):
+        once()
+    gc.collect()
+    assert rss_kib() - before < 2048
