@@ -31,6 +31,8 @@ BIG_LIMIT = 32 * 1024 * 1024
 #: Close codes an endpoint may send (RFC 6455 §7.4.1, IANA registry, private range).
 CLOSE_CODES = (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
                3000, 3999, 4000, 4999)
+#: One byte over wskit's default message limit (1 MiB).
+TOO_BIG = (1 << 20) + 1
 #: What a browser's close() accepts.
 BROWSER_CLOSE_CODES = (1000, 3000, 4000, 4999)
 
@@ -327,6 +329,71 @@ class WskitServer:
         return await asyncio.wait_for(wait(), timeout)
 
 
+# -- a relay that counts bytes --------------------------------------------------------------
+
+
+class CountingProxy:
+    """A TCP relay in front of a server that counts the bytes going each way.
+
+    It shows what reached the wire: whether compression compressed, in both directions.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.to_server = 0
+        self.to_client = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> CountingProxy:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    def url(self, path: str) -> str:
+        assert self.server is not None
+        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}{path}"
+
+    def counts(self) -> tuple[int, int]:
+        return self.to_server, self.to_client
+
+    def check_compressed(self, before: tuple[int, int], on: bool) -> None:
+        """After 4 x 64 KiB of repeated text each way: a few hundred bytes if compressed.
+
+        (Text, whose period is short: the binary pattern repeats every 251 bytes, farther than
+        zlib reaches back with a 9-bit window, 512 - 262 bytes.)
+        """
+        up, down = self.to_server - before[0], self.to_client - before[1]
+        if on:
+            assert up < 65536 and down < 65536, f"not compressed: {up} B up, {down} B down"
+        else:
+            assert up >= 4 * 65536 and down >= 4 * 65536, f"{up} B up, {down} B down"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+            while data := await src.read(1 << 16):
+                if up:
+                    self.to_server += len(data)
+                else:
+                    self.to_client += len(data)
+                dst.write(data)
+                await dst.drain()
+            if dst.can_write_eof():
+                dst.write_eof()
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            up_writer.close()
+
+
 # -- small helpers --------------------------------------------------------------------------
 
 
@@ -362,6 +429,8 @@ class PeerClient:
     modes: tuple[str | None, ...] = (None,)
     #: Whether it answers a server's Close with the same code (RFC 6455 §5.5.1 "typically").
     echoes_close_code = True
+    #: Whether it can send a text message that is not UTF-8 (to check wskit's 1007).
+    sends_invalid_text = False
     #: Whether it fails the connection when it offered subprotocols and the server chose none
     #: (browsers must, per the WHATWG WebSocket standard; RFC 6455 lets a client go on).
     needs_subprotocol_answer = False
@@ -378,6 +447,10 @@ class PeerClient:
         raise NotImplementedError
 
     async def send_fragments(self, kind: str, sizes: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    async def send_invalid_text(self, data: bytes) -> None:
+        """Send ``data`` (not UTF-8) as a text message."""
         raise NotImplementedError
 
     async def receive(self) -> Got:
@@ -421,6 +494,8 @@ class PeerServer:
     #: Subprotocol choice: "server" (its own order of preference) or "client" (the offer's).
     prefers = "server"
     echoes_close_code = True
+    #: Whether it tells which pings it received.
+    sees_pings = True
 
     async def start(self, *, tls: TLS | None = None, subprotocols: Sequence[str] = (),
                     compression: str | None = None, max_size: int = 1 << 20) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -179,6 +180,8 @@ class AiohttpServer(PeerServer):
             self.received, self.ping_payloads, self.close_rcvd = [], [], None
             self.finished.clear()
             target = _Target(ws, self)
+            commands: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            commands.set_result(None)
             try:
                 while True:  # not `async for`: it hides the CLOSE message and its reason
                     msg = await ws.receive()
@@ -192,13 +195,22 @@ class AiohttpServer(PeerServer):
                         self.received.append(got(msg.data))
                         await target.send_message(msg.data)
                     elif msg.type is WSMsgType.TEXT:
-                        await run_command(target, msg.data)
+                        # A ping command waits for a pong that this loop has to read: it runs
+                        # in a task. The others run here, in order (a close() from another
+                        # task would make aiohttp drop the connection without the answer).
+                        command = run_command(target, msg.data)
+                        if json.loads(msg.data)["op"] == "ping":
+                            commands = asyncio.ensure_future(self._after(commands, command))
+                        else:
+                            await commands
+                            await command
                     elif msg.type is WSMsgType.CLOSE:  # autoclose has answered it
                         self.close_rcvd = (_close_code(msg.data), msg.extra or "")
                         break
                     elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                         break
             finally:
+                await commands
                 if self.close_rcvd is None and ws.close_code is not None:
                     self.close_rcvd = (ws.close_code, "")
                 self.finished.set()
@@ -207,11 +219,16 @@ class AiohttpServer(PeerServer):
         app = web.Application()
         app.router.add_get("/echo", handler)
         app.router.add_get("/cmd", handler)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=tls.server if tls else None)
         await site.start()
         self.port = self.runner.addresses[0][1]
+
+    @staticmethod
+    async def _after(previous: asyncio.Future[None], command: Coroutine[Any, Any, None]) -> None:
+        await previous
+        await command
 
     def url(self, path: str) -> str:
         return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}{path}"

@@ -121,13 +121,16 @@ class BrowserThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="chromium", daemon=True)
         self.thread.start()
 
-        async def launch() -> tuple[Any, Any]:
+        async def launch() -> tuple[Any, Any, Any]:
             playwright = await async_playwright().start()
             browser = await playwright.chromium.launch(
                 executable_path=executable, args=CHROMIUM_ARGS)
-            return playwright, browser
+            # One tab for the module: each test navigates it to its own server's page.
+            # The trustme CA is not in Chromium's store: accept the certificate regardless.
+            context = await browser.new_context(ignore_https_errors=True)
+            return playwright, browser, await context.new_page()
 
-        self.playwright, self.browser = self._wait(launch())
+        self.playwright, self.browser, self.page = self._wait(launch())
         self.version: str = self.browser.version
 
     def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -161,8 +164,7 @@ class ChromiumClient(PeerClient):
 
     def __init__(self, browser: BrowserThread) -> None:
         self.browser = browser
-        self.context: Any = None
-        self.page: Any = None
+        self.page = browser.page
         self.origin = ""
 
     async def _eval(self, expression: str, arg: Any = None) -> Any:
@@ -174,16 +176,7 @@ class ChromiumClient(PeerClient):
         parts = urlsplit(url)
         origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
         if origin != self.origin:
-            await self.aclose()
-
-            async def open_page() -> Any:
-                # The trustme CA is not in Chromium's store: accept the certificate regardless.
-                context = await self.browser.browser.new_context(ignore_https_errors=True)
-                page = await context.new_page()
-                await page.goto(origin + "/page")
-                return context, page
-
-            self.context, self.page = await self.browser.call(open_page())
+            await self.browser.call(self.page.goto(origin + "/page"))
             self.origin = origin
         self.info = await self._eval("([u, p]) => wsOpen(u, p)", [url, list(subprotocols)])
 
@@ -214,7 +207,6 @@ class ChromiumClient(PeerClient):
                 "params": {"header": info["extensions"]}}
 
     async def aclose(self) -> None:
-        if self.context is not None:
-            await self.browser.call(self.context.close())
-            self.context = self.page = None
+        if self.origin:  # leaving the page closes its WebSocket, if still open
+            await self.browser.call(self.page.goto("about:blank"))
             self.origin = ""

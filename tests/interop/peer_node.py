@@ -25,6 +25,7 @@ class NodeClient(PeerClient):
     name = "node-ws"
     close_codes = NODE_CLOSE_CODES
     needs_subprotocol_answer = True
+    sends_invalid_text = True
     modes = (None, "deflate", "no-takeover", "window-9")
 
     def __init__(self, node: str) -> None:
@@ -61,6 +62,9 @@ class NodeClient(PeerClient):
 
     async def send_fragments(self, kind: str, sizes: Sequence[int]) -> None:
         await self._call("fragments", kind=kind, sizes=list(sizes))
+
+    async def send_invalid_text(self, data: bytes) -> None:
+        await self._call("send_raw_text", hex=data.hex())
 
     async def receive(self) -> Got:
         message = got_from_json((await self._call("recv"))["message"])

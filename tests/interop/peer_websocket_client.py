@@ -26,6 +26,7 @@ class WebsocketClientClient(PeerClient):
     modes = (None,)  # no permessage-deflate
     echoes_close_code = False  # answers every Close with 1000
     needs_subprotocol_answer = True
+    sends_invalid_text = True
 
     def __init__(self) -> None:
         self.ws: websocket.WebSocket | None = None
@@ -66,6 +67,10 @@ class WebsocketClientClient(PeerClient):
                 ws.send_frame(ABNF.create_frame(piece, opcode, fin=int(i == len(pieces) - 1)))
 
         await self._call(send_all)
+
+    async def send_invalid_text(self, data: bytes) -> None:
+        assert self.ws is not None
+        await self._call(self.ws.send_frame, ABNF.create_frame(data, ABNF.OPCODE_TEXT))
 
     async def receive(self) -> Got:
         assert self.ws is not None

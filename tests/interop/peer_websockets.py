@@ -165,6 +165,7 @@ class _Target(CommandTarget):
 class WebsocketsServer(PeerServer):
     name = "websockets"
     modes = (None, "deflate", "no-takeover", "window-9")
+    sees_pings = False
 
     def __init__(self) -> None:
         self.server: Server | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from interop_peers import CLIENTS, clients
+from interop_peers import CLIENTS, SUBPROTOCOL_CASES, big_cases, clients
 from interop_support import (
     BIG,
     BIG_LIMIT,
@@ -16,7 +17,9 @@ from interop_support import (
     MODES,
     SIZES,
     TLS,
+    TOO_BIG,
     UNICODE_TEXT,
+    CountingProxy,
     PeerClient,
     WskitServer,
     close_reason,
@@ -60,14 +63,6 @@ def test_echo(run: Run, client: Factory, kind: str) -> None:
             assert await peer.close(1000, "") == (1000, "")
 
     run(main())
-
-
-def big_cases(peers: dict[str, Any]) -> list[Any]:
-    """16 MiB once per peer and compression setting: plain on asyncio, deflate on uvloop."""
-    return [pytest.param(name, mode, "uvloop" if mode else "asyncio",
-                         id=f"{name}-{mode or 'plain'}")
-            for name, cls in peers.items()
-            for mode in (None, "deflate") if mode is None or mode in cls.modes]
 
 
 @pytest.mark.parametrize(("client", "compression", "loop_kind"), big_cases(CLIENTS),
@@ -211,12 +206,74 @@ def test_close_from_wskit(run: Run, client: Factory) -> None:
     run(main())
 
 
-SUBPROTOCOL_CASES = [
-    pytest.param(["chat.v1", "chat.v2"], "chat.v2", id="both-server-order"),
-    pytest.param(["chat.v1", "other"], "chat.v1", id="one-shared"),
-    pytest.param(["other"], None, id="none-shared"),
-    pytest.param([], None, id="none-offered"),
-]
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_messages_then_close(run: Run, client: Factory) -> None:
+    """Messages sent right before the Close frame all reach wskit, then the close does."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            sent = [("text", 10), ("binary", 70000), ("text", 0), ("binary", 3)]
+            for kind, size in sent:
+                await peer.send(kind, size)
+            await peer.close(3000, "after four")
+            conn = await server.conn()
+            assert await conn.close_seen() == (3000, "after four")
+            assert conn.messages == [expect(kind, size) for kind, size in sent]
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_shutdown(run: Run, client: Factory) -> None:
+    """``app.shutdown()`` closes open connections with 1001 and its reason (RFC 6455 §7.4.1)."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            await peer.send("text", 5)
+            assert await peer.receive() == expect("text", 5)
+            # The peer reads while the server shuts down (some answer a Close only then).
+            shutdown = asyncio.ensure_future(server.app.shutdown())
+            assert await peer.wait_closed() == (1001, "server shutting down")
+            await asyncio.wait_for(shutdown, 5)
+            answer, _ = await (await server.conn()).close_seen()
+            assert answer == (1001 if peer.echoes_close_code else 1000)
+
+    run(main())
+
+
+def _too_big_cases() -> list[Any]:
+    return [pytest.param(name, mode, id=f"{name}-{mode or 'plain'}")
+            for name, cls in CLIENTS.items()
+            for mode in (None, "deflate") if mode is None or mode in cls.modes]
+
+
+@pytest.mark.parametrize(("client", "compression"), _too_big_cases(), indirect=["client"])
+def test_too_big(run: Run, client: Factory, compression: str | None) -> None:
+    """A message over max_message_size (1 MiB): wskit closes with 1009 and the peer hears it,
+    also when it arrives compressed to a few kilobytes (the limit holds while inflating)."""
+    async def main() -> None:
+        async with wskit_server(compression=compression) as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"), compression=compression)
+            await peer.send("text", TOO_BIG)
+            code, _ = await peer.wait_closed()
+            assert code == 1009
+            assert (await (await server.conn()).close_seen())[0] == 1009
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(lambda cls: cls.sends_invalid_text), indirect=True)
+def test_invalid_utf8_from_peer(run: Run, client: Factory) -> None:
+    """A text message that is not UTF-8: wskit closes with 1007 (RFC 6455 §8.1)."""
+    async def main() -> None:
+        async with wskit_server() as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"))
+            await peer.send_invalid_text(b"wskit \xed\xa0\x80 surrogate")
+            code, _ = await peer.wait_closed()
+            assert code == 1007
+            assert (await (await server.conn()).close_seen())[0] == 1007
+
+    run(main())
 
 
 @pytest.mark.parametrize(("offer", "chosen"), SUBPROTOCOL_CASES)
@@ -301,8 +358,9 @@ def test_compression(run: Run, client: Factory, server_mode: str | None,
                      client_mode: str | None) -> None:
     """permessage-deflate on and off, with and without context takeover and 9-bit windows."""
     async def main() -> None:
-        async with wskit_server(compression=server_mode) as server, peer_of(client) as peer:
-            await peer.connect(server.url("/echo"), compression=client_mode)
+        async with wskit_server(compression=server_mode) as server, peer_of(client) as peer, \
+                CountingProxy(server.app.port) as proxy:
+            await peer.connect(proxy.url("/echo"), compression=client_mode)
             on = server_mode is not None and client_mode is not None
             names = ["permessage-deflate"] if on else []
             negotiated = await peer.negotiated()
@@ -311,9 +369,14 @@ def test_compression(run: Run, client: Factory, server_mode: str | None,
             assert conn.extensions == names
             if on:
                 check_params(negotiated["params"], server_mode, client_mode)
-            expected = []
+            before = proxy.counts()
+            for _ in range(4):
+                await peer.send("text", 65536)
+                assert await peer.receive() == expect("text", 65536)
+            proxy.check_compressed(before, on)
+            expected = [expect("text", 65536)] * 4
             for kind in ("text", "binary", "noise"):
-                for size in (1, 125, 126, 65536, 65537, 126, 126):  # repeats: context takeover
+                for size in (0, 1, 125, 126, 65536, 65537, 126, 126):  # repeats: context takeover
                     await peer.send(kind, size)
                     assert await peer.receive() == expect(kind, size), (kind, size)
                     expected.append(expect(kind, size))

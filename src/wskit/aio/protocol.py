@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core.connection import Connection, Role, State
+from ..core.errors import RemoteError
 from ..core.extensions import Extension
 
 if TYPE_CHECKING:
@@ -16,6 +18,21 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "WebSocketProtocol"]
 
 logger = logging.getLogger("wskit")
+
+_REMOTE_CLOSING = State.REMOTE_CLOSING
+# Reads land in one buffer per thread, shared by that thread's connections (each copies out at
+# once): asyncio's plain Protocol path allocates a fresh 256 KiB bytes per read instead, which
+# glibc serves with mmap, mremap and munmap, three system calls for every message of a round
+# trip. The size matches that read size, so large messages take as few reads as before.
+_READ_BUFFER_SIZE = 256 * 1024
+_per_thread = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_per_thread, "view", None)
+    if view is None:
+        view = _per_thread.view = memoryview(bytearray(_READ_BUFFER_SIZE))
+    return view
 
 
 class Limits:
@@ -56,7 +73,7 @@ class Limits:
         self.ping_timeout = ping_timeout
 
 
-class WebSocketProtocol(asyncio.Protocol):
+class WebSocketProtocol(asyncio.BufferedProtocol):
     """Owns the transport of one connection: handshake bytes first, then WebSocket frames.
 
     Subclasses implement ``_handshake_data`` (server or client side) and call ``_open``.
@@ -64,6 +81,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     #: Whether this protocol bounds the opening handshake with ``limits.open_timeout`` itself.
     times_handshake = True
+    #: After failing the connection: our FIN is sent, the peer's input is being discarded.
+    _lingering = False
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -80,6 +99,7 @@ class WebSocketProtocol(asyncio.Protocol):
         # While listeners run from data_received, what they send is gathered here and written
         # once after them: one write (one system call) per read instead of one per message.
         self._corked: list[bytes] | None = None
+        self._read_view = _read_buffer()
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -92,6 +112,14 @@ class WebSocketProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=limit, low=limit // 4)
         if self.limits.open_timeout is not None and self.times_handshake:
             self._open_timer = self.loop.call_later(self.limits.open_timeout, self._open_timed_out)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copied out before anything else runs: the buffer is shared, and the frame parser
+        # keeps slices of its input between reads.
+        self.data_received(self._read_view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -123,7 +151,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 out = conn.data_to_send()
         if out:
             self.write(out)
-        if conn.state >= State.REMOTE_CLOSING:
+        if conn.state >= _REMOTE_CLOSING:
             self._after_close_handshake()
 
     def eof_received(self) -> bool | None:
@@ -239,12 +267,36 @@ class WebSocketProtocol(asyncio.Protocol):
     def _after_close_handshake(self) -> None:
         """The closing handshake is done (or the connection failed): end the TCP connection."""
         conn = self.conn
-        assert conn is not None and self.transport is not None
-        if conn.should_close_transport:
+        transport = self.transport
+        assert conn is not None and transport is not None
+        if self._lingering:
+            return
+        failed = self.ws is not None and isinstance(self.ws.error, RemoteError)
+        if (failed and conn.state is State.CLOSED and transport.can_write_eof()
+                and not transport.is_closing()):
+            # We failed the connection (RFC 6455 §7.1.7) while the peer may still be sending,
+            # a big message for instance: closing a socket with unread input resets it (RST),
+            # and the peer may lose our Close frame. Send FIN behind the Close instead, and
+            # discard the input until the peer closes (eof_received) or close_timeout passes.
+            self._linger()
+        elif conn.should_close_transport:
             self.close_transport()
         else:
             # RFC 6455 §7.1.1: the client waits for the server to close TCP, but not forever.
             self.start_close_timer()
+
+    def _linger(self) -> None:
+        """Half-close (FIN after what is queued), keep reading, abort after close_timeout.
+
+        The WebSocket ends now, as it would with the TCP close: nothing more will reach it.
+        """
+        assert self.transport is not None and self.ws is not None
+        self._lingering = True
+        self._flush_corked()
+        self.transport.write_eof()
+        self.resume_reading()
+        self.start_close_timer()
+        self.ws._finish(None)
 
     def close_transport(self) -> None:
         """Close after flushing; abort if the peer does not take the bytes in time."""

@@ -77,6 +77,8 @@ const handlers = {
   connect,
   send: (cmd) => send(payload(cmd.kind, cmd.size), { binary: cmd.kind !== 'text' }),
   send_text: (cmd) => send(cmd.text, { binary: false }),
+  // ws does not check what it sends: these bytes go out as a text message, UTF-8 or not.
+  send_raw_text: (cmd) => send(Buffer.from(cmd.hex, 'hex'), { binary: false }),
   fragments: async (cmd) => {
     const pieces = split(encoded(cmd.kind, cmd.sizes.reduce((a, b) => a + b, 0)), cmd.sizes);
     for (let i = 0; i < pieces.length; i++) {
