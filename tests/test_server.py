@@ -779,3 +779,24 @@ class TestRawProtocol:
 
         run(main())
 
+
+class TestFailWhileThePeerSends:
+    """Failing a connection while the peer is still sending does not reset it (§7.1.7)."""
+
+    @pytest.mark.parametrize("size", [2 << 20, 8 << 20])
+    def test_peer_reads_the_close_frame_of_a_too_big_message(self, run: Any, size: int) -> None:
+        async def main() -> None:
+            app = quiet_app(max_message_size=1 << 20)
+            app.websocket("e", listen_echo)
+            async with serving(app):
+                for _ in range(3):
+                    peer = await raw_client(app.port, "/e")
+                    peer.send(TEXT, b"a" * size)  # refused from its header, 1009
+                    # The whole message can still be written: the server does not reset the
+                    # connection under the sender's feet, and its Close frame can be read.
+                    await asyncio.wait_for(peer.writer.drain(), WAIT)
+                    code, _ = await peer.recv_until_close()
+                    assert code == 1009
+                    await peer.aclose()
+
+        run(main())
