@@ -9,7 +9,7 @@ import logging
 import signal
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .aio.protocol import Limits, WebSocketProtocol
 from .core.connection import Role
@@ -149,6 +149,10 @@ class App:
 
     # -- routes ------------------------------------------------------------------------------
 
+    @overload
+    def websocket(self, path: str) -> Callable[[F], F]: ...
+    @overload
+    def websocket(self, path: str, handler: F) -> F: ...
     def websocket(self, path: str, handler: Handler | None = None) -> Any:
         """Register ``handler(req, ws)`` for ``path``; usable as ``@app.websocket(path)``."""
         if handler is not None:
@@ -161,6 +165,10 @@ class App:
 
         return decorator
 
+    @overload
+    def get(self, path: str) -> Callable[[F], F]: ...
+    @overload
+    def get(self, path: str, handler: F) -> F: ...
     def get(self, path: str, handler: HttpHandler | None = None) -> Any:
         """Register a plain HTTP GET route: ``handler(req)`` returns a Response, str or bytes."""
         if handler is not None:
