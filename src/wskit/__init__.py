@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .broadcast import broadcast
 from .client import connect
 from .core.errors import (
     ConnectionClosed,
@@ -38,6 +39,7 @@ __all__ = [
     "WSKitError",
     "WebSocket",
     "__version__",
+    "broadcast",
     "connect",
     "run",
 ]

@@ -465,6 +465,20 @@ class Connection:
                 f"cannot send {what} in state OPEN while a fragmented message is unfinished"
             )
 
+    def can_share_frame(self, compressed: bool) -> bool:
+        """Whether an unmasked, uncompressed frame built once for many may be written here.
+
+        True for an OPEN server endpoint that is not in the middle of a fragmented send and
+        either has no extension or is asked not to compress (RFC 7692 §6: compression is a
+        per-message choice, so an uncompressed frame is always valid).
+        """
+        return (
+            self.state is _OPEN
+            and not self._client
+            and not self._sending_fragments
+            and (self._extension is None or not compressed)
+        )
+
     def send_text(self, text: str, *, compress: bool = True) -> bytes:
         """Encode a text message; returns the bytes to write."""
         if self.state is not _OPEN or self._sending_fragments:
