@@ -257,6 +257,7 @@ async def serve_wskit(port: int) -> None:
         raise Unavailable("wskit.App lacks websocket() or serve()")
 
     subs: set[Any] = set()
+    broadcast = wskit.broadcast
 
     @app.websocket("/echo")  # type: ignore[untyped-decorator]
     def echo(req: Any, ws: Any) -> None:
@@ -269,8 +270,8 @@ async def serve_wskit(port: int) -> None:
 
         def on_text(ws: Any, text: str) -> None:
             if text.startswith("pub:"):
-                for peer in subs:
-                    peer.send(text)
+                # One frame built once for every subscriber (wskit.broadcast).
+                broadcast(subs, text, max_buffered=None)
 
         stream = ws.on_text(on_text)
         if hasattr(stream, "finally_"):

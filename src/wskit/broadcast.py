@@ -32,6 +32,7 @@ def broadcast(
     """
     if slow not in ("close", "skip"):
         raise ValueError("slow must be 'close' or 'skip'")
+    payload: bytes | bytearray | memoryview
     if isinstance(message, str):
         opcode, payload = 0x1, message.encode()
     elif isinstance(message, (bytes, bytearray, memoryview)):

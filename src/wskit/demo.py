@@ -9,6 +9,7 @@ import logging
 from importlib import resources
 from typing import Any
 
+from .broadcast import broadcast
 from .core.errors import WSKitError
 from .server import App, Request, Response
 from .websocket import WebSocket
@@ -82,16 +83,10 @@ class ChatRooms:
         members = self.rooms.get(room)
         if not members:
             return
-        # Encoded once for the whole room.
+        # Encoded once for the whole room; a reader too slow to keep up is closed with 1013
+        # rather than buffered without bound.
         payload = json.dumps(event, ensure_ascii=False)
-        for ws in list(members):
-            if ws.buffered_amount > SLOW_CLIENT_BYTES:
-                # Unbounded buffering for one slow reader would hurt everyone: drop it.
-                self._close(ws, 1013, "too slow to keep up")
-                continue
-            # A member that is closing already gets its leave notice once it is gone.
-            with contextlib.suppress(WSKitError):
-                ws.send(payload)
+        broadcast(list(members), payload, max_buffered=SLOW_CLIENT_BYTES)
 
     def _refuse_binary(self, ws: WebSocket, data: bytes) -> None:
         self._close(ws, 1003, "the chat takes text messages only")
