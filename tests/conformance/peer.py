@@ -479,6 +479,11 @@ class Peer:
         it), then the TCP close, and reports ``code`` itself."""
         await self.expect_close(code)
         await self.expect_eof()
+        assert self.eof is not None and self.eof_at is not None and self.close_at is not None
+        # The TCP close follows the Close frame promptly, and as a FIN: a reset could make the
+        # peer lose the Close frame (RFC 6455 §7.1.1: the TCP close is clean).
+        assert self.eof_at - self.close_at <= PROMPT_EOF
+        assert not self.eof.reset, "wskit reset the connection instead of closing it"
         await self.wskit_closed(code)
 
     async def wskit_closed(self, code: int | None, within: float = PROMPT_EOF) -> None:

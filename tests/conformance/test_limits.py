@@ -160,3 +160,15 @@ def test_control_frames_do_not_count(play: Play, role: str) -> None:
         await peer.close_handshake()
 
     play(role, scenario, max_message_size=100)
+
+
+def test_too_big_frame_while_the_peer_keeps_sending(play: Play, role: str) -> None:
+    """§7.1.7, §7.1.1: the peer writes a whole 4 MiB frame over a 1024-byte limit: wskit's
+    1009 Close still reaches it, followed by a clean TCP close (FIN, not a reset that could
+    destroy the Close in flight)."""
+
+    async def scenario(peer: Peer) -> None:
+        await peer.send_raw(peer.frame(BINARY, body(4 << 20)))
+        await peer.expect_failure(1009)
+
+    play(role, scenario, max_message_size=LIMIT)
