@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core.connection import Connection, Role, State
-from ..core.errors import RemoteError
 from ..core.extensions import Extension
 
 if TYPE_CHECKING:
@@ -73,16 +72,19 @@ class Limits:
         self.ping_timeout = ping_timeout
 
 
-class WebSocketProtocol(asyncio.BufferedProtocol):
+class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     """Owns the transport of one connection: handshake bytes first, then WebSocket frames.
 
     Subclasses implement ``_handshake_data`` (server or client side) and call ``_open``.
     """
 
+    # Both bases on purpose: asyncio's transports read through get_buffer/buffer_updated when
+    # the protocol is a BufferedProtocol, which spares a 256 KiB allocation per read (half
+    # the CPU of a round trip); uvloop's use data_received when it is a Protocol, which is
+    # cheaper there than a buffer (uvloop already reads into a reused buffer of its own).
+
     #: Whether this protocol bounds the opening handshake with ``limits.open_timeout`` itself.
     times_handshake = True
-    #: After failing the connection: our FIN is sent, the peer's input is being discarded.
-    _lingering = False
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -99,7 +101,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         # While listeners run from data_received, what they send is gathered here and written
         # once after them: one write (one system call) per read instead of one per message.
         self._corked: list[bytes] | None = None
-        self._read_view = _read_buffer()
+        self._read_view: memoryview | None = None  # the thread's buffer, on the first read
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -114,12 +116,17 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             self._open_timer = self.loop.call_later(self.limits.open_timeout, self._open_timed_out)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_view
+        view = self._read_view
+        if view is None:
+            view = self._read_view = _read_buffer()
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         # Copied out before anything else runs: the buffer is shared, and the frame parser
         # keeps slices of its input between reads.
-        self.data_received(self._read_view[:nbytes].tobytes())
+        view = self._read_view
+        assert view is not None
+        self.data_received(view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -267,36 +274,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def _after_close_handshake(self) -> None:
         """The closing handshake is done (or the connection failed): end the TCP connection."""
         conn = self.conn
-        transport = self.transport
-        assert conn is not None and transport is not None
-        if self._lingering:
-            return
-        failed = self.ws is not None and isinstance(self.ws.error, RemoteError)
-        if (failed and conn.state is State.CLOSED and transport.can_write_eof()
-                and not transport.is_closing()):
-            # We failed the connection (RFC 6455 §7.1.7) while the peer may still be sending,
-            # a big message for instance: closing a socket with unread input resets it (RST),
-            # and the peer may lose our Close frame. Send FIN behind the Close instead, and
-            # discard the input until the peer closes (eof_received) or close_timeout passes.
-            self._linger()
-        elif conn.should_close_transport:
+        assert conn is not None and self.transport is not None
+        if conn.should_close_transport:
             self.close_transport()
         else:
             # RFC 6455 §7.1.1: the client waits for the server to close TCP, but not forever.
             self.start_close_timer()
-
-    def _linger(self) -> None:
-        """Half-close (FIN after what is queued), keep reading, abort after close_timeout.
-
-        The WebSocket ends now, as it would with the TCP close: nothing more will reach it.
-        """
-        assert self.transport is not None and self.ws is not None
-        self._lingering = True
-        self._flush_corked()
-        self.transport.write_eof()
-        self.resume_reading()
-        self.start_close_timer()
-        self.ws._finish(None)
 
     def close_transport(self) -> None:
         """Close after flushing; abort if the peer does not take the bytes in time."""

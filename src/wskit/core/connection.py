@@ -239,7 +239,7 @@ class Connection:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the network; returns the events they complete."""
         state = self.state
-        if state is not State.OPEN and state is not State.LOCAL_CLOSING:
+        if state is not _OPEN and state is not _LOCAL_CLOSING:
             if state is State.CONNECTING:
                 # Frames before handshake_complete() would be lost: a mistake of the caller.
                 raise InvalidState("receive_data() in state CONNECTING")
@@ -556,7 +556,9 @@ class Connection:
         return frame
 
 
+# Module constants: an enum member looked up on its class costs 80 ns on CPython 3.11.
 _OPEN = State.OPEN
+_LOCAL_CLOSING = State.LOCAL_CLOSING
 
 
 def _has_message(events: list[Event]) -> bool:
