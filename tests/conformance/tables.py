@@ -15,12 +15,18 @@ __all__ = ["CASE_ARGS", "cases"]
 CASE_ARGS = "role, case, loop_kind"
 
 
+#: Every how many cases of a table one also runs on the pure-Python frame functions.
+PURE_EVERY = 5
+
+
 def cases(table: Iterable[tuple[str, Any]], *, roles: Sequence[str] = ROLES,
           uvloop_every: int = 8) -> list[Any]:
-    """pytest params ``(role, case, loop_kind)`` with ids ``<role>-<case id>[-uvloop]``.
+    """pytest params ``(role, case, loop_kind)`` with ids ``<role>-<case id>[-uvloop|-pure]``.
 
-    Every case runs on asyncio for every role it applies to; every ``uvloop_every``-th case
-    (0: none) runs on uvloop as well.
+    Every case runs on asyncio, with the compiled frame functions when they are built, for
+    every role it applies to; every ``uvloop_every``-th case (0: none) also runs on uvloop, and
+    every ``PURE_EVERY``-th (from the third) also with the pure-Python twins of the compiled
+    functions (``-pure``, see conftest.py; DESIGN.md §3 rule 7).
     """
     params = []
     for i, (case_id, case) in enumerate(table):
@@ -28,4 +34,6 @@ def cases(table: Iterable[tuple[str, Any]], *, roles: Sequence[str] = ROLES,
             params.append(pytest.param(role, case, "asyncio", id=f"{role}-{case_id}"))
             if uvloop_every and i % uvloop_every == 0:
                 params.append(pytest.param(role, case, "uvloop", id=f"{role}-{case_id}-uvloop"))
+            if i % PURE_EVERY == 2:
+                params.append(pytest.param(role, case, "asyncio", id=f"{role}-{case_id}-pure"))
     return params
