@@ -417,7 +417,8 @@ class PeerClient:
     ``receive`` answers pings while it waits (every peer does so by itself) and returns the
     next data message as a ``Got``; ``close`` starts the closing handshake and returns the
     code and reason the server answered with; ``wait_closed`` returns those of a close the
-    server started. A Close frame without a code is reported as 1005.
+    server started (``failed``: wskit failed the connection, RFC 6455 §7.1.7, so a peer may
+    call the close unclean). A Close frame without a code is reported as 1005.
     """
 
     name = "?"
@@ -463,7 +464,7 @@ class PeerClient:
     async def close(self, code: int | None, reason: str) -> tuple[int | None, str]:
         raise NotImplementedError
 
-    async def wait_closed(self) -> tuple[int | None, str]:
+    async def wait_closed(self, *, failed: bool = False) -> tuple[int | None, str]:
         raise NotImplementedError
 
     async def negotiated(self) -> dict[str, Any]:
@@ -496,6 +497,8 @@ class PeerServer:
     echoes_close_code = True
     #: Whether it tells which pings it received.
     sees_pings = True
+    #: Whether its /cmd understands send_raw_text (bytes that are not UTF-8, as a text message).
+    sends_invalid_text = False
 
     async def start(self, *, tls: TLS | None = None, subprotocols: Sequence[str] = (),
                     compression: str | None = None, max_size: int = 1 << 20) -> None:

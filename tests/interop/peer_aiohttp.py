@@ -97,7 +97,7 @@ class AiohttpClient(PeerClient):
         # close() reads up to the server's Close frame but keeps only its code.
         return self.ws.close_code, ""
 
-    async def wait_closed(self) -> tuple[int | None, str]:
+    async def wait_closed(self, *, failed: bool = False) -> tuple[int | None, str]:
         msg = await self._next()
         assert msg.type is WSMsgType.CLOSE, f"expected a close, got {msg.type.name}"
         assert self.ws is not None

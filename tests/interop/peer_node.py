@@ -78,7 +78,7 @@ class NodeClient(PeerClient):
         answer = await self._call("close", code=code, reason=reason)
         return answer["code"], answer["reason"]
 
-    async def wait_closed(self) -> tuple[int | None, str]:
+    async def wait_closed(self, *, failed: bool = False) -> tuple[int | None, str]:
         answer = await self._call("wait_closed")
         return answer["code"], answer["reason"]
 
@@ -100,6 +100,7 @@ class NodeClient(PeerClient):
 class NodeServer(PeerServer):
     name = "node-ws"
     modes = (None, "deflate", "no-takeover", "window-9")
+    sends_invalid_text = True
 
     def __init__(self, node: str) -> None:
         self.node = node

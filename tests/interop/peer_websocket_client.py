@@ -110,7 +110,7 @@ class WebsocketClientClient(PeerClient):
 
         return await self._call(close)
 
-    async def wait_closed(self) -> tuple[int | None, str]:
+    async def wait_closed(self, *, failed: bool = False) -> tuple[int | None, str]:
         assert self.ws is not None
         ws = self.ws
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,7 +115,7 @@ class WebsocketsClient(PeerClient):
         await self.ws.close(code, reason)
         return _close_of(self.ws)
 
-    async def wait_closed(self) -> tuple[int | None, str]:
+    async def wait_closed(self, *, failed: bool = False) -> tuple[int | None, str]:
         assert self.ws is not None
         try:
             message = await self.ws.recv()
@@ -183,7 +184,9 @@ class WebsocketsServer(PeerServer):
             if path == "/echo":
                 async for message in ws:
                     received.append(got(message))
-                    await ws.send(message)
+                    # The peer may have closed behind its messages: keep reading them.
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(message)
             elif path == "/cmd":
                 target = _Target(ws)
                 async for message in ws:

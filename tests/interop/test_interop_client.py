@@ -17,6 +17,7 @@ from interop_support import (
     MODES,
     SIZES,
     TLS,
+    TOO_BIG,
     UNICODE_TEXT,
     CountingProxy,
     PeerServer,
@@ -231,6 +232,73 @@ def test_close_from_peer(run: Run, server: Factory) -> None:
                 if answer[0] != code:
                     failures.append(f"peer sent {code}: wskit answered {answer}")
         assert not failures, failures
+
+    run(main())
+
+
+@pytest.mark.parametrize("server", servers(), indirect=True)
+def test_messages_then_close(run: Run, server: Factory) -> None:
+    """Messages sent right before wskit's Close frame all reach the peer, then the close."""
+    async def main() -> None:
+        async with serving(server) as peer:
+            ws = await connect(peer.url("/echo"))
+            sent = [("text", 10), ("binary", 70000), ("text", 0), ("binary", 3)]
+            for kind, size in sent:
+                ws.send(payload(kind, size))
+            await ws.close(3000, "after four")
+            assert await peer.close_seen() == (3000, "after four")
+            assert await peer.messages() == [expect(kind, size) for kind, size in sent]
+
+    run(main())
+
+
+def _too_big_cases() -> list[Any]:
+    return [pytest.param(name, mode, id=f"{name}-{mode or 'plain'}")
+            for name, cls in SERVERS.items()
+            for mode in (None, "deflate") if mode is None or mode in cls.modes]
+
+
+@pytest.mark.parametrize(("server", "compression"), _too_big_cases(), indirect=["server"])
+def test_too_big(run: Run, server: Factory, compression: str | None) -> None:
+    """A message over max_message_size (1 MiB): wskit's client closes with 1009 and the peer
+    hears it, also when it arrives compressed (the limit holds while inflating)."""
+    async def main() -> None:
+        async with serving(server, compression=compression) as peer:
+            ws = await connect(peer.url("/cmd"), compression=compression)
+            await command(ws, "send", kind="text", size=TOO_BIG)
+            await ws.wait_closed()
+            assert ws.close_code == 1009
+            assert isinstance(ws.error, wskit.MessageTooBig)
+            assert (await peer.close_seen())[0] == 1009
+
+    run(main())
+
+
+@pytest.mark.parametrize("server", servers(), indirect=True)
+def test_too_big_tls(run: Run, server: Factory, tls: TLS) -> None:
+    """The same over TLS, where wskit cannot half-close the connection after its Close."""
+    async def main() -> None:
+        async with serving(server, tls=tls) as peer:
+            ws = await connect(peer.url("/cmd"), tls=tls)
+            await command(ws, "send", kind="binary", size=4 * TOO_BIG)
+            await ws.wait_closed()
+            assert ws.close_code == 1009
+            assert (await peer.close_seen())[0] == 1009
+
+    run(main())
+
+
+@pytest.mark.parametrize("server", servers(lambda cls: cls.sends_invalid_text), indirect=True)
+def test_invalid_utf8_from_peer(run: Run, server: Factory) -> None:
+    """A text message that is not UTF-8: wskit's client closes with 1007 (RFC 6455 §8.1)."""
+    async def main() -> None:
+        async with serving(server) as peer:
+            ws = await connect(peer.url("/cmd"))
+            await command(ws, "send_raw_text", hex=b"wskit \xed\xa0\x80 surrogate".hex())
+            await ws.wait_closed()
+            assert ws.close_code == 1007
+            assert isinstance(ws.error, wskit.PayloadNotUTF8)
+            assert (await peer.close_seen())[0] == 1007
 
     run(main())
 

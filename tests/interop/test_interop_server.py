@@ -255,7 +255,22 @@ def test_too_big(run: Run, client: Factory, compression: str | None) -> None:
         async with wskit_server(compression=compression) as server, peer_of(client) as peer:
             await peer.connect(server.url("/echo"), compression=compression)
             await peer.send("text", TOO_BIG)
-            code, _ = await peer.wait_closed()
+            code, _ = await peer.wait_closed(failed=True)
+            assert code == 1009
+            assert (await (await server.conn()).close_seen())[0] == 1009
+
+    run(main())
+
+
+@pytest.mark.parametrize("client", clients(), indirect=True)
+def test_too_big_tls(run: Run, client: Factory, tls: TLS) -> None:
+    """The same over TLS, where a half-close is impossible: wskit closes the TCP connection
+    behind its Close frame while the peer is still sending."""
+    async def main() -> None:
+        async with wskit_server(tls=tls) as server, peer_of(client) as peer:
+            await peer.connect(server.url("/echo"), tls=tls)
+            await peer.send("binary", 4 * TOO_BIG)
+            code, _ = await peer.wait_closed(failed=True)
             assert code == 1009
             assert (await (await server.conn()).close_seen())[0] == 1009
 
@@ -269,7 +284,7 @@ def test_invalid_utf8_from_peer(run: Run, client: Factory) -> None:
         async with wskit_server() as server, peer_of(client) as peer:
             await peer.connect(server.url("/echo"))
             await peer.send_invalid_text(b"wskit \xed\xa0\x80 surrogate")
-            code, _ = await peer.wait_closed()
+            code, _ = await peer.wait_closed(failed=True)
             assert code == 1007
             assert (await (await server.conn()).close_seen())[0] == 1007
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core.connection import Connection, Role, State
+from ..core.errors import RemoteError
 from ..core.extensions import Extension
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ __all__ = ["Limits", "WebSocketProtocol"]
 logger = logging.getLogger("wskit")
 
 _REMOTE_CLOSING = State.REMOTE_CLOSING
+#: Seconds without input after which a failed TLS connection is closed (see ``_linger``).
+_QUIET = 0.25
 # Reads land in one buffer per thread, shared by that thread's connections (each copies out at
 # once): asyncio's plain Protocol path allocates a fresh 256 KiB bytes per read instead, which
 # glibc serves with mmap, mremap and munmap, three system calls for every message of a round
@@ -85,6 +88,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
 
     #: Whether this protocol bounds the opening handshake with ``limits.open_timeout`` itself.
     times_handshake = True
+    #: After failing the connection: our FIN is sent, the peer's input is being discarded.
+    _lingering = False
+    #: Over TLS (no half-close), closes the connection once the peer has gone quiet.
+    _quiet_timer: asyncio.TimerHandle | None = None
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -274,12 +281,44 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def _after_close_handshake(self) -> None:
         """The closing handshake is done (or the connection failed): end the TCP connection."""
         conn = self.conn
-        assert conn is not None and self.transport is not None
-        if conn.should_close_transport:
+        transport = self.transport
+        assert conn is not None and transport is not None
+        if self._lingering:
+            if self._quiet_timer is not None:  # more input: the peer is not done yet
+                self._quiet_timer.cancel()
+                self._quiet_timer = self.loop.call_later(_QUIET, self.close_transport)
+            return
+        failed = self.ws is not None and isinstance(self.ws.error, RemoteError)
+        if failed and conn.state is State.CLOSED and not transport.is_closing():
+            # We failed the connection (RFC 6455 §7.1.7) while the peer may still be sending,
+            # a big message for instance: closing a socket with unread input resets it (RST),
+            # and the peer may lose our Close frame. Send FIN behind the Close instead, and
+            # discard the input until the peer closes (eof_received) or close_timeout passes.
+            self._linger()
+        elif conn.should_close_transport:
             self.close_transport()
         else:
             # RFC 6455 §7.1.1: the client waits for the server to close TCP, but not forever.
             self.start_close_timer()
+
+    def _linger(self) -> None:
+        """Discard input without resetting the connection: half-close (FIN after what is
+        queued), or over TLS close once the peer is quiet; abort after close_timeout.
+
+        The WebSocket ends now, as it would with the TCP close: nothing more will reach it.
+        """
+        assert self.transport is not None and self.ws is not None
+        self._lingering = True
+        self._flush_corked()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            # TLS cannot half-close: close once the peer stopped sending for a moment (it has
+            # read our Close frame by then, and answered it).
+            self._quiet_timer = self.loop.call_later(_QUIET, self.close_transport)
+        self.resume_reading()
+        self.start_close_timer()
+        self.ws._finish(None)
 
     def close_transport(self) -> None:
         """Close after flushing; abort if the peer does not take the bytes in time."""

@@ -44,6 +44,8 @@ async function command(ws, cmd, pongs) {
       return send(ws, payload(cmd.kind, cmd.size), { binary: cmd.kind !== 'text' });
     case 'send_text':
       return send(ws, cmd.text, { binary: false });
+    case 'send_raw_text': // ws does not check what it sends: UTF-8 or not, a text message
+      return send(ws, Buffer.from(cmd.hex, 'hex'), { binary: false });
     case 'fragments': {
       const pieces = split(encoded(cmd.kind, cmd.sizes.reduce((a, b) => a + b, 0)), cmd.sizes);
       for (let i = 0; i < pieces.length; i++) {
