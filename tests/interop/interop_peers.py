@@ -31,6 +31,13 @@ def servers(where: Callable[[type[PeerServer]], bool] = lambda cls: True) -> lis
     return [name for name, cls in SERVERS.items() if where(cls)]
 
 
+def plain_and_deflate(peers: dict[str, Any]) -> list[Any]:
+    """(peer, compression) for each peer: None, and "deflate" where the peer has it."""
+    return [pytest.param(name, mode, id=f"{name}-{mode or 'plain'}")
+            for name, cls in peers.items()
+            for mode in (None, "deflate") if mode is None or mode in cls.modes]
+
+
 def big_cases(peers: dict[str, Any]) -> list[Any]:
     """16 MiB once per peer and compression setting: plain on asyncio, deflate on uvloop."""
     return [pytest.param(name, mode, "uvloop" if mode else "asyncio",

@@ -31,6 +31,8 @@ BIG_LIMIT = 32 * 1024 * 1024
 #: Close codes an endpoint may send (RFC 6455 §7.4.1, IANA registry, private range).
 CLOSE_CODES = (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
                3000, 3999, 4000, 4999)
+#: Ping payloads: empty, binary, the 125-byte maximum (RFC 6455 §5.5).
+PING_PAYLOADS = (b"", b"\x00\xff ping \xfe", bytes(range(125)))
 #: One byte over wskit's default message limit (1 MiB).
 TOO_BIG = (1 << 20) + 1
 #: What a browser's close() accepts.

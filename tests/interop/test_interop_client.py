@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from interop_peers import SERVERS, SUBPROTOCOL_CASES, big_cases, servers
+from interop_peers import SERVERS, SUBPROTOCOL_CASES, big_cases, plain_and_deflate, servers
 from interop_support import (
     BIG,
     BIG_LIMIT,
     CLOSE_CODES,
     FRAGMENTS,
     MODES,
+    PING_PAYLOADS,
     SIZES,
     TLS,
     TOO_BIG,
@@ -59,8 +61,6 @@ async def connect(url: str, *, compression: str | None = None, tls: TLS | None =
 
 async def command(ws: wskit.WebSocket, op: str, **args: Any) -> Any:
     """A /cmd command; for ping and info, the server's JSON answer."""
-    import json
-
     ws.send(cmd(op, **args))
     if op in ("ping", "info"):
         answer = await ws.receive()
@@ -153,9 +153,6 @@ def test_fragments_from_peer(run: Run, server: Factory, kind: str) -> None:
             await ws.close()
 
     run(main())
-
-
-PING_PAYLOADS = (b"", b"\x00\xff ping \xfe", bytes(range(125)))
 
 
 @pytest.mark.parametrize("server", servers(), indirect=True)
@@ -252,13 +249,7 @@ def test_messages_then_close(run: Run, server: Factory) -> None:
     run(main())
 
 
-def _too_big_cases() -> list[Any]:
-    return [pytest.param(name, mode, id=f"{name}-{mode or 'plain'}")
-            for name, cls in SERVERS.items()
-            for mode in (None, "deflate") if mode is None or mode in cls.modes]
-
-
-@pytest.mark.parametrize(("server", "compression"), _too_big_cases(), indirect=["server"])
+@pytest.mark.parametrize(("server", "compression"), plain_and_deflate(SERVERS), indirect=["server"])
 def test_too_big(run: Run, server: Factory, compression: str | None) -> None:
     """A message over max_message_size (1 MiB): wskit's client closes with 1009 and the peer
     hears it, also when it arrives compressed (the limit holds while inflating)."""

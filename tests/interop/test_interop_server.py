@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from interop_peers import CLIENTS, SUBPROTOCOL_CASES, big_cases, clients
+from interop_peers import CLIENTS, SUBPROTOCOL_CASES, big_cases, clients, plain_and_deflate
 from interop_support import (
     BIG,
     BIG_LIMIT,
     CLOSE_CODES,
     FRAGMENTS,
     MODES,
+    PING_PAYLOADS,
     SIZES,
     TLS,
     TOO_BIG,
@@ -131,9 +132,6 @@ def test_fragments_from_peer(run: Run, client: Factory, kind: str) -> None:
     run(main())
 
 
-PING_PAYLOADS = (b"", b"\x00\xff ping \xfe", bytes(range(125)))
-
-
 @pytest.mark.parametrize("client", clients(lambda cls: cls.sends_pings), indirect=True)
 def test_ping_from_peer(run: Run, client: Factory) -> None:
     async def main() -> None:
@@ -241,13 +239,7 @@ def test_shutdown(run: Run, client: Factory) -> None:
     run(main())
 
 
-def _too_big_cases() -> list[Any]:
-    return [pytest.param(name, mode, id=f"{name}-{mode or 'plain'}")
-            for name, cls in CLIENTS.items()
-            for mode in (None, "deflate") if mode is None or mode in cls.modes]
-
-
-@pytest.mark.parametrize(("client", "compression"), _too_big_cases(), indirect=["client"])
+@pytest.mark.parametrize(("client", "compression"), plain_and_deflate(CLIENTS), indirect=["client"])
 def test_too_big(run: Run, client: Factory, compression: str | None) -> None:
     """A message over max_message_size (1 MiB): wskit closes with 1009 and the peer hears it,
     also when it arrives compressed to a few kilobytes (the limit holds while inflating)."""
