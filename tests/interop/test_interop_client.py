@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -88,6 +89,27 @@ def test_echo(run: Run, server: Factory, kind: str) -> None:
             assert await peer.messages() == expected
             await ws.close(1000)
             assert ws.close_code == 1000
+
+    run(main())
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+@pytest.mark.parametrize("server", servers(), indirect=True)
+def test_concurrent_connections(run: Run, server: Factory, compression: str | None) -> None:
+    """Ten wskit clients at once, each with its own stream of messages, none mixed up."""
+    async def one(peer: PeerServer, index: int) -> None:
+        mode = compression if compression in peer.modes else None
+        ws = await connect(peer.url("/echo"), compression=mode)
+        sizes = [1 + index, 65537, 125, 70000 + index, 126]
+        for size in sizes:
+            ws.send(payload("binary" if size % 2 else "text", size))
+        for size in sizes:
+            assert await received(ws) == expect("binary" if size % 2 else "text", size)
+        await ws.close()
+
+    async def main() -> None:
+        async with serving(server, compression=compression) as peer:
+            await asyncio.gather(*(one(peer, i) for i in range(10)))
 
     run(main())
 

@@ -66,6 +66,32 @@ def test_echo(run: Run, client: Factory, kind: str) -> None:
     run(main())
 
 
+IN_PROCESS = clients(lambda cls: cls.__module__ != "peer_node" and cls.name != "chromium")
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+@pytest.mark.parametrize("client", IN_PROCESS, indirect=True)
+def test_concurrent_connections(run: Run, client: Factory, compression: str | None) -> None:
+    """Ten connections at once, each with its own stream of messages, none mixed up."""
+    async def one(server: WskitServer, index: int) -> None:
+        async with peer_of(client) as peer:
+            mode = compression if compression in peer.modes else None
+            await peer.connect(server.url("/echo"), compression=mode)
+            sizes = [1 + index, 65537, 125, 70000 + index, 126]
+            for size in sizes:
+                await peer.send("binary" if size % 2 else "text", size)
+            for size in sizes:
+                assert await peer.receive() == expect("binary" if size % 2 else "text", size)
+            await peer.close(1000, "")
+
+    async def main() -> None:
+        async with wskit_server(compression=compression) as server:
+            await asyncio.gather(*(one(server, i) for i in range(10)))
+            assert len(server.conns) == 10
+
+    run(main())
+
+
 @pytest.mark.parametrize(("client", "compression", "loop_kind"), big_cases(CLIENTS),
                          indirect=["client"])
 def test_16_mib(run: Run, client: Factory, compression: str | None) -> None:
