@@ -387,6 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
     connect_parser.add_argument("--no-compression", action="store_true",
                                 help="do not offer permessage-deflate")
 
+    fuzz_parser = commands.add_parser(
+        "fuzzingclient", help="run the Autobahn|Testsuite cases as a client (echo)",
+        description="Connect to a running Autobahn fuzzing server, echo every case, then ask it "
+                    "to write its report.",
+    )
+    fuzz_parser.add_argument("--url", default="ws://127.0.0.1:9001", help="default: %(default)s")
+    fuzz_parser.add_argument("--agent", default="wskit", help="default: %(default)s")
+    fuzz_parser.add_argument("--no-compression", action="store_true",
+                             help="do not offer permessage-deflate")
+
     commands.add_parser("bench", add_help=False,
                         help="run the benchmark (arguments go to `python -m bench.run`)")
     return parser
@@ -405,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_command(args)
     if args.command == "connect":
         return _connect_command(args, parser)
+    if args.command == "fuzzingclient":
+        from .autobahn import run_fuzzing_client
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
+        run(run_fuzzing_client(args.url, args.agent, compression=not args.no_compression))
+        return 0
     parser.print_help(sys.stderr)
     return 2
 
