@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wskit.core import frames
+from wskit.core import frames, masking
 from wskit.core.errors import RemoteError
 from wskit.core.frames import FrameParser, RawFrame
 
@@ -258,3 +258,22 @@ def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
         once()
     gc.collect()
     assert rss_kib() - before < 2048
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_draws_fresh_mask_keys() -> None:
+    """RFC 6455 §5.3: keys come from a pool of CSPRNG bytes, which a forked child must not
+    share with its parent (else both would mask with the same keys)."""
+    masking.generate_mask()  # the pool is filled now
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, b"".join(masking.generate_mask() for _ in range(8)))
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 64)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    parent = b"".join(masking.generate_mask() for _ in range(8))
+    assert len(child) == len(parent) == 32
+    assert child != parent
