@@ -73,6 +73,29 @@ xor_mask(unsigned char *WSKIT_RESTRICT dst, const unsigned char *WSKIT_RESTRICT 
     }
 }
 
+/* xor_mask with the result over its input: each 8-byte word is loaded before it is stored, so
+   the same steps are right in place (xor_mask's restrict promises distinct buffers). */
+static void
+xor_in_place(unsigned char *p, Py_ssize_t n, const unsigned char key[4])
+{
+    unsigned char key8[8];
+    uint64_t k;
+    Py_ssize_t i = 0;
+
+    memcpy(key8, key, 4);
+    memcpy(key8 + 4, key, 4);
+    memcpy(&k, key8, 8);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        v ^= k;
+        memcpy(p + i, &v, 8);
+    }
+    for (; i < n; i++) {
+        p[i] ^= key[i & 3];
+    }
+}
+
 PyDoc_STRVAR(apply_mask_doc,
 "apply_mask($module, data, key, /)\n"
 "--\n"
@@ -219,6 +242,38 @@ set_int_attr(PyObject *obj, PyObject *name, unsigned long long value)
 /* Where a UTF-8 check of a short masked text payload unmasks its bytes: on the stack. */
 #define SCRATCH_SIZE 1024
 
+/* The payload of a complete frame in a writable buffer (the parser's assembly of a large
+   frame): unmasked in place and returned as a view of the buffer, or as the str of a text
+   payload when asked and valid. No copy: that is the point of assembling in place. */
+static PyObject *
+frame_payload_in_place(PyObject *view, unsigned char *base, Py_ssize_t start, Py_ssize_t n,
+                       const unsigned char *key, int decode)
+{
+    PyObject *result;
+
+    if (key != NULL) {
+        unsigned char k[4];
+        memcpy(k, key, 4);
+        if (n >= RELEASE_GIL_MIN) {
+            /* Safe without the GIL: our export pins the buffer, which cannot be resized. */
+            Py_BEGIN_ALLOW_THREADS
+            xor_in_place(base + start, n, k);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            xor_in_place(base + start, n, k);
+        }
+    }
+    if (decode) {
+        result = PyUnicode_DecodeUTF8((const char *)base + start, n, "strict");
+        if (result != NULL || !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            return result;
+        }
+        PyErr_Clear();
+    }
+    return PySequence_GetSlice(view, start, start + n);
+}
+
 /* The payload of a complete frame: unmasked bytes, or the str of a text payload when asked
    and valid (invalid UTF-8 stays bytes, for the caller to refuse, as in the pure version). */
 static PyObject *
@@ -318,11 +373,12 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     speedups_state *st = get_state(module);
     PyObject *parser, *data, *out, *obj;
-    PyObject *max_size_obj = NULL, *left_obj = NULL;
+    PyObject *max_size_obj = NULL, *left_obj = NULL, *view = NULL;
+    Py_buffer writable;
     const unsigned char *buf;
     Py_ssize_t end, pos = 0;
     long long max_size, left = 0, allowed_rsv;
-    int expect_mask, decode, ok = 0;
+    int expect_mask, decode, in_place, ok = 0;
     unsigned long long need = 0; /* 0: the loop ran out of bytes, so need 2 */
 
     if (nargs != 4) {
@@ -333,8 +389,12 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     parser = args[0];
     data = args[1];
     out = args[2];
-    if (!PyBytes_Check(data)) {
-        PyErr_Format(PyExc_TypeError, "data must be bytes, not '%.100s'", Py_TYPE(data)->tp_name);
+    /* bytes: payloads are copies; a writable buffer: payloads are unmasked in place and come
+       as views of it. */
+    in_place = !PyBytes_Check(data);
+    if (in_place && !PyObject_CheckBuffer(data)) {
+        PyErr_Format(PyExc_TypeError, "data must be bytes or a writable buffer, not '%.100s'",
+                     Py_TYPE(data)->tp_name);
         return NULL;
     }
     if (!PyList_Check(out)) {
@@ -371,10 +431,33 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(max_size_obj);
         return NULL;
     }
+    if (in_place) {
+        if (PyObject_GetBuffer(data, &writable, PyBUF_WRITABLE) < 0) {
+            /* Read-only or strided: the pure version refuses both with this TypeError. */
+            if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError,
+                             "data must be bytes or a writable buffer, not '%.100s'",
+                             Py_TYPE(data)->tp_name);
+            }
+            Py_DECREF(max_size_obj);
+            return NULL;
+        }
+        view = PyMemoryView_FromObject(data);
+        if (view == NULL) {
+            PyBuffer_Release(&writable);
+            Py_DECREF(max_size_obj);
+            return NULL;
+        }
+        buf = (const unsigned char *)writable.buf;
+        end = writable.len;
+    }
+    else {
+        buf = (const unsigned char *)PyBytes_AS_STRING(data);
+        end = PyBytes_GET_SIZE(data);
+    }
     ok = -1;
 
-    buf = (const unsigned char *)PyBytes_AS_STRING(data);
-    end = PyBytes_GET_SIZE(data);
     while (end - pos >= 2) {
         const unsigned char *frame = buf + pos;
         Py_ssize_t avail = end - pos;
@@ -511,9 +594,14 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         if (append_frame(out, b0,
-                         frame_payload(frame + head, (Py_ssize_t)length,
-                                       masked ? frame + head - 4 : NULL,
-                                       decode && b0 == 0x81)) < 0) {
+                         in_place
+                             ? frame_payload_in_place(view, (unsigned char *)buf, pos + head,
+                                                      (Py_ssize_t)length,
+                                                      masked ? frame + head - 4 : NULL,
+                                                      decode && b0 == 0x81)
+                             : frame_payload(frame + head, (Py_ssize_t)length,
+                                             masked ? frame + head - 4 : NULL,
+                                             decode && b0 == 0x81)) < 0) {
             goto done;
         }
         pos += (Py_ssize_t)total;
@@ -574,6 +662,10 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     ok = 0;
 
 done:
+    if (in_place) {
+        Py_DECREF(view);
+        PyBuffer_Release(&writable);
+    }
     Py_XDECREF(left_obj);
     Py_DECREF(max_size_obj);
     if (ok < 0) {

@@ -168,16 +168,144 @@ class TestParseFrames:
         assert c_parse(parser, data, out, True) == len(data)
         assert out == [(0x81, bad)]
 
+    @pytest.mark.parametrize("data", ["\x81\x00", memoryview(b"\x81\x00"),
+                                      memoryview(bytearray(b"\x81\x00\x00\x00"))[::2], 7])
+    def test_bad_data_like_python(self, c_parse: Parse, data: Any) -> None:
+        """Only bytes or a writable C-contiguous buffer can be parsed."""
+        messages = []
+        for parse in (c_parse, frames.parse_frames_python):
+            with pytest.raises(TypeError) as error:
+                parse(FrameParser(expect_mask=False, max_size=10), data, [], True)
+            messages.append(str(error.value))
+        assert messages[0] == messages[1]
+
     def test_bad_arguments(self, c_parse: Parse) -> None:
         parser = FrameParser(expect_mask=False, max_size=10)
-        with pytest.raises(TypeError):
-            c_parse(parser, bytearray(b"\x81\x00"), [], True)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             c_parse(parser, b"\x81\x00", (), True)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             c_parse(parser, b"\x81\x00", [])  # type: ignore[call-arg]
         with pytest.raises(AttributeError):
             c_parse(object(), b"\x81\x00", [], True)  # type: ignore[arg-type]
+
+
+def in_place_outcome(parse: Parse, data: bytes, **cfg: Any) -> tuple[Any, ...]:
+    """``outcome`` for a writable copy of ``data``: views instead of bytes, and the buffer."""
+    buf = bytearray(data)
+    parser = FrameParser(expect_mask=cfg["expect_mask"], max_size=cfg["max_size"],
+                         allowed_rsv=cfg["allowed_rsv"])
+    out: list[RawFrame] = []
+    try:
+        result: Any = parse(parser, buf, out, cfg["decode"])  # type: ignore[arg-type]
+    except RemoteError as exc:
+        result = (type(exc), str(exc))
+    seen = [(b0, type(p), p if isinstance(p, str) else bytes(p)) for b0, p in out]
+    state = (parser._need, parser.partial, parser._msg_left, parser._msg_rsv1)
+    return seen, result, state, bytes(buf)
+
+
+class TestParseInPlace:
+    """From a writable buffer (a large frame's assembly): unmasked in place, payloads as views."""
+
+    @given(streams(), parser_settings)
+    @settings(max_examples=800, deadline=None)
+    def test_like_python(self, c_parse: Parse, data: bytes, cfg: dict[str, Any]) -> None:
+        cfg = {k: v for k, v in cfg.items() if k not in ("msg_left", "msg_rsv1")}
+        c_result = in_place_outcome(c_parse, data, **cfg)
+        assert c_result == in_place_outcome(frames.parse_frames_python, data, **cfg)
+        # The same frames as from bytes, whatever the payload's container.
+        from_bytes = outcome(c_parse, data, **cfg)
+        assert [(b0, p if isinstance(p, str) else bytes(p)) for b0, _, p in from_bytes[0]] == [
+            (b0, p) for b0, _, p in c_result[0]]
+
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_payload_is_a_view_unmasked_in_place(self, c_parse: Parse, masked: bool) -> None:
+        payload = os.urandom(1000)
+        key = KEY if masked else None
+        frame = header(0x82, len(payload), key, 16) + (xor(payload, KEY) if masked else payload)
+        for parse in (c_parse, frames.parse_frames_python):
+            buf = bytearray(frame)
+            out: list[RawFrame] = []
+            parse(FrameParser(expect_mask=masked, max_size=1 << 20), buf, out, True)
+            ((_, view),) = out
+            assert type(view) is memoryview and view.obj is buf and view == payload
+            assert buf[-len(payload):] == payload
+
+
+def large_frame(payload: bytes, opcode: int = 0x82, fin: bool = True) -> bytes:
+    """A masked frame, as a client sends it."""
+    b0 = opcode | (0x80 if fin else 0)
+    bits = 7 if len(payload) < 126 else 16 if len(payload) < 0x10000 else 64
+    return header(b0, len(payload), KEY, bits) + xor(payload, KEY)
+
+
+@pytest.mark.usefixtures("frame_impl")
+class TestLargeFrames:
+    """A large frame over several reads is assembled in one reused buffer (RFC 6455 §5.2)."""
+
+    def feed(self, parser: FrameParser, data: bytes, step: int) -> list[RawFrame]:
+        got: list[RawFrame] = []
+        for i in range(0, len(data), step):
+            got += [(b0, p if isinstance(p, str) else bytes(p))
+                    for b0, p in parser.feed_raw(data[i : i + step])]
+        return got
+
+    @pytest.mark.parametrize("step", [1000, 65536, 70000, 300000])
+    def test_split_anywhere_same_frames(self, step: int) -> None:
+        big = os.urandom(200_000)
+        text = ("é" * 40_000).encode()
+        stream = (large_frame(b"small") + large_frame(big) + large_frame(text, 0x1)
+                  + large_frame(big[:70000], 0x2, fin=False) + large_frame(big[:5], 0x0)
+                  + large_frame(b"tail"))
+        expected = [(0x82, b"small"), (0x82, big), (0x81, text.decode()),
+                    (0x02, big[:70000]), (0x80, big[:5]), (0x82, b"tail")]
+        parser = FrameParser(expect_mask=True, max_size=1 << 20)
+        assert self.feed(parser, stream, step) == expected
+        assert parser.buffered == 0 and parser.error is None
+
+    def test_payload_view_valid_until_next_feed_and_kept_if_held(self) -> None:
+        parser = FrameParser(expect_mask=True, max_size=1 << 20)
+        first, second = os.urandom(100_000), os.urandom(100_000)
+        wire = large_frame(first)
+        assert parser.feed_raw(wire[:50_000]) == []
+        (_, held), = parser.feed_raw(wire[50_000:])
+        assert type(held) is memoryview and held == first
+        # The next large frame may not reuse a buffer whose view is still held.
+        wire = large_frame(second)
+        parser.feed_raw(wire[:50_000])
+        (_, view), = parser.feed_raw(wire[50_000:])
+        assert view == second and held == first
+        assert view.obj is not held.obj
+
+    def test_released_buffer_serves_the_next_large_frame(self) -> None:
+        frames._spare.clear()
+        parser = FrameParser(expect_mask=True, max_size=1 << 20)
+        wire = large_frame(os.urandom(100_000))
+        parser.feed_raw(wire[:50_000])
+        (_, view), = parser.feed_raw(wire[50_000:])
+        buf_id = id(view.obj)  # (holding the buffer itself would keep it from reuse)
+        del view
+        parser.release()
+        assert parser.lent is None and [id(b) for b in frames._spare] == [buf_id]
+        parser.feed_raw(wire[:50_000])
+        assert frames._spare == []
+        (_, view), = parser.feed_raw(wire[50_000:])
+        assert id(view.obj) == buf_id
+        del view
+        parser.release()
+        parser.release()  # nothing lent: nothing to do
+        assert [id(b) for b in frames._spare] == [buf_id]
+
+    def test_error_behind_a_large_frame_is_kept(self) -> None:
+        big = os.urandom(80_000)
+        wire = large_frame(big) + b"\x83\x80" + KEY
+        parser = FrameParser(expect_mask=True, max_size=1 << 20)
+        assert parser.feed_raw(wire[:40_000]) == []
+        got = parser.feed_raw(wire[40_000:])
+        assert [(b0, bytes(p)) for b0, p in got] == [(0x82, big)]  # type: ignore[arg-type]
+        assert str(parser.error) == "unknown opcode 0x3"
+        with pytest.raises(RemoteError):
+            parser.feed_raw(b"")
 
 
 class TestBuildFrame:
@@ -245,6 +373,9 @@ def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
             parser = FrameParser(expect_mask=True, max_size=2000)
             with contextlib.suppress(RemoteError):
                 c_parse(parser, data, [], True)
+            parser = FrameParser(expect_mask=True, max_size=2000)
+            with contextlib.suppress(RemoteError):
+                c_parse(parser, bytearray(data), [], True)  # type: ignore[arg-type]
         c_build(0x81, b"hello", None)
         c_build(0x82, b"x" * 300, KEY)
         with contextlib.suppress(ValueError):

@@ -155,8 +155,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                     self._corked = None
                 out = conn.data_to_send()
                 if corked:
-                    corked.append(out)
-                    out = b"".join(corked)
+                    if out:
+                        corked.append(out)
+                    # (One frame is written as it is: no copy of a large message.)
+                    out = corked[0] if len(corked) == 1 else b"".join(corked)
             else:
                 # Fed from a listener of an outer read: its single write carries ours too.
                 if out:
@@ -165,6 +167,13 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                 out = conn.data_to_send()
         if out:
             self.write(out)
+        parser = conn.parser
+        if parser.lent is not None:
+            # The listeners are done with the payload views of a large frame (valid during the
+            # call): their buffer may serve the next large frame, instead of going back to the
+            # allocator and returning as page faults.
+            del events
+            parser.release()
         if conn.state >= _REMOTE_CLOSING:
             self._after_close_handshake()
 

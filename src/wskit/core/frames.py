@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 from enum import IntEnum
 
 from .errors import MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
@@ -49,7 +50,27 @@ _UNPACK_64 = struct.Struct("!Q").unpack_from
 
 Payload = bytes | bytearray | memoryview
 #: A parsed frame as ``(first header byte, payload)``: FIN, RSV and opcode bits as sent.
-RawFrame = tuple[int, "bytes | str"]
+RawFrame = tuple[int, "bytes | str | memoryview"]
+
+# A frame this large (header included) that arrives over several reads is assembled in one
+# buffer, unmasked in place, and its payload handed out as a view, instead of a list of
+# chunks joined at the end and unmasked into a copy. With the copies, each large message took
+# three fresh blocks of its size, which glibc returns to the system between messages, so each
+# came back as page faults (2 ms per MiB measured, ten times the copying itself). A buffer
+# whose views are all gone is kept for the next large frame (at most _SPARE_MAX of them, for
+# every connection together).
+_LARGE_FRAME = 64 * 1024
+_SPARE_MAX = 2
+_spare: list[bytearray] = []
+_refcount = getattr(sys, "getrefcount", None)  # CPython's; elsewhere buffers are not kept
+
+
+def _take_buffer(size: int) -> bytearray:
+    try:
+        buf = _spare.pop()  # one atomic step, so two threads never take the same buffer
+    except IndexError:
+        return bytearray(size)
+    return buf if len(buf) >= size else bytearray(size)
 
 
 class Frame:
@@ -166,12 +187,14 @@ class FrameParser:
     __slots__ = (
         "_buffered",
         "_chunks",
+        "_large",
         "_msg_left",
         "_msg_rsv1",
         "_need",
         "allowed_rsv",
         "error",
         "expect_mask",
+        "lent",
         "max_size",
         "partial",
     )
@@ -197,6 +220,11 @@ class FrameParser:
         #: The data frame whose payload is still arriving, as (opcode, rsv1 bit, mask key or
         #: b"", header length), or None; its payload bytes so far are ``buffered - header``.
         self.partial: tuple[int, int, bytes, int] | None = None
+        # The large frame being received: a view of exactly its size into its buffer.
+        self._large: memoryview | None = None
+        #: The buffer of the last large frame, whose payload views the last feed handed out;
+        #: see ``release``.
+        self.lent: bytearray | None = None
 
     @property
     def buffered(self) -> int:
@@ -218,9 +246,57 @@ class FrameParser:
         With ``decode_text``, a final text frame without RSV bits (a whole uncompressed
         message, unless it breaks the fragmentation rules) comes as its ``str`` when its
         payload is valid UTF-8, else as its bytes, which the caller must refuse (1007).
+        The payload of a large frame that took several feeds is a memoryview, valid until
+        the next feed or ``release()``.
         """
         if self.error is not None:
             raise self.error
+        if self.lent is not None:
+            self.release()
+        if self._large is not None:
+            return self._feed_large(data, decode_text)
+        return self._feed(data, decode_text)
+
+    def release(self) -> None:
+        """The payload views handed out so far are no longer used: their buffer may serve the
+        next large frame. (Called by the next feed anyway; calling it early frees memory.)"""
+        buf = self.lent
+        self.lent = None
+        # Reused only when nothing else refers to it (this name and the call's argument): a
+        # view kept elsewhere holds a reference, and its bytes must not change.
+        if (buf is not None and _refcount is not None and _refcount(buf) == 2
+                and len(_spare) < _SPARE_MAX):
+            _spare.append(buf)
+
+    def _feed_large(self, data: bytes, decode_text: bool) -> list[RawFrame]:
+        view = self._large
+        assert view is not None
+        fill = self._buffered
+        take = min(len(view) - fill, len(data))
+        view[fill : fill + take] = memoryview(data)[:take]
+        fill += take
+        if fill < len(view):
+            self._buffered = fill
+            return []
+        self._large = None
+        self._buffered = 0
+        self._need = 2
+        frames: list[RawFrame] = []
+        # Exactly one frame, whose header was checked when it began.
+        parse_frames(self, view, frames, decode_text)
+        self.lent = view.obj  # type: ignore[assignment]
+        del view
+        if take < len(data):
+            try:
+                frames += self._feed(data[take:], decode_text)
+            except RemoteError as exc:
+                # Deliver the frame before the bad one; the caller then reads ``error``.
+                self.error = exc
+                self._chunks.clear()
+                self._buffered = 0
+        return frames
+
+    def _feed(self, data: bytes, decode_text: bool) -> list[RawFrame]:
         if self._chunks:
             self._chunks.append(data)
             self._buffered += len(data)
@@ -241,9 +317,16 @@ class FrameParser:
             self._buffered = 0
             return frames
         if pos < len(data):
-            rest = data[pos:]
-            self._chunks.append(rest)
-            self._buffered = len(rest)
+            rest = len(data) - pos
+            need = self._need
+            if need >= _LARGE_FRAME and self.partial is not None:
+                # A large data frame whose header is here: assemble it in place.
+                view = memoryview(_take_buffer(need))[:need]
+                view[:rest] = memoryview(data)[pos:]
+                self._large = view
+            else:
+                self._chunks.append(data[pos:])
+            self._buffered = rest
         else:
             self._buffered = 0
             self._need = 2
@@ -252,18 +335,24 @@ class FrameParser:
 
 
 def parse_frames_python(
-    parser: FrameParser, data: bytes, out: list[RawFrame], decode_text: bool, /
+    parser: FrameParser, data: bytes | bytearray | memoryview, out: list[RawFrame],
+    decode_text: bool, /,
 ) -> int:
     """Append to ``out`` the complete frames at the start of ``data``; return where they end.
 
     Reads and updates the state of ``parser`` (limits, fragmented message, ``_need``,
     ``partial``). A frame that breaks a rule raises a ``RemoteError`` subclass, after the
     frames before it were appended. ``decode_text``: see ``FrameParser.feed_raw``.
+    From ``bytes`` the payloads are copies; from a writable buffer, they are unmasked in place
+    and come as memoryviews of it (any other buffer raises ``TypeError``).
     """
-    end = len(data)
-    pos = 0
     parser.partial = None
     expect_mask = parser.expect_mask
+    in_place = type(data) is not bytes
+    if in_place:
+        data = _writable_view(data)
+    end = len(data)
+    pos = 0
     while end - pos >= 2:
         b0 = data[pos]
         b1 = data[pos + 1]
@@ -336,21 +425,27 @@ def parse_frames_python(
             parser._need = total
             if opcode < 0x8:
                 # So the connection can check a text payload as it arrives (RFC 6455 §8.1).
-                key = data[pos + head - 4 : pos + head] if masked else b""
+                key = bytes(data[pos + head - 4 : pos + head]) if masked else b""
                 parser.partial = (opcode, rsv & 0x40, key, head)
             break
         start = pos + head
-        if masked:
-            payload: bytes | str = apply_mask(
-                memoryview(data)[start : start + length], data[start - 4 : start]
+        # From bytes a copy; from the writable view (in place) a view of it.
+        raw: bytes | memoryview
+        if masked and in_place:
+            data[start : start + length] = apply_mask(  # type: ignore[index]
+                data[start : start + length], data[start - 4 : start]
             )
+            raw = data[start : start + length]  # type: ignore[assignment]
+        elif masked:
+            raw = apply_mask(memoryview(data)[start : start + length], data[start - 4 : start])
         else:
-            payload = data[start : start + length]
+            raw = data[start : start + length]  # type: ignore[assignment]
+        payload: bytes | str | memoryview = raw
         if decode_text and b0 == 0x81:
             # A whole uncompressed text message (RFC 6455 §5.6): decoded here, in one pass
             # over bytes already in the cache; invalid UTF-8 stays bytes for the caller.
             try:  # noqa: SIM105 - contextlib.suppress costs more than the decode itself
-                payload = payload.decode()  # type: ignore[union-attr]
+                payload = raw.decode() if type(raw) is bytes else str(raw, "utf-8")
             except UnicodeDecodeError:
                 pass
         out.append((b0, payload))
@@ -367,6 +462,17 @@ def parse_frames_python(
     else:
         parser._need = 2
     return pos
+
+
+def _writable_view(obj: object) -> memoryview:
+    # The checks and message of the C version, so both implementations fail alike.
+    try:
+        view = memoryview(obj)  # type: ignore[arg-type]
+    except TypeError:
+        view = None
+    if view is None or view.readonly or not view.c_contiguous:
+        raise TypeError(f"data must be bytes or a writable buffer, not '{type(obj).__name__}'")
+    return view.cast("B")
 
 
 # The compiled twins when built (imported in masking.py, the one import of the C module);
