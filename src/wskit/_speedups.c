@@ -377,8 +377,8 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer writable;
     const unsigned char *buf;
     Py_ssize_t end, pos = 0;
-    long long max_size, left = 0, allowed_rsv;
-    int expect_mask, decode, in_place, ok = 0;
+    long long max_size = 0, left = 0, allowed_rsv = 0;
+    int expect_mask, decode, in_place, have_rsv = 0, ok = 0;
     unsigned long long need = 0; /* 0: the loop ran out of bytes, so need 2 */
 
     if (nargs != 4) {
@@ -405,9 +405,8 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (decode < 0) {
         return NULL;
     }
-    if (PyObject_SetAttr(parser, st->partial, Py_None) < 0) {
-        return NULL;
-    }
+    /* Each attribute access costs about 25 ns from C: the limits are read when a frame needs
+       them, and _need is written only when it changes (the caller resets partial and _need). */
     obj = PyObject_GetAttr(parser, st->expect_mask);
     if (obj == NULL) {
         return NULL;
@@ -415,20 +414,6 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     expect_mask = PyObject_IsTrue(obj);
     Py_DECREF(obj);
     if (expect_mask < 0) {
-        return NULL;
-    }
-    obj = PyObject_GetAttr(parser, st->allowed_rsv);
-    if (obj == NULL) {
-        return NULL;
-    }
-    ok = as_limit(obj, &allowed_rsv);
-    Py_DECREF(obj);
-    if (ok < 0) {
-        return NULL;
-    }
-    max_size_obj = PyObject_GetAttr(parser, st->max_size);
-    if (max_size_obj == NULL || as_limit(max_size_obj, &max_size) < 0) {
-        Py_XDECREF(max_size_obj);
         return NULL;
     }
     if (in_place) {
@@ -440,13 +425,11 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                              "data must be bytes or a writable buffer, not '%.100s'",
                              Py_TYPE(data)->tp_name);
             }
-            Py_DECREF(max_size_obj);
             return NULL;
         }
         view = PyMemoryView_FromObject(data);
         if (view == NULL) {
             PyBuffer_Release(&writable);
-            Py_DECREF(max_size_obj);
             return NULL;
         }
         buf = (const unsigned char *)writable.buf;
@@ -466,6 +449,17 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         unsigned long long length = (unsigned long long)(b1 & 0x7F), total;
         Py_ssize_t head = 2;
 
+        if (rsv && !have_rsv) {
+            obj = PyObject_GetAttr(parser, st->allowed_rsv);
+            if (obj == NULL) {
+                goto done;
+            }
+            have_rsv = as_limit(obj, &allowed_rsv) == 0;
+            Py_DECREF(obj);
+            if (!have_rsv) {
+                goto done;
+            }
+        }
         /* RFC 6455 §5.2: reserved bits MUST be 0 unless an extension defines them. */
         if (rsv & ~allowed_rsv) {
             protocol_error("reserved bits set without a negotiated extension");
@@ -541,6 +535,13 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         else {
             /* TEXT or BINARY starts a message with the whole limit; CONT gets what is left. */
             Py_XDECREF(left_obj);
+            left_obj = NULL;
+            if (max_size_obj == NULL) {
+                max_size_obj = PyObject_GetAttr(parser, st->max_size);
+                if (max_size_obj == NULL || as_limit(max_size_obj, &max_size) < 0) {
+                    goto done;
+                }
+            }
             if (opcode) {
                 Py_INCREF(max_size_obj);
                 left_obj = max_size_obj;
@@ -656,7 +657,8 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
     }
-    if (set_int_attr(parser, st->need, need ? need : 2) < 0) {
+    /* Need 2 when one byte is left (the caller sets it when nothing is). */
+    if ((need || pos < end) && set_int_attr(parser, st->need, need ? need : 2) < 0) {
         goto done;
     }
     ok = 0;
@@ -667,7 +669,7 @@ done:
         PyBuffer_Release(&writable);
     }
     Py_XDECREF(left_obj);
-    Py_DECREF(max_size_obj);
+    Py_XDECREF(max_size_obj);
     if (ok < 0) {
         return NULL;
     }

@@ -255,48 +255,6 @@ class FrameParser:
             self.release()
         if self._large is not None:
             return self._feed_large(data, decode_text)
-        return self._feed(data, decode_text)
-
-    def release(self) -> None:
-        """The payload views handed out so far are no longer used: their buffer may serve the
-        next large frame. (Called by the next feed anyway; calling it early frees memory.)"""
-        buf = self.lent
-        self.lent = None
-        # Reused only when nothing else refers to it (this name and the call's argument): a
-        # view kept elsewhere holds a reference, and its bytes must not change.
-        if (buf is not None and _refcount is not None and _refcount(buf) == 2
-                and len(_spare) < _SPARE_MAX):
-            _spare.append(buf)
-
-    def _feed_large(self, data: bytes, decode_text: bool) -> list[RawFrame]:
-        view = self._large
-        assert view is not None
-        fill = self._buffered
-        take = min(len(view) - fill, len(data))
-        view[fill : fill + take] = memoryview(data)[:take]
-        fill += take
-        if fill < len(view):
-            self._buffered = fill
-            return []
-        self._large = None
-        self._buffered = 0
-        self._need = 2
-        frames: list[RawFrame] = []
-        # Exactly one frame, whose header was checked when it began.
-        parse_frames(self, view, frames, decode_text)
-        self.lent = view.obj  # type: ignore[assignment]
-        del view
-        if take < len(data):
-            try:
-                frames += self._feed(data[take:], decode_text)
-            except RemoteError as exc:
-                # Deliver the frame before the bad one; the caller then reads ``error``.
-                self.error = exc
-                self._chunks.clear()
-                self._buffered = 0
-        return frames
-
-    def _feed(self, data: bytes, decode_text: bool) -> list[RawFrame]:
         if self._chunks:
             self._chunks.append(data)
             self._buffered += len(data)
@@ -306,6 +264,7 @@ class FrameParser:
             data = b"".join(self._chunks)
             self._chunks.clear()
         frames: list[RawFrame] = []
+        self.partial = None
         try:
             pos = parse_frames(self, data, frames, decode_text)
         except RemoteError as exc:
@@ -332,6 +291,48 @@ class FrameParser:
             self._need = 2
         return frames
 
+    def release(self) -> None:
+        """The payload views handed out so far are no longer used: their buffer may serve the
+        next large frame. (Called by the next feed anyway; calling it early frees memory.)"""
+        buf = self.lent
+        self.lent = None
+        # Reused only when nothing else refers to it (this name and the call's argument): a
+        # view kept elsewhere holds a reference, and its bytes must not change.
+        if (buf is not None and _refcount is not None and _refcount(buf) == 2
+                and len(_spare) < _SPARE_MAX):
+            _spare.append(buf)
+
+    def _feed_large(self, data: bytes, decode_text: bool) -> list[RawFrame]:
+        view = self._large
+        assert view is not None
+        fill = self._buffered
+        take = min(len(view) - fill, len(data))
+        view[fill : fill + take] = memoryview(data)[:take]
+        fill += take
+        if fill < len(view):
+            self._buffered = fill
+            return []
+        self._large = None
+        self._buffered = 0
+        self._need = 2
+        frames: list[RawFrame] = []
+        self.partial = None
+        # Exactly one frame, whose header was checked when it began.
+        parse_frames(self, view, frames, decode_text)
+        buf = view.obj
+        del view
+        if take < len(data):
+            try:
+                frames += self.feed_raw(data[take:], decode_text)
+            except RemoteError as exc:
+                # Deliver the frame before the bad one; the caller then reads ``error``.
+                self.error = exc
+                self._chunks.clear()
+                self._buffered = 0
+        # Set last, so that the feed of the bytes behind the frame does not take it back.
+        self.lent = buf  # type: ignore[assignment]
+        return frames
+
 
 
 def parse_frames_python(
@@ -340,13 +341,13 @@ def parse_frames_python(
 ) -> int:
     """Append to ``out`` the complete frames at the start of ``data``; return where they end.
 
-    Reads and updates the state of ``parser`` (limits, fragmented message, ``_need``,
-    ``partial``). A frame that breaks a rule raises a ``RemoteError`` subclass, after the
-    frames before it were appended. ``decode_text``: see ``FrameParser.feed_raw``.
+    Reads and updates the state of ``parser``: limits, fragmented message, ``_need`` (left
+    as it is when every byte was used) and ``partial`` (set for a data frame cut short; the
+    caller resets it). A frame that breaks a rule raises a ``RemoteError`` subclass, after
+    the frames before it were appended. ``decode_text``: see ``FrameParser.feed_raw``.
     From ``bytes`` the payloads are copies; from a writable buffer, they are unmasked in place
     and come as memoryviews of it (any other buffer raises ``TypeError``).
     """
-    parser.partial = None
     expect_mask = parser.expect_mask
     in_place = type(data) is not bytes
     if in_place:
@@ -460,7 +461,8 @@ def parse_frames_python(
             # Data after a close frame is never read (RFC 6455 §5.5.1).
             return end
     else:
-        parser._need = 2
+        if pos < end:
+            parser._need = 2
     return pos
 
 
