@@ -1,0 +1,55 @@
+"""Condenses bench/results/latest.json into the README's table: CPU µs per message per library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+LIBS = ["wskit", "picows", "websockets", "aiohttp", "raw"]
+SCENARIOS = ["rt_32_text", "rt_1k_bin", "pipe_32_text", "pipe_1k_bin", "bulk_1m_bin",
+             "storm_500", "fanout_1000", "idle_10k"]
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def summarize(path: Path) -> str:
+    data = json.loads(path.read_text())
+    cells = {(r["side"], r["scenario"], r["lib"], r["loop"]): r for r in data["results"]}
+    versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items())
+    lines = [
+        f"Run of {data['date']} on `{data['machine'].get('uname', data['machine'])}`"
+        if isinstance(data["machine"], dict) else f"Run of {data['date']} on {data['machine']}",
+        "",
+        f"Versions: {versions}.",
+        "",
+        "CPU time of the process under test per message, asyncio / uvloop (µs; per MiB for "
+        "bulk, per connection for storm, per delivery for fan-out, KiB per connection for "
+        "idle); lower is better. `raw` is a TCP echo without WebSocket (the floor).",
+        "",
+        "| side | scenario | " + " | ".join(LIBS) + " |",
+        "|---|---|" + "---|" * len(LIBS),
+    ]
+    seen = [(side, scenario) for side in ("server", "client") for scenario in SCENARIOS
+            if any(k[0] == side and k[1] == scenario for k in cells)]
+    for side, scenario in seen:
+        row = []
+        for lib in LIBS:
+            parts = []
+            for loop in ("asyncio", "uvloop"):
+                cell = cells.get((side, scenario, lib, loop))
+                value = None
+                if cell:
+                    value = cell["median"] if scenario.startswith("idle") else cell["cpu_us"]
+                parts.append(_number(value))
+            row.append(" / ".join(parts))
+        lines.append(f"| {side} | {scenario} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(summarize(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json")))
