@@ -92,6 +92,15 @@ def _new_compressor(window_bits: int, level: int, mem_level: int) -> zlib._Compr
     return zlib.compressobj(level, zlib.DEFLATED, -9, mem_level, zlib.Z_RLE)
 
 
+def _check_zlib_options(compress_level: int, mem_level: int, min_size: int) -> None:
+    """The zlib tuning shared by the codec and its factory, checked once for both."""
+    if not -1 <= compress_level <= 9:
+        raise ValueError(f"compress_level must be between -1 and 9, not {compress_level}")
+    if not 1 <= mem_level <= 9:
+        raise ValueError(f"mem_level must be between 1 and 9, not {mem_level}")
+    if min_size < 0:
+        raise ValueError(f"min_size must not be negative, not {min_size}")
+
 def _check_window_bits(name: str, bits: int) -> None:
     if not 8 <= bits <= _MAX_WINDOW_BITS:
         raise ValueError(f"{name} must be between 8 and 15, not {bits}")
@@ -121,12 +130,7 @@ class PerMessageDeflate(Extension):
     ) -> None:
         _check_window_bits("remote_max_window_bits", remote_max_window_bits)
         _check_window_bits("local_max_window_bits", local_max_window_bits)
-        if not -1 <= compress_level <= 9:
-            raise ValueError(f"compress_level must be between -1 and 9, not {compress_level}")
-        if not 1 <= mem_level <= 9:
-            raise ValueError(f"mem_level must be between 1 and 9, not {mem_level}")
-        if min_size < 0:
-            raise ValueError(f"min_size must not be negative, not {min_size}")
+        _check_zlib_options(compress_level, mem_level, min_size)
         self.remote_no_context_takeover = remote_no_context_takeover
         self.local_no_context_takeover = local_no_context_takeover
         self.remote_max_window_bits = remote_max_window_bits
@@ -326,12 +330,7 @@ class PerMessageDeflateFactory(ExtensionFactory):
             client_max_window_bits, bool
         ):
             _check_window_bits("client_max_window_bits", client_max_window_bits)
-        if not -1 <= compress_level <= 9:
-            raise ValueError(f"compress_level must be between -1 and 9, not {compress_level}")
-        if not 1 <= mem_level <= 9:
-            raise ValueError(f"mem_level must be between 1 and 9, not {mem_level}")
-        if min_size < 0:
-            raise ValueError(f"min_size must not be negative, not {min_size}")
+        _check_zlib_options(compress_level, mem_level, min_size)
         self.is_client = is_client
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
