@@ -81,7 +81,7 @@ class TestBroadcast:
 
         run(main())
 
-    @pytest.mark.parametrize("policy", ["close", "skip"])
+    @pytest.mark.parametrize("policy", ["close", "drop"])
     def test_slow_subscriber_is_bounded(self, run: Callable[..., Any], policy: str) -> None:
         """A member that does not read is closed with 1013 or skipped, never buffered forever."""
 
@@ -115,7 +115,7 @@ class TestBroadcast:
 
     def test_bad_arguments(self) -> None:
         with pytest.raises(ValueError):
-            wskit.broadcast([], "x", slow="drop")
+            wskit.broadcast([], "x", slow="skip")
         with pytest.raises(TypeError):
             wskit.broadcast([], 42)  # type: ignore[arg-type]
 

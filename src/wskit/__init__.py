@@ -16,6 +16,7 @@ from .core.errors import (
     RemoteError,
     WSKitError,
 )
+from .hub import Hub, HubError
 from .loop import run
 from .server import App, Request, Response
 from .websocket import Stream, WebSocket
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "ConnectionClosed",
+    "Hub",
+    "HubError",
     "InvalidHandshake",
     "InvalidState",
     "LocalError",

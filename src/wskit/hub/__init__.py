@@ -1,0 +1,287 @@
+"""Topics and publish: the Hub, in this process by default or across workers through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+from ..broadcast import DEFAULT_MAX_BUFFERED, FanOut, check_slow_policy
+from ..core.errors import WSKitError
+from ..websocket import WebSocket
+
+__all__ = ["Backplane", "Hub", "HubError", "HubStats"]
+
+logger = logging.getLogger("wskit.hub")
+
+#: Longest topic name, in UTF-8 bytes (it becomes part of a Redis channel name).
+MAX_TOPIC_BYTES = 256
+#: Topics one connection may be subscribed to at once.
+MAX_TOPICS_PER_CONNECTION = 1000
+#: Largest message ``publish`` takes, in bytes.
+MAX_MESSAGE_BYTES = 1 << 20
+
+Message = str | bytes | bytearray | memoryview
+
+
+class HubError(WSKitError):
+    """A publish could not reach the other workers (the local subscribers did get it)."""
+
+
+class HubStats(dict[str, int]):
+    """The hub's counters, a plain dict: ``published``, ``delivered``, ``dropped``,
+    ``closed``, ``received`` (from other workers), ``reconnects``, ``failed_publishes``."""
+
+
+class Backplane(Protocol):
+    """What a Hub needs from the link between workers (hub/redis.py implements it).
+
+    The hub calls ``subscribe`` when a topic gets its first local subscriber and
+    ``unsubscribe`` when it loses its last; messages of other workers arrive through the
+    ``deliver(topic, message)`` callback given to the backplane's constructor.
+    """
+
+    reconnects: int
+
+    async def start(self) -> None: ...
+    def subscribe(self, topic: str) -> asyncio.Future[None]: ...
+    def unsubscribe(self, topic: str) -> None: ...
+    async def publish(self, topic: str, message: str | bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _done_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+class Hub:
+    """Subscribers by topic; ``publish`` sends a message to every subscriber of a topic.
+
+    ``Hub()`` lives in this process. ``Hub("redis://host:6379/0")`` joins every worker
+    and host that uses the same Redis: a publish on any of them reaches the subscribers of
+    all (a URL naming several nodes, or ``redis+cluster://``, uses Redis Cluster's sharded
+    pub/sub). Each worker builds a publication's frame once and writes the same bytes to
+    its local subscribers. A subscriber with more than ``max_buffered`` bytes unsent is
+    slow: ``slow="drop"`` skips the message for it (counted), ``slow="close"`` closes it
+    with 1013. ``redis_options`` go to the Redis backplane (reconnect delays, timeouts).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        slow: str = "drop",
+        max_buffered: int | None = DEFAULT_MAX_BUFFERED,
+        compress: bool = False,
+        max_topics_per_connection: int = MAX_TOPICS_PER_CONNECTION,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        **redis_options: Any,
+    ) -> None:
+        check_slow_policy(slow)
+        if url is None and redis_options:
+            raise TypeError(f"options for Redis without a Redis URL: {sorted(redis_options)}")
+        self.url = url
+        self.slow = slow
+        self.max_buffered = max_buffered
+        #: Compress for subscribers that negotiated permessage-deflate (each then gets its own
+        #: encoding); off by default, so that one uncompressed frame serves everyone.
+        self.compress = compress
+        self.max_topics_per_connection = max_topics_per_connection
+        self.max_message_bytes = max_message_bytes
+        self._redis_options = redis_options
+        self._topics: dict[str, dict[WebSocket, None]] = {}
+        self._by_socket: dict[WebSocket, set[str]] = {}
+        # Sockets whose end already unsubscribes them (on_close hooks cannot be removed).
+        self._hooked: weakref.WeakSet[WebSocket] = weakref.WeakSet()
+        self._backplane: Backplane | None = None
+        self._closed = False
+        self._stats = {"published": 0, "delivered": 0, "dropped": 0, "closed": 0,
+                       "received": 0, "failed_publishes": 0}
+
+    def __repr__(self) -> str:
+        where = "in-process" if self.url is None else self.url
+        return f"<Hub {where} {len(self._topics)} topics>"
+
+    # -- the backplane -----------------------------------------------------------------------
+
+    def _link(self) -> Backplane | None:
+        """The backplane, started on first use inside the running loop (after any fork)."""
+        if self.url is None:
+            return None
+        if self._backplane is None:
+            if self._closed:
+                raise HubError("the hub is closed")
+            from .redis import RedisBackplane
+
+            self._backplane = RedisBackplane(self.url, self._deliver_remote,
+                                             **self._redis_options)
+        return self._backplane
+
+    async def start(self) -> Hub:
+        """Connect the backplane now rather than at the first subscribe or publish."""
+        link = self._link()
+        if link is not None:
+            await link.start()
+        return self
+
+    async def close(self) -> None:
+        """Leave the backplane; local subscribers stay subscribed, but nothing crosses."""
+        self._closed = True
+        link, self._backplane = self._backplane, None
+        if link is not None:
+            await link.close()
+
+    async def __aenter__(self) -> Hub:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(self, ws: WebSocket, topic: str) -> Awaitable[None]:
+        """Subscribe ``ws`` to ``topic`` until ``unsubscribe`` or the end of the connection.
+
+        Returns an awaitable that is done once messages published elsewhere on the topic
+        reach this worker (at once without Redis); a plain handler may ignore it.
+        """
+        _check_topic(topic)
+        if ws.is_closed:
+            raise HubError("cannot subscribe a closed connection")
+        topics = self._by_socket.get(ws)
+        if topics is None:
+            topics = self._by_socket[ws] = set()
+            if ws not in self._hooked:
+                self._hooked.add(ws)
+                ws.on_close(self._forget)
+        if topic in topics:
+            return self._ready(topic)
+        if len(topics) >= self.max_topics_per_connection:
+            raise HubError(f"a connection may subscribe to {self.max_topics_per_connection} "
+                           "topics at most")
+        topics.add(topic)
+        members = self._topics.get(topic)
+        if members is None:
+            members = self._topics[topic] = {}
+            members[ws] = None
+            link = self._link()
+            return link.subscribe(topic) if link is not None else _done_future()
+        members[ws] = None
+        return self._ready(topic)
+
+    def _ready(self, topic: str) -> Awaitable[None]:
+        link = self._backplane
+        return link.subscribe(topic) if link is not None else _done_future()
+
+    def unsubscribe(self, ws: WebSocket, topic: str) -> bool:
+        """Remove ``ws`` from ``topic``; False if it was not subscribed."""
+        topics = self._by_socket.get(ws)
+        if topics is None or topic not in topics:
+            return False
+        topics.discard(topic)
+        if not topics:
+            del self._by_socket[ws]
+        self._leave(ws, topic)
+        return True
+
+    def unsubscribe_all(self, ws: WebSocket) -> list[str]:
+        """Remove ``ws`` from every topic; returns the topics it left."""
+        topics = self._by_socket.pop(ws, set())
+        for topic in topics:
+            self._leave(ws, topic)
+        return sorted(topics)
+
+    def _leave(self, ws: WebSocket, topic: str) -> None:
+        members = self._topics[topic]
+        del members[ws]
+        if not members:
+            del self._topics[topic]
+            link = self._backplane
+            if link is not None:
+                link.unsubscribe(topic)
+
+    def _forget(self, ws: WebSocket) -> None:
+        self.unsubscribe_all(ws)
+
+    def subscribers(self, topic: str) -> list[WebSocket]:
+        """This worker's subscribers of ``topic``, in subscription order."""
+        return list(self._topics.get(topic, ()))
+
+    def topics(self) -> list[str]:
+        """The topics with a subscriber in this worker."""
+        return list(self._topics)
+
+    def topics_of(self, ws: WebSocket) -> list[str]:
+        """The topics ``ws`` is subscribed to."""
+        return sorted(self._by_socket.get(ws, ()))
+
+    def stats(self) -> HubStats:
+        """The counters since the hub was made (see HubStats)."""
+        stats = HubStats(self._stats)
+        link = self._backplane
+        stats["reconnects"] = link.reconnects if link is not None else 0
+        stats["topics"] = len(self._topics)
+        stats["subscriptions"] = sum(len(members) for members in self._topics.values())
+        return stats
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(self, topic: str, message: Message) -> int:
+        """Send ``message`` (str: text, bytes-like: binary) to every subscriber of ``topic``.
+
+        The local subscribers get it at once; with Redis, so do the other workers' after one
+        round trip. Returns the number of local deliveries. Raises HubError if the message
+        could not be handed to Redis (the local subscribers still got it), so that a failed
+        publish is never silent.
+        """
+        _check_topic(topic)
+        if not isinstance(message, str):
+            if not isinstance(message, (bytes, bytearray, memoryview)):
+                raise TypeError(f"publish() takes str or bytes-like, not "
+                                f"{type(message).__name__}")
+            message = bytes(message)
+        size = len(message) if isinstance(message, bytes) else len(message.encode())
+        if size > self.max_message_bytes:
+            raise HubError(f"message of {size} bytes is over the hub's limit of "
+                           f"{self.max_message_bytes}")
+        self._stats["published"] += 1
+        sent = self._fan_out(topic, message)
+        link = self._link()
+        if link is not None:
+            try:
+                await link.publish(topic, message)
+            except HubError:
+                self._stats["failed_publishes"] += 1
+                raise
+        return sent
+
+    def _deliver_remote(self, topic: str, message: str | bytes) -> None:
+        """A message another worker published (called by the backplane)."""
+        self._stats["received"] += 1
+        self._fan_out(topic, message)
+
+    def _fan_out(self, topic: str, message: str | bytes) -> int:
+        members = self._topics.get(topic)
+        if not members:
+            return 0
+        fan = FanOut(message, compress=self.compress, max_buffered=self.max_buffered,
+                     slow=self.slow)
+        fan.send_to(list(members))
+        stats = self._stats
+        stats["delivered"] += fan.sent
+        stats["dropped"] += fan.dropped
+        stats["closed"] += fan.closed
+        return fan.sent
+
+
+def _check_topic(topic: str) -> None:
+    if not isinstance(topic, str):
+        raise TypeError(f"a topic is a str, not {type(topic).__name__}")
+    if not topic:
+        raise ValueError("a topic cannot be empty")
+    if len(topic.encode()) > MAX_TOPIC_BYTES:
+        raise ValueError(f"a topic is at most {MAX_TOPIC_BYTES} bytes long")

@@ -1,0 +1,488 @@
+"""The Hub's Redis backplane: pub/sub (sharded on Redis Cluster), one channel per topic in use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from . import HubError
+
+try:
+    import redis.asyncio as aioredis
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("Hub('redis://...') needs the redis package: "
+                      "pip install 'wskit[redis]'") from exc
+
+__all__ = ["RedisBackplane", "RedisTarget", "decode", "encode", "parse_url"]
+
+logger = logging.getLogger("wskit.hub")
+
+#: Wire format between workers: one byte (format version << 4 | kind), the 8-byte id of
+#: the publishing worker, then the message as is (UTF-8 text or binary): 9 bytes of overhead.
+VERSION = 1
+TEXT, BINARY = 1, 2
+HEADER = 9
+ORIGIN_BYTES = 8
+
+Deliver = Callable[[str, "str | bytes"], None]
+
+
+def encode(origin: bytes, message: str | bytes) -> bytes:
+    """One publication as it crosses Redis."""
+    if isinstance(message, str):
+        return bytes((VERSION << 4 | TEXT,)) + origin + message.encode()
+    return bytes((VERSION << 4 | BINARY,)) + origin + message
+
+
+def decode(data: bytes) -> tuple[bytes, str | bytes]:
+    """(origin, message) of a publication; ValueError if it is not in this format."""
+    if len(data) < HEADER or data[0] >> 4 != VERSION or data[0] & 0x0F not in (TEXT, BINARY):
+        raise ValueError("not a wskit hub publication")
+    origin = data[1:HEADER]
+    if data[0] & 0x0F == TEXT:
+        return origin, data[HEADER:].decode()
+    return origin, data[HEADER:]
+
+
+@dataclass
+class RedisTarget:
+    """Where Redis is: one server, or the seed nodes of a cluster."""
+
+    nodes: list[tuple[str, int]]
+    cluster: bool = False
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"username": self.username, "password": self.password}
+        if not self.cluster:
+            kwargs["db"] = self.db
+        return kwargs
+
+
+def parse_url(url: str) -> RedisTarget:
+    """``redis://[user:pass@]host[:port][/db]``; several ``host:port`` separated by commas, or
+    the ``redis+cluster://`` scheme, mean Redis Cluster; ``rediss`` uses TLS."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ValueError(f"not a Redis URL: {url!r}")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, _, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) or None
+    nodes = []
+    for item in hosts.split(","):
+        host, port = item, 6379
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 6379
+        elif item.count(":") == 1:
+            host, _, number = item.partition(":")
+            port = int(number)
+        if not host:
+            raise ValueError(f"a Redis URL needs a host: {url!r}")
+        nodes.append((host, port))
+    path = parts.path.strip("/")
+    cluster = scheme.endswith("+cluster") or len(nodes) > 1
+    if cluster and path not in ("", "0"):
+        raise ValueError("Redis Cluster has only database 0")
+    return RedisTarget(nodes=nodes, cluster=cluster, db=int(path or 0), username=username,
+                       password=password, tls=scheme.startswith("rediss"))
+
+
+class _Link:
+    """One subscriber connection to one Redis node and the channels it carries.
+
+    It reconnects with exponential backoff and jitter, and re-subscribes every channel in
+    use on each new connection; a loss and a recovery are each logged once.
+    """
+
+    def __init__(self, owner: RedisBackplane, host: str, port: int) -> None:
+        self.owner = owner
+        self.host, self.port = host, port
+        self.channels: set[bytes] = set()
+        self.confirmed: set[bytes] = set()
+        # SUBSCRIBE commands sent but not yet acknowledged, per channel: a channel left and
+        # taken again must not count as ready on the first command's acknowledgement.
+        self.pending: dict[bytes, int] = {}
+        self.waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self.conn: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.outbox: deque[tuple[str, bytes]] = deque()
+        self.sender: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def ready(self, channel: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if channel in self.confirmed:
+            future.set_result(None)
+        else:
+            self.waiters.setdefault(channel, []).append(future)
+        return future
+
+    def add(self, channel: bytes) -> asyncio.Future[None]:
+        self.channels.add(channel)
+        future = self.ready(channel)
+        self._command(self.owner.subscribe_command, channel)
+        self.start()
+        return future
+
+    def remove(self, channel: bytes) -> None:
+        self.channels.discard(channel)
+        self.confirmed.discard(channel)
+        for waiter in self.waiters.pop(channel, ()):
+            waiter.cancel()
+        self._command(self.owner.unsubscribe_command, channel)
+
+    def _command(self, command: str, channel: bytes) -> None:
+        """Queue a (un)subscribe for the open connection; without one, ``_run`` sends them all."""
+        if self.conn is None:
+            return
+        if command == self.owner.subscribe_command:
+            self.pending[channel] = self.pending.get(channel, 0) + 1
+        self.outbox.append((command, channel))
+        self.wake.set()
+
+    async def _send_commands(self, conn: Any) -> None:
+        """Send queued (un)subscribe commands in order on ``conn`` (the reader keeps reading)."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox:
+                command, channel = self.outbox.popleft()
+                await conn.send_command(command, channel)
+
+    async def _run(self) -> None:
+        owner = self.owner
+        attempt = 0
+        lost_at: float | None = None
+        while not owner.closing:
+            conn = owner.new_connection(self.host, self.port)
+            sender: asyncio.Task[None] | None = None
+            try:
+                await conn.connect()
+                self.conn = conn
+                self.pending.clear()
+                self.outbox.clear()
+                channels = sorted(self.channels)
+                for channel in channels:
+                    self.pending[channel] = 1
+                if channels:
+                    await conn.send_command(owner.subscribe_command, *channels)
+                sender = asyncio.get_running_loop().create_task(self._send_commands(conn))
+                if lost_at is not None:
+                    owner.reconnects += 1
+                    logger.warning("hub: Redis %s is back after %.1f s; re-subscribing %d "
+                                   "topics", self.name, time.monotonic() - lost_at,
+                                   len(channels))
+                    lost_at = None
+                attempt = 0
+                while True:
+                    self._handle(await conn.read_response(disable_decoding=True))
+            except (RedisError, OSError) as exc:
+                if owner.closing:
+                    break
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    logger.warning("hub: lost Redis %s (%s); local delivery goes on, "
+                                   "reconnecting", self.name, exc or type(exc).__name__)
+            finally:
+                self.conn = None
+                self.confirmed.clear()
+                if sender is not None:
+                    sender.cancel()
+                await _disconnect(conn)
+            delay = min(owner.max_reconnect_delay, owner.reconnect_delay * 2 ** attempt)
+            attempt += 1
+            # Jitter: workers that lost Redis together do not all come back at once.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+    def _handle(self, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return
+        kind = reply[0]
+        if kind in (b"message", b"smessage"):
+            self.owner.received(reply[1], reply[2])
+        elif kind in (b"subscribe", b"ssubscribe"):
+            channel = reply[1]
+            left = self.pending.get(channel, 0) - 1
+            if left > 0:
+                self.pending[channel] = left
+                return
+            self.pending.pop(channel, None)
+            if channel in self.channels:
+                self.confirmed.add(channel)
+                for waiter in self.waiters.pop(channel, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def close(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                waiter.cancel()
+        self.waiters.clear()
+
+
+async def _disconnect(conn: Any) -> None:
+    try:
+        await conn.disconnect()
+    except Exception:  # pragma: no cover - a connection that is already broken
+        logger.debug("hub: error while disconnecting from Redis", exc_info=True)
+
+
+class RedisBackplane:
+    """Links a Hub to Redis: a channel per topic in use, a publisher that keeps publish order.
+
+    Publishes are written in order on one connection, pipelined when several are waiting
+    (one round trip per batch, never one per subscriber). A worker is subscribed to a
+    topic's channel only while it has a local subscriber (the Hub counts them).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        deliver: Deliver,
+        *,
+        prefix: str = "wskit:",
+        reconnect_delay: float = 0.05,
+        max_reconnect_delay: float = 5.0,
+        connect_timeout: float = 2.0,
+        command_timeout: float = 5.0,
+        max_pending: int = 10_000,
+        max_batch: int = 256,
+    ) -> None:
+        self.target = parse_url(url)
+        self.url = url
+        self.deliver = deliver
+        self.prefix = prefix.encode()
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.max_pending = max_pending
+        self.max_batch = max_batch
+        #: This worker's id in every publication, so that its own come back to nobody.
+        self.origin = os.urandom(ORIGIN_BYTES)
+        cluster = self.target.cluster
+        self.subscribe_command = "SSUBSCRIBE" if cluster else "SUBSCRIBE"
+        self.unsubscribe_command = "SUNSUBSCRIBE" if cluster else "UNSUBSCRIBE"
+        self.reconnects = 0
+        self.closing = False
+        self._links: dict[tuple[str, int], _Link] = {}
+        self._channel_link: dict[bytes, _Link] = {}
+        self._queue: deque[tuple[bytes, bytes, asyncio.Future[None]]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"<RedisBackplane {self.url} {len(self._channel_link)} channels>"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def new_connection(self, host: str, port: int) -> Any:
+        """A raw connection for a subscriber link: no retries (the link retries itself)."""
+        cls = aioredis.SSLConnection if self.target.tls else aioredis.Connection
+        return cls(host=host, port=port, socket_connect_timeout=self.connect_timeout,
+                   socket_timeout=None, socket_keepalive=True, retry=Retry(NoBackoff(), 0),
+                   protocol=2, **self.target.connection_kwargs())
+
+    def _publisher(self) -> Any:
+        if self._client is None:
+            target = self.target
+            common: dict[str, Any] = {
+                "socket_connect_timeout": self.connect_timeout,
+                "socket_timeout": self.command_timeout,
+                "retry": Retry(NoBackoff(), 0),
+                "ssl": target.tls,
+                "protocol": 2,
+                **target.connection_kwargs(),
+            }
+            if target.cluster:
+                from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+                self._client = RedisCluster(
+                    startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+                    **common)
+            else:
+                host, port = target.nodes[0]
+                self._client = aioredis.Redis(host=host, port=port, **common)
+        return self._client
+
+    async def _node_of(self, channel: bytes) -> tuple[str, int]:
+        """The node serving ``channel``: the server itself, or its slot's primary."""
+        if not self.target.cluster:
+            return self.target.nodes[0]
+        client = self._publisher()
+        try:
+            await client.initialize()
+            node = client.get_node_from_key(channel)
+        except (RedisError, OSError) as exc:
+            raise HubError(f"cannot reach Redis Cluster at {self.url}: {exc}") from exc
+        return str(node.host), int(node.port)
+
+    async def start(self) -> None:
+        """Check that Redis answers (and learn the cluster's slots)."""
+        try:
+            await self._publisher().ping()
+        except (RedisError, OSError) as exc:
+            raise HubError(f"cannot reach Redis at {self.url}: {exc}") from exc
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(self, topic: str) -> asyncio.Future[None]:
+        channel = self.prefix + topic.encode()
+        link = self._channel_link.get(channel)
+        if link is not None:
+            return link.ready(channel)
+        if not self.target.cluster:
+            link = self._link_for(self.target.nodes[0])
+            self._channel_link[channel] = link
+            return link.add(channel)
+        # On a cluster the node is known once the slots are: a placeholder future until then.
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().create_task(self._subscribe_sharded(channel, future))
+        return future
+
+    async def _subscribe_sharded(self, channel: bytes, future: asyncio.Future[None]) -> None:
+        delay = self.reconnect_delay
+        while not self.closing:
+            try:
+                node = await self._node_of(channel)
+                break
+            except HubError as exc:
+                logger.warning("hub: %s; retrying", exc)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(self.max_reconnect_delay, delay * 2)
+        else:
+            return
+        if channel in self._channel_link:  # subscribed meanwhile by another call
+            ready = self._channel_link[channel].ready(channel)
+        else:
+            link = self._link_for(node)
+            self._channel_link[channel] = link
+            ready = link.add(channel)
+        ready.add_done_callback(lambda done: _chain(done, future))
+
+    def _link_for(self, node: tuple[str, int]) -> _Link:
+        link = self._links.get(node)
+        if link is None:
+            link = self._links[node] = _Link(self, *node)
+        link.start()
+        return link
+
+    def unsubscribe(self, topic: str) -> None:
+        channel = self.prefix + topic.encode()
+        link = self._channel_link.pop(channel, None)
+        if link is not None:
+            link.remove(channel)
+
+    def received(self, channel: bytes, data: bytes) -> None:
+        """A publication read from Redis: deliver it unless this worker published it."""
+        if not channel.startswith(self.prefix):
+            return
+        try:
+            origin, message = decode(data)
+        except ValueError:  # UnicodeDecodeError included
+            logger.warning("hub: ignoring a malformed publication on %r", channel)
+            return
+        if origin == self.origin:
+            return  # delivered locally when it was published
+        self.deliver(channel[len(self.prefix):].decode(errors="replace"), message)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(self, topic: str, message: str | bytes) -> None:
+        if self.closing:
+            raise HubError("the hub is closed")
+        if len(self._queue) >= self.max_pending:
+            raise HubError(f"{self.max_pending} publishes already wait for Redis")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((self.prefix + topic.encode(), encode(self.origin, message), future))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        await future
+
+    async def _write(self) -> None:
+        """Hand queued publishes to Redis in order, a pipeline of up to max_batch at a time."""
+        queue = self._queue
+        command = "spublish" if self.target.cluster else "publish"
+        try:
+            while queue:
+                batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
+                try:
+                    client = self._publisher()
+                    if len(batch) == 1:
+                        await getattr(client, command)(batch[0][0], batch[0][1])
+                    else:
+                        pipe = client.pipeline(transaction=False)
+                        for channel, data, _ in batch:
+                            getattr(pipe, command)(channel, data)
+                        await pipe.execute()
+                except (RedisError, OSError) as exc:
+                    error = HubError(f"publish to Redis at {self.url} failed: "
+                                     f"{exc or type(exc).__name__}")
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._writer = None
+
+    async def close(self) -> None:
+        self.closing = True
+        links = list(self._links.values())
+        self._links.clear()
+        self._channel_link.clear()
+        await asyncio.gather(*(link.close() for link in links))
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        while self._queue:
+            _, _, future = self._queue.popleft()
+            if not future.done():
+                future.set_exception(HubError("the hub closed before this publish was sent"))
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _chain(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    else:
+        target.set_result(None)

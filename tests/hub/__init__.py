@@ -1,0 +1,1 @@
+"""Tests of the Hub: in-memory, Redis, Redis Cluster, many workers."""

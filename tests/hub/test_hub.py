@@ -1,0 +1,295 @@
+"""The Hub in one process: in memory and through a real Redis, with websockets clients as peers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from e2e import eventually, quiet_app, raw_client
+from websockets.asyncio.client import ClientConnection, connect
+
+import wskit
+from wskit.hub import HubError
+
+from .redis_servers import RedisCluster, RedisServer
+
+
+@asynccontextmanager
+async def worker(hub: wskit.Hub, **app_options: Any) -> AsyncIterator[tuple[wskit.App, str]]:
+    """An App whose ``/t/{topic}`` subscribes each connection to its topic on ``hub``."""
+    app = quiet_app(**app_options)
+
+    @app.websocket("/t/{topic}")
+    async def join(req: wskit.Request, ws: wskit.WebSocket) -> None:
+        for topic in req.params["topic"].split("+"):
+            await hub.subscribe(ws, topic)
+        ws.send("subscribed")
+
+    await app.start("127.0.0.1", 0)
+    try:
+        yield app, f"ws://127.0.0.1:{app.port}"
+    finally:
+        await app.shutdown(timeout=2.0)
+
+
+async def client(url: str) -> ClientConnection:
+    """A websockets client, once the server says it is subscribed."""
+    ws = await connect(url, compression=None)
+    assert await ws.recv() == "subscribed"
+    return ws
+
+
+async def receive_all(ws: ClientConnection, count: int) -> list[str | bytes]:
+    return [await asyncio.wait_for(ws.recv(), 5) for _ in range(count)]
+
+
+class TestInMemory:
+    """DESIGN.md §5: Hub() needs nothing; a publish reaches every subscriber of its topic."""
+
+    def test_publish_reaches_subscribers_of_the_topic(self, run: Callable[..., Any]) -> None:
+        async def main() -> None:
+            hub = wskit.Hub()
+            async with worker(hub) as (_, url):
+                news = [await client(url + "/t/news") for _ in range(3)]
+                both = await client(url + "/t/news+sport")
+                sport = await client(url + "/t/sport")
+                assert sorted(hub.topics()) == ["news", "sport"]
+                assert len(hub.subscribers("news")) == 4
+                assert await hub.publish("news", "hello") == 4
+                assert await hub.publish("sport", b"\x00\xff") == 2
+                assert await hub.publish("nobody", "void") == 0
+                for ws in news:
+                    assert await receive_all(ws, 1) == ["hello"]
+                assert await receive_all(both, 2) == ["hello", b"\x00\xff"]
+                assert await receive_all(sport, 1) == [b"\x00\xff"]
+                stats = hub.stats()
+                assert (stats["published"], stats["delivered"]) == (3, 6)
+                assert stats["subscriptions"] == 6
+                for ws in [*news, both, sport]:
+                    await ws.close()
+                # Connections that end are unsubscribed from everything.
+                await eventually(lambda: hub.topics() == [])
+
+        run(main())
+
+    def test_unsubscribe(self, run: Callable[..., Any]) -> None:
+        async def main() -> None:
+            hub = wskit.Hub()
+            async with worker(hub) as (app, url):
+                a = await client(url + "/t/x+y")
+                b = await client(url + "/t/x")
+                await eventually(lambda: len(app.connections) == 2)
+                server_a = hub.subscribers("y")[0]
+                assert hub.topics_of(server_a) == ["x", "y"]
+                assert hub.unsubscribe(server_a, "x") is True
+                assert hub.unsubscribe(server_a, "x") is False
+                assert await hub.publish("x", "only b") == 1
+                assert await receive_all(b, 1) == ["only b"]
+                assert hub.unsubscribe_all(server_a) == ["y"]
+                assert hub.topics() == ["x"]
+                await hub.publish("y", "lost")
+                await asyncio.sleep(0.05)
+                # Subscribing again works, and twice is once.
+                await hub.subscribe(server_a, "x")
+                await hub.subscribe(server_a, "x")
+                assert await hub.publish("x", "both") == 2
+                assert await receive_all(a, 1) == ["both"]
+                assert await receive_all(b, 1) == ["both"]
+                await a.close()
+                await b.close()
+
+        run(main())
+
+    def test_limits_and_bad_arguments(self, run: Callable[..., Any]) -> None:
+        async def main() -> None:
+            hub = wskit.Hub(max_topics_per_connection=2, max_message_bytes=10)
+            async with worker(hub) as (_, url):
+                ws = await client(url + "/t/a+b")
+                server_ws = hub.subscribers("a")[0]
+                with pytest.raises(HubError):
+                    hub.subscribe(server_ws, "c")
+                with pytest.raises(ValueError):
+                    hub.subscribe(server_ws, "")
+                with pytest.raises(ValueError):
+                    hub.subscribe(server_ws, "t" * 257)
+                with pytest.raises(TypeError):
+                    hub.subscribe(server_ws, b"a")  # type: ignore[arg-type]
+                with pytest.raises(HubError):
+                    await hub.publish("a", "x" * 11)
+                with pytest.raises(TypeError):
+                    await hub.publish("a", 42)  # type: ignore[arg-type]
+                await ws.close()
+                await eventually(lambda: server_ws.is_closed)
+                with pytest.raises(HubError):
+                    hub.subscribe(server_ws, "a")
+            with pytest.raises(ValueError):
+                wskit.Hub(slow="skip")
+            with pytest.raises(TypeError):
+                wskit.Hub(prefix="x:")  # Redis options without Redis
+
+        run(main())
+
+
+def _fill(ws: wskit.WebSocket, limit: int) -> None:
+    for _ in range(1000):
+        if ws.buffered_amount > limit:
+            return
+        ws.send(b"z" * 65536)
+
+
+class TestSlowSubscribers:
+    """A subscriber that never reads is dropped or closed by the policy; others go on."""
+
+    @pytest.mark.parametrize("policy", ["drop", "close"])
+    def test_policy(self, run: Callable[..., Any], policy: str) -> None:
+        async def main() -> None:
+            limit = 256 * 1024
+            hub = wskit.Hub(slow=policy, max_buffered=limit)
+            async with worker(hub, write_limit=16 * 1024) as (app, url):
+                port = app.port
+                slow = await raw_client(port, "/t/room")
+                slow.writer.transport.pause_reading()  # type: ignore[attr-defined]
+                fast = await client(url + "/t/room")
+                await eventually(lambda: len(hub.subscribers("room")) == 2)
+                stuck = hub.subscribers("room")[0]
+                _fill(stuck, limit)
+                queued = stuck.buffered_amount
+                for i in range(200):
+                    await hub.publish("room", f"m{i}")
+                assert await receive_all(fast, 200) == [f"m{i}" for i in range(200)]
+                stats = hub.stats()
+                # Bounded: nothing was queued for the stuck subscriber past its limit.
+                assert stuck.buffered_amount <= queued + 64
+                if policy == "drop":
+                    assert stats["dropped"] == 200 and stats["closed"] == 0
+                    assert stuck.state.name == "OPEN"
+                else:
+                    assert stats["closed"] == 1
+                    assert stuck.state.name != "OPEN"
+                slow.writer.transport.abort()  # type: ignore[attr-defined]
+                await fast.close()
+
+        run(main())
+
+
+def two_hubs(url: str) -> tuple[wskit.Hub, wskit.Hub]:
+    return wskit.Hub(url), wskit.Hub(url)
+
+
+class TestRedisInOneProcess:
+    """Two hubs on one Redis stand for two workers: a publish on either reaches both."""
+
+    @pytest.mark.parametrize("backend", ["redis", "cluster"])
+    def test_publish_crosses_exactly_once(self, run: Callable[..., Any], backend: str,
+                                          request: pytest.FixtureRequest) -> None:
+        target: RedisServer | RedisCluster = request.getfixturevalue(
+            "redis_server" if backend == "redis" else "redis_cluster")
+        topics = [f"{backend}-{i}" for i in range(6)]  # several slots on the cluster
+
+        async def main() -> None:
+            one, two = two_hubs(target.url)
+            async with one, two, worker(one) as (_, url1), worker(two) as (_, url2):
+                path = "/t/" + "+".join(topics)
+                a = await client(url1 + path)
+                b = await client(url2 + path)
+                for n, topic in enumerate(topics):
+                    await one.publish(topic, f"text {n}")
+                    await two.publish(topic, bytes([n, 0, 255]))
+                expected = []
+                for n in range(len(topics)):
+                    expected += [f"text {n}", bytes([n, 0, 255])]
+                for ws in (a, b):
+                    got = await receive_all(ws, len(expected))
+                    # In order per publisher; each message exactly once.
+                    assert [m for m in got if isinstance(m, str)] == expected[::2]
+                    assert [m for m in got if isinstance(m, bytes)] == expected[1::2]
+                await a.send("end")
+                await asyncio.sleep(0.05)
+                assert one.stats()["received"] == len(topics)
+                assert two.stats()["received"] == len(topics)
+                await a.close()
+                await b.close()
+                await eventually(lambda: not one.topics() and not two.topics())
+
+        run(main())
+
+    def test_routing_by_topic(self, run: Callable[..., Any], redis_server: RedisServer) -> None:
+        """A worker is subscribed to a topic's channel only while it has a local subscriber."""
+
+        async def main() -> None:
+            import redis.asyncio as aioredis
+
+            probe = aioredis.Redis(port=redis_server.port)
+            one, two = two_hubs(redis_server.url)
+
+            async def channels() -> list[bytes]:
+                return sorted(await probe.pubsub_channels("wskit:route-*"))
+
+            async with one, two, worker(one) as (_, url1), worker(two) as (_, url2):
+                a = await client(url1 + "/t/route-a")
+                b1 = await client(url2 + "/t/route-a+route-b")
+                b2 = await client(url2 + "/t/route-b")
+                assert await channels() == [b"wskit:route-a", b"wskit:route-b"]
+                assert (await probe.pubsub_numsub("wskit:route-a"))[0][1] == 2
+                assert (await probe.pubsub_numsub("wskit:route-b"))[0][1] == 1
+                await b1.close()
+                await eventually(lambda: len(two.subscribers("route-a")) == 0)
+                await asyncio.sleep(0.05)
+                assert (await probe.pubsub_numsub("wskit:route-a"))[0][1] == 1
+                await b2.close()
+                await a.close()
+                await eventually(lambda: not one.topics() and not two.topics())
+                await asyncio.sleep(0.05)
+                assert await channels() == []
+            await probe.aclose()
+
+        run(main())
+
+    def test_redis_killed_and_restarted(self, run: Callable[..., Any],
+                                        own_redis: RedisServer,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+        """Local delivery goes on, failed publishes raise HubError, subscriptions come back."""
+
+        async def main() -> None:
+            one = wskit.Hub(own_redis.url, reconnect_delay=0.02, max_reconnect_delay=0.2)
+            two = wskit.Hub(own_redis.url, reconnect_delay=0.02, max_reconnect_delay=0.2)
+            async with one, two, worker(one) as (_, url1), worker(two) as (_, url2):
+                a = await client(url1 + "/t/k1+k2")
+                b = await client(url2 + "/t/k1+k2")
+                await one.publish("k1", "before")
+                assert await receive_all(b, 1) == ["before"]
+                assert await receive_all(a, 1) == ["before"]
+
+                own_redis.kill()
+                failures = 0
+                for i in range(5):
+                    try:
+                        await one.publish("k2", f"during {i}")
+                    except HubError:
+                        failures += 1
+                assert failures == 5
+                assert one.stats()["failed_publishes"] == 5
+                # The local subscriber got them all the same.
+                assert await receive_all(a, 5) == [f"during {i}" for i in range(5)]
+
+                own_redis.start()
+                await eventually(lambda: one.stats()["reconnects"] >= 1
+                                 and two.stats()["reconnects"] >= 1, timeout=10)
+                # Both topics are subscribed again on both workers: delivery resumes.
+                for topic in ("k1", "k2"):
+                    await one.subscribe(one.subscribers(topic)[0], topic)
+                    await two.subscribe(two.subscribers(topic)[0], topic)
+                await one.publish("k1", "after 1")
+                await two.publish("k2", "after 2")
+                assert await receive_all(b, 2) == ["after 1", "after 2"]
+                assert await receive_all(a, 2) == ["after 1", "after 2"]
+                await a.close()
+                await b.close()
+
+        with caplog.at_level("WARNING", logger="wskit.hub"):
+            run(main())
+        text = caplog.text
+        assert "lost Redis" in text and "is back after" in text
