@@ -18,7 +18,10 @@ from .core.errors import (
 )
 from .hub import Hub, HubError
 from .loop import run
-from .server import App, Request, Response
+from .request import Request
+from .response import Response
+from .routes import Routes
+from .server import App
 from .websocket import Stream, WebSocket
 
 __version__ = "0.1.0"
@@ -38,6 +41,7 @@ __all__ = [
     "RemoteError",
     "Request",
     "Response",
+    "Routes",
     "Stream",
     "WSKitError",
     "WebSocket",

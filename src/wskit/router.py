@@ -21,15 +21,22 @@ def normalize_path(path: str) -> str:
 class Route:
     """One path pattern; ``{name}`` matches one path segment and becomes ``params[name]``."""
 
-    __slots__ = ("handler", "kind", "methods", "path", "regex")
+    __slots__ = ("handler", "hooks", "kind", "methods", "path", "regex")
 
     def __init__(
-        self, path: str, handler: Callable[..., Any], kind: str, methods: tuple[str, ...] = ("GET",)
+        self,
+        path: str,
+        handler: Callable[..., Any],
+        kind: str,
+        methods: tuple[str, ...] = ("GET",),
+        hooks: tuple[Callable[..., Any], ...] = (),
     ) -> None:
         self.path = normalize_path(path)
         self.handler = handler
         self.kind = kind
         self.methods = methods
+        #: The route's own before_upgrade hooks (its groups', then its own), run in order.
+        self.hooks = hooks
         pattern = ""
         last = 0
         names: set[str] = set()
@@ -58,8 +65,10 @@ class Router:
         self.websocket_routes: list[Route] = []
         self.http_routes: list[Route] = []
 
-    def add_websocket(self, path: str, handler: Callable[..., Any]) -> Route:
-        route = Route(path, handler, "websocket")
+    def add_websocket(
+        self, path: str, handler: Callable[..., Any], hooks: tuple[Callable[..., Any], ...] = ()
+    ) -> Route:
+        route = Route(path, handler, "websocket", hooks=hooks)
         self.websocket_routes.append(route)
         return route
 

@@ -9,101 +9,32 @@ import logging
 import signal
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from .aio.protocol import Limits, WebSocketProtocol
 from .core.connection import Role
 from .core.errors import InvalidHandshake
 from .core.handshake import accept_request, error_response, reject
-from .core.http import Headers, RequestParser
 from .core.http import Request as HttpRequest
+from .core.http import RequestParser
 from .extensions import Compression, extension_factories
+from .request import Request
+from .response import Response
 from .router import Router
+from .routes import Hook, HttpHandler, Routes, RouteSpec
 from .websocket import WebSocket
 
 __all__ = ["App", "Request", "Response"]
 
 logger = logging.getLogger("wskit")
 
-Handler = Callable[["Request", WebSocket], Any]
-HttpHandler = Callable[["Request"], Any]
-F = TypeVar("F", bound=Callable[..., Any])
+Handler = Callable[..., Any]
 
 
-class Request:
-    """What a handler learns of the upgrade request: method, path, query, headers, params."""
-
-    __slots__ = ("_raw", "params", "remote_address", "response_headers", "subprotocol")
-
-    def __init__(self, raw: HttpRequest, params: dict[str, str], remote_address: Any) -> None:
-        self._raw = raw
-        #: Path parameters, e.g. ``{"room": "lobby"}`` for ``"rooms/{room}"``.
-        self.params = params
-        #: (host, port) of the peer.
-        self.remote_address = remote_address
-        #: Headers a ``before_upgrade`` hook adds to the 101 response.
-        self.response_headers: list[tuple[str, str]] = []
-        #: Set by a ``before_upgrade`` hook to choose the subprotocol (must be offered).
-        self.subprotocol: str | None = None
-
-    @property
-    def method(self) -> str:
-        return self._raw.method
-
-    @property
-    def path(self) -> str:
-        return self._raw.path
-
-    @property
-    def target(self) -> str:
-        return self._raw.target
-
-    @property
-    def query(self) -> dict[str, str]:
-        return self._raw.query
-
-    @property
-    def headers(self) -> Headers:
-        return self._raw.headers
-
-    @property
-    def subprotocols(self) -> list[str]:
-        """The subprotocols the client offered, in its order."""
-        from .core.handshake import parse_token_list
-
-        return parse_token_list(self.headers.get_all("Sec-WebSocket-Protocol"))
-
-    def __repr__(self) -> str:
-        return f"<Request {self.method} {self.target} from {self.remote_address}>"
-
-
-class Response:
-    """A small HTTP response for plain routes and rejections (this is not a web framework)."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(
-        self,
-        body: str | bytes = b"",
-        status: int = 200,
-        headers: Iterable[tuple[str, str]] = (),
-        content_type: str | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body.encode() if isinstance(body, str) else body
-        self.headers = list(headers)
-        if content_type is None and body:
-            content_type = "text/plain; charset=utf-8" if isinstance(body, str) else (
-                "application/octet-stream")
-        if content_type is not None:
-            self.headers.append(("Content-Type", content_type))
-
-    def to_bytes(self) -> bytes:
-        return reject(self.status, self.body, self.headers)
-
-
-class App:
+class App(Routes):
     """A WebSocket server: routes, limits, hooks; ``run`` or ``serve`` it."""
+
+    mountable = False
 
     def __init__(
         self,
@@ -121,6 +52,7 @@ class App:
         ping_timeout: float | None = 20.0,
         max_header_bytes: int = 16 * 1024,
     ) -> None:
+        super().__init__()
         self.router = Router()
         self.limits = Limits(
             max_message_size=max_message_size,
@@ -141,7 +73,6 @@ class App:
         #: Every open WebSocket connection, so none is lost while it is open.
         self.connections: set[WebSocket] = set()
         self._protocols: set[ServerProtocol] = set()
-        self._before_upgrade: Callable[[Request], Any] | None = None
         self._servers: list[asyncio.Server] = []
         self._port: int | None = None
         self._stopping: asyncio.Event | None = None
@@ -149,43 +80,13 @@ class App:
 
     # -- routes ------------------------------------------------------------------------------
 
-    @overload
-    def websocket(self, path: str) -> Callable[[F], F]: ...
-    @overload
-    def websocket(self, path: str, handler: F) -> F: ...
-    def websocket(self, path: str, handler: Handler | None = None) -> Any:
-        """Register ``handler(req, ws)`` for ``path``; usable as ``@app.websocket(path)``."""
-        if handler is not None:
-            self.router.add_websocket(path, handler)
-            return handler
-
-        def decorator(fn: F) -> F:
-            self.router.add_websocket(path, fn)
-            return fn
-
-        return decorator
-
-    @overload
-    def get(self, path: str) -> Callable[[F], F]: ...
-    @overload
-    def get(self, path: str, handler: F) -> F: ...
-    def get(self, path: str, handler: HttpHandler | None = None) -> Any:
-        """Register a plain HTTP GET route: ``handler(req)`` returns a Response, str or bytes."""
-        if handler is not None:
-            self.router.add_http(path, handler)
-            return handler
-
-        def decorator(fn: F) -> F:
-            self.router.add_http(path, fn)
-            return fn
-
-        return decorator
-
-    def before_upgrade(self, fn: F) -> F:
-        """Set a hook ``fn(req)`` run before each upgrade; it may return a Response to refuse,
-        add ``req.response_headers`` or set ``req.subprotocol``. It may be async."""
-        self._before_upgrade = fn
-        return fn
+    def add(self, spec: RouteSpec) -> None:
+        """Add one route (every ``websocket``, ``get`` and ``mount`` ends here) to the router."""
+        super().add(spec)
+        if spec.kind == "websocket":
+            self.router.add_websocket(spec.path, spec.handler, spec.hooks)
+        else:
+            self.router.add_http(spec.path, spec.handler, spec.methods)
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -335,28 +236,37 @@ class App:
                 logger.info("refusing origin %r from %s", origin, proto.peer)
                 proto.respond(reject(403, "origin not allowed"))
                 return
-        hook = self._before_upgrade
-        if hook is None:
-            self._upgrade(proto, req, route.handler, leftover)
-            return
-        try:
-            verdict = hook(req)
-        except Exception:
-            logger.exception("before_upgrade hook raised")
-            proto.respond(reject(500, "internal error"))
-            return
-        if inspect.isawaitable(verdict):
-            proto.pause_reading()
-            task = asyncio.ensure_future(self._await_hook(proto, req, route.handler, leftover,
-                                                          verdict))
-            self._track(task)
-            return
+        # The app's hook, then the route's groups' and its own: the first Response refuses.
+        hooks = route.hooks if self.upgrade_hook is None else (self.upgrade_hook, *route.hooks)
+        verdict: Any = None
+        for index, hook in enumerate(hooks):
+            try:
+                verdict = hook(req)
+            except Exception:
+                logger.exception("before_upgrade hook raised")
+                proto.respond(reject(500, "internal error"))
+                return
+            if inspect.isawaitable(verdict):
+                proto.pause_reading()
+                task = asyncio.ensure_future(self._await_hooks(
+                    proto, req, route.handler, leftover, verdict, hooks[index + 1:]))
+                self._track(task)
+                return
+            if isinstance(verdict, Response):
+                break
         self._after_hook(proto, req, route.handler, leftover, verdict)
 
-    async def _await_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
-                          leftover: bytes, verdict: Awaitable[Any]) -> None:
+    async def _await_hooks(self, proto: ServerProtocol, req: Request, handler: Handler,
+                           leftover: bytes, verdict: Awaitable[Any],
+                           rest: Sequence[Hook]) -> None:
         try:
             result = await verdict
+            for hook in rest:
+                if isinstance(result, Response):
+                    break
+                result = hook(req)
+                if inspect.isawaitable(result):
+                    result = await result
         except Exception:
             logger.exception("before_upgrade hook raised")
             proto.respond(reject(500, "internal error"))

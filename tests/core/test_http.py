@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from wskit.core.errors import InvalidHandshake, InvalidState
 from wskit.core.http import (
     Headers,
+    Query,
     Request,
     RequestParser,
     Response,
@@ -116,6 +117,18 @@ class TestRequestTarget:
         request = Request("GET", target, "HTTP/1.1", Headers())
         assert request.path == path
         assert request.query == query
+
+    def test_repeated_query_parameters(self) -> None:
+        """RFC 3986 §3.4 gives the query no structure: ``a=1&a=2`` keeps both values."""
+        query = Request("GET", "/p?tag=a&x=1&tag=b&tag=&e", "HTTP/1.1", Headers()).query
+        assert query == {"tag": "", "x": "1", "e": ""}
+        assert query["tag"] == "" and query.get("x") == "1"
+        assert query.get_all("tag") == ["a", "b", ""]
+        assert query.get_all("x") == ["1"]
+        assert query.get_all("missing") == []
+        query.get_all("tag").append("not kept")  # a new list each time
+        assert query.get_all("tag") == ["a", "b", ""]
+        assert isinstance(query, dict) and Query() == {}
 
 
 class TestRequestParser:

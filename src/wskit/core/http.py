@@ -12,6 +12,7 @@ from .errors import InvalidHandshake, InvalidState
 
 __all__ = [
     "Headers",
+    "Query",
     "Request",
     "RequestParser",
     "Response",
@@ -93,6 +94,26 @@ class Headers:
         return f"Headers({self._pairs!r})"
 
 
+class Query(dict[str, str]):
+    """Query parameters: a dict of the last value of each name, plus ``get_all`` for every value.
+
+    ``?tag=a&tag=b`` gives ``query["tag"] == "b"`` and ``query.get_all("tag") == ["a", "b"]``.
+    """
+
+    __slots__ = ("_all",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        every: dict[str, list[str]] = {}
+        for name, value in pairs:
+            every.setdefault(name, []).append(value)
+        super().__init__((name, values[-1]) for name, values in every.items())
+        self._all = every
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order (a new list; empty when absent)."""
+        return list(self._all.get(name, ()))
+
+
 @dataclass
 class Request:
     """A parsed request head: the start line and the header fields."""
@@ -116,9 +137,10 @@ class Request:
         return self._split()[0]
 
     @property
-    def query(self) -> dict[str, str]:
-        """The query parameters, percent-decoded; when a name repeats, the last value wins."""
-        return dict(parse_qsl(self._split()[1], keep_blank_values=True))
+    def query(self) -> Query:
+        """The query parameters, percent-decoded; when a name repeats, the last value wins
+        (``get_all`` gives every value)."""
+        return Query(parse_qsl(self._split()[1], keep_blank_values=True))
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""The upgrade request as handlers and hooks see it, with ``state`` for the app's own data."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from .core.handshake import parse_token_list
+from .core.http import Headers, Query
+from .core.http import Request as HttpRequest
+
+__all__ = ["Request", "State"]
+
+
+class State(SimpleNamespace):
+    """``req.state``: attributes of the app's own, set by a hook and read by the handler."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when the attribute is missing: say where it should have come from.
+        raise AttributeError(
+            f"req.state has no {name!r}: set it first, e.g. req.state.{name} = ... "
+            "in a before_upgrade hook")
+
+
+class Request:
+    """What a handler learns of the upgrade request: method, path, query, headers, params."""
+
+    __slots__ = ("_query", "_raw", "_state", "params", "remote_address", "response_headers",
+                 "subprotocol")
+
+    def __init__(self, raw: HttpRequest, params: dict[str, str], remote_address: Any) -> None:
+        self._raw = raw
+        #: Path parameters, e.g. ``{"room": "lobby"}`` for ``"rooms/{room}"``.
+        self.params = params
+        #: (host, port) of the peer.
+        self.remote_address = remote_address
+        #: Headers a ``before_upgrade`` hook adds to the 101 response.
+        self.response_headers: list[tuple[str, str]] = []
+        #: Set by a ``before_upgrade`` hook to choose the subprotocol (must be offered).
+        self.subprotocol: str | None = None
+        # Made on first use: most requests never need them.
+        self._query: Query | None = None
+        self._state: State | None = None
+
+    @property
+    def method(self) -> str:
+        return self._raw.method
+
+    @property
+    def path(self) -> str:
+        return self._raw.path
+
+    @property
+    def target(self) -> str:
+        return self._raw.target
+
+    @property
+    def query(self) -> Query:
+        """The query parameters: ``query["name"]`` is the last value, ``query.get_all(name)``
+        every value in order."""
+        if self._query is None:
+            self._query = self._raw.query
+        return self._query
+
+    @property
+    def headers(self) -> Headers:
+        return self._raw.headers
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order."""
+        return parse_token_list(self.headers.get_all("Sec-WebSocket-Protocol"))
+
+    @property
+    def state(self) -> State:
+        """The app's own data for this request: a hook sets ``req.state.user = ...``, the
+        handler reads ``req.state.user`` (``ws.request.state`` later)."""
+        if self._state is None:
+            self._state = State()
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} from {self.remote_address}>"
