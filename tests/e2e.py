@@ -29,7 +29,7 @@ def quiet_app(**kwargs: Any) -> wskit.App:
     return wskit.App(**kwargs)
 
 
-def quiet_connect(url: str, **kwargs: Any) -> wskit.connect:
+def quiet_connect(url: str, **kwargs: Any) -> Any:
     """``wskit.connect`` without compression or keepalive unless asked."""
     kwargs.setdefault("compression", None)
     kwargs.setdefault("ping_interval", None)

@@ -384,8 +384,8 @@ class TestClientKeepalive:
     def test_keepalive_on_by_default(self, run: Any) -> None:
         async def main() -> None:
             ws = wskit.connect("ws://127.0.0.1:1/")
-            assert ws.limits.ping_interval == 20.0
-            assert ws.limits.ping_timeout == 20.0
+            assert ws.options.limits.ping_interval == 20.0
+            assert ws.options.limits.ping_timeout == 20.0
             app = wskit.App()
             assert app.limits.ping_interval == 20.0
 

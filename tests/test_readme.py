@@ -299,7 +299,7 @@ def _constant(node: ast.expr) -> Any:
 
 @pytest.mark.parametrize(("title", "function"), [
     ("### `wskit.App(", wskit.App.__init__),
-    ("### `wskit.connect(", wskit.connect.__init__),
+    ("### `wskit.connect(", wskit.connect),
 ])
 def test_limit_tables_match_the_code(title: str, function: Any) -> None:
     """The README's argument tables name every argument with its real default."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .broadcast import broadcast
 from .client import connect
 from .core.errors import (
+    ConnectFailed,
     ConnectionClosed,
     InvalidHandshake,
     InvalidState,
@@ -16,8 +17,10 @@ from .core.errors import (
     RemoteError,
     WSKitError,
 )
+from .core.proxy import ProxyError
 from .hub import Hub, HubError
 from .loop import run
+from .reconnect import ReconnectingWebSocket
 from .request import Request
 from .response import Response
 from .routes import Routes
@@ -28,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "ConnectFailed",
     "ConnectionClosed",
     "Hub",
     "HubError",
@@ -38,6 +42,8 @@ __all__ = [
     "NegotiationError",
     "PayloadNotUTF8",
     "ProtocolError",
+    "ProxyError",
+    "ReconnectingWebSocket",
     "RemoteError",
     "Request",
     "Response",

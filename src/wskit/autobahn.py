@@ -6,7 +6,7 @@ import contextlib
 import logging
 from urllib.parse import quote
 
-from .client import connect
+from .client import Connect, connect
 from .core.errors import WSKitError
 from .websocket import WebSocket
 
@@ -35,18 +35,18 @@ async def run_fuzzing_client(
     """Run every case of the fuzzing server at ``base_url`` as an echo client; returns the
     number of cases run. The server writes its report when ``updateReports`` is called."""
     base_url = base_url.rstrip("/")
-    options = {
-        "compression": "deflate" if compression else None,
-        "ping_interval": None,
-        "max_message_size": max_message_size,
-    }
-    async with connect(f"{base_url}/getCaseCount", **options) as ws:  # type: ignore[arg-type]
+
+    def open_case(url: str) -> Connect:
+        return connect(url, compression="deflate" if compression else None, ping_interval=None,
+                       max_message_size=max_message_size)
+
+    async with open_case(f"{base_url}/getCaseCount") as ws:
         count = int(await ws.receive())
     logger.info("%d cases to run", count)
     for case in range(1, count + 1):
         url = f"{base_url}/runCase?case={case}&agent={quote(agent)}"
         try:
-            ws = await connect(url, **options)  # type: ignore[arg-type]
+            ws = await open_case(url)
         except (OSError, WSKitError) as exc:
             logger.warning("case %d: could not connect: %s", case, exc)
             continue
@@ -54,6 +54,6 @@ async def run_fuzzing_client(
         ws.on_binary(_echo)
         await ws.wait_closed()
         logger.info("case %d/%d done (close code %s)", case, count, ws.close_code)
-    ws = await connect(f"{base_url}/updateReports?agent={quote(agent)}", **options)  # type: ignore[arg-type]
+    ws = await open_case(f"{base_url}/updateReports?agent={quote(agent)}")
     await ws.wait_closed()
     return count

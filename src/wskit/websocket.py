@@ -120,6 +120,8 @@ class WebSocket:
         self.request = request
         #: The handshake response headers (client side).
         self.response_headers = response_headers
+        #: The URL connected to, after redirects (client side); None on the server.
+        self.url: str | None = None
         #: The negotiated subprotocol, or None.
         self.subprotocol = subprotocol
         #: The negotiated extensions' names.

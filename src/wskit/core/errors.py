@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConnectFailed",
     "ConnectionClosed",
     "InvalidHandshake",
     "InvalidState",
@@ -80,3 +81,14 @@ class ConnectionClosed(WSKitError):
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
+
+
+class ConnectFailed(WSKitError, ConnectionError):
+    """A client connection could not be opened; the message says why and, where it can, what
+    to try. Not retried by the reconnecting client unless ``transient`` is true."""
+
+    transient = False
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

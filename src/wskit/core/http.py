@@ -381,9 +381,13 @@ class ResponseParser(_HeadParser):
         max_headers: int = 100,
         max_header_bytes: int = 16384,
         max_body: int = 65536,
+        *,
+        method: str = "GET",
     ) -> None:
         super().__init__(max_line_length, max_headers, max_header_bytes)
         self.max_body = max_body
+        #: The request's method: a 2xx answer to CONNECT has no body (RFC 9110 §9.3.6).
+        self.method = method
         self._status = 0
         self._reason = ""
         self._version = ""
@@ -418,7 +422,10 @@ class ResponseParser(_HeadParser):
 
     def _on_head_complete(self) -> bool:
         status = self._status
-        if 100 <= status < 200 or status in (204, 304) or "Transfer-Encoding" in self._headers:
+        tunnel = self.method == "CONNECT" and 200 <= status < 300
+        if 100 <= status < 200 or status in (204, 304) or tunnel or (
+            "Transfer-Encoding" in self._headers
+        ):
             self._body_length = 0
         else:
             self._body_length = self._content_length()
