@@ -239,24 +239,14 @@ def test_page_is_self_contained() -> None:
     assert '"?name=" + encodeURIComponent(name)' in page
 
 
-def test_a_slow_member_is_dropped_not_buffered_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The room hands its event to wskit.broadcast with the slow-reader bound (its own tests
-    in tests/test_broadcast.py show a slow socket closed with 1013)."""
-    calls: list[tuple[list[object], str, int | None]] = []
-
-    def spy(members: list[object], payload: str, *, max_buffered: int | None) -> int:
-        calls.append((members, payload, max_buffered))
-        return len(members)
-
-    monkeypatch.setattr(demo_module, "broadcast", spy)
+def test_a_slow_member_is_closed_not_buffered_for() -> None:
+    """The rooms publish through a hub that closes a member too slow to keep up with 1013
+    (tests/hub/test_hub.py shows the policy on a socket that never reads)."""
     chat = ChatRooms()
-    member = object()
-    chat.rooms["lobby"] = {member: "ada"}  # type: ignore[dict-item]
-    chat.broadcast("lobby", {"type": "message", "name": "ada", "text": "hi"})
-    assert calls == [([member], '{"type": "message", "name": "ada", "text": "hi"}',
-                      SLOW_CLIENT_BYTES)]
-    chat.broadcast("nowhere", {"type": "message"})  # an unknown room: nothing to do
-    assert len(calls) == 1
+    assert (chat.hub.slow, chat.hub.max_buffered) == ("close", SLOW_CLIENT_BYTES)
+    assert chat.hub.url is None
+    redis_hub = demo_module.chat_hub("redis://127.0.0.1:6379/0")
+    assert (redis_hub.url, redis_hub.slow) == ("redis://127.0.0.1:6379/0", "close")
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio"])

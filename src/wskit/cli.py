@@ -14,15 +14,17 @@ import signal
 import ssl as ssl_module
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TextIO
 
 from .client import connect, parse_uri
 from .core.errors import InvalidHandshake, WSKitError
 from .demo import create_app
+from .hub import Hub
 from .loop import run
 from .server import App
 from .websocket import WebSocket
+from .workers import Listener, supervise
 
 __all__ = ["build_parser", "connect_interactive", "main", "serve"]
 
@@ -69,32 +71,45 @@ async def serve(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     out: TextIO | None = None,
+    listener: Listener | None = None,
 ) -> None:
     """Serve ``app`` until ``stop`` is set (or SIGINT/SIGTERM), then shut down gracefully.
 
     The first line written to ``out`` names the bound address, so ``--port 0`` is usable.
+    A worker of ``--workers`` serves its ``listener`` and leaves the banner to the supervisor.
     """
     out = sys.stdout if out is None else out
     stop = asyncio.Event() if stop is None else stop
     with _signals_set(stop) if handle_signals else contextlib.nullcontext():
-        server = await app.start(host, port, ssl=ssl)
+        if listener is not None:
+            await app.start(listener.host, listener.port, ssl=ssl, sock=listener.sock,
+                            reuse_port=listener.reuse_port)
+            listener.ready()
+        else:
+            server = await app.start(host, port, ssl=ssl)
         try:
-            # asyncio's and uvloop's servers both have ``sockets``; AbstractServer does not say so.
-            sockets: Any = getattr(server, "sockets", ())
-            base = _http_url(sockets[0].getsockname(), ssl is not None)
-            ws_base = "ws" + base[4:]
-            out.write(
-                f"wskit serving on {base}\n"
-                f"  chat page  {base}/\n"
-                f"  echo       {ws_base}/echo\n"
-                f"  chat       {ws_base}/chat/{{room}}?name=you\n"
-                f"  health     {base}/health\n"
-                "Press Ctrl-C to stop.\n"
-            )
-            out.flush()
+            if listener is None:
+                # asyncio's and uvloop's servers both have ``sockets``; AbstractServer does not
+                # say so.
+                sockets: Any = getattr(server, "sockets", ())
+                _banner(out, sockets[0].getsockname(), ssl is not None)
             await stop.wait()
         finally:
             await app.shutdown()
+
+
+def _banner(out: TextIO, address: Any, tls: bool, workers: str = "") -> None:
+    base = _http_url(address, tls)
+    ws_base = "ws" + base[4:]
+    out.write(
+        f"wskit serving on {base}{workers}\n"
+        f"  chat page  {base}/\n"
+        f"  echo       {ws_base}/echo\n"
+        f"  chat       {ws_base}/chat/{{room}}?name=you\n"
+        f"  health     {base}/health\n"
+        "Press Ctrl-C to stop.\n"
+    )
+    out.flush()
 
 
 def _server_ssl(certfile: str | None, keyfile: str | None) -> ssl_module.SSLContext | None:
@@ -106,9 +121,12 @@ def _server_ssl(certfile: str | None, keyfile: str | None) -> ssl_module.SSLCont
 
 
 def _serve_command(args: argparse.Namespace) -> int:
+    workers = args.workers
+    # With several workers, each log line names its process: who served which connection.
+    pid = " [%(process)d]" if workers > 1 else ""
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s{pid} %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
@@ -116,12 +134,31 @@ def _serve_command(args: argparse.Namespace) -> int:
     except (OSError, ssl_module.SSLError) as exc:
         print(f"wskit serve: cannot load the certificate: {exc}", file=sys.stderr)
         return 1
+    if workers > 1 and args.redis is None:
+        logging.getLogger("wskit").warning(
+            "%d workers without --redis: chat rooms will not span workers (members on "
+            "different workers will not see each other's messages)", workers)
+    try:
+        hub = Hub(args.redis) if args.redis else Hub()
+    except ValueError as exc:
+        print(f"wskit serve: bad --redis URL: {exc}", file=sys.stderr)
+        return 2
     app = create_app(
+        hub=hub,
         max_message_size=args.max_message_size,
         compression=None if args.no_compression else "deflate",
     )
+
+    async def serve_with_hub(listener: Listener | None = None) -> None:
+        try:
+            await serve(app, args.host, args.port, ssl=context, listener=listener)
+        finally:
+            await hub.close()
+
+    if workers > 1:
+        return _serve_workers(args, serve_with_hub, context is not None)
     try:
-        run(serve(app, args.host, args.port, ssl=context))
+        run(serve_with_hub())
     except OSError as exc:
         # Most often the port is taken; say so without a traceback.
         print(f"wskit serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -129,6 +166,24 @@ def _serve_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
         return 130
     return 0
+
+
+def _serve_workers(args: argparse.Namespace,
+                   serve_one: Callable[[Listener], Coroutine[Any, Any, None]],
+                   tls: bool) -> int:
+    def worker(listener: Listener) -> int:
+        run(serve_one(listener))
+        return 0
+
+    def banner(host: str | None, port: int) -> None:
+        _banner(sys.stdout, (host or "0.0.0.0", port), tls, f" ({args.workers} workers)")
+
+    try:
+        return supervise(worker, workers=args.workers, host=args.host, port=args.port,
+                         on_ready=banner)
+    except OSError as exc:
+        print(f"wskit serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
 
 
 # -- connect -----------------------------------------------------------------------------------
@@ -369,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--keyfile", help="PEM private key (if not in --certfile)")
     serve_parser.add_argument("--no-compression", action="store_true",
                               help="refuse permessage-deflate")
+    serve_parser.add_argument("--workers", type=_positive, default=1, metavar="N",
+                              help="processes serving the port (SO_REUSEPORT); default: 1")
+    serve_parser.add_argument("--redis", metavar="URL",
+                              help="join chat rooms across workers and hosts through Redis, "
+                                   "e.g. redis://127.0.0.1:6379/0")
     serve_parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                               help="default: %(default)s")
 

@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Coroutine
 from importlib import resources
 from typing import Any
 
-from .broadcast import broadcast
 from .core.errors import WSKitError
+from .hub import Hub, HubError
 from .server import App, Request, Response
 from .websocket import WebSocket
 
-__all__ = ["ChatRooms", "create_app", "index_html"]
+__all__ = ["ChatRooms", "chat_hub", "create_app", "index_html"]
 
 logger = logging.getLogger("wskit.demo")
 
@@ -38,21 +39,32 @@ def _name_of(req: Request, ws: WebSocket) -> str:
     return f"guest-{address[1]}" if isinstance(address, tuple) else "guest"
 
 
+def chat_hub(url: str | None = None) -> Hub:
+    """The hub the chat needs: in-process, or through Redis at ``url`` so that rooms span
+    workers and hosts; a member too slow to keep up is closed with 1013."""
+    return Hub(url, slow="close", max_buffered=SLOW_CLIENT_BYTES)
+
+
 class ChatRooms:
     """Rooms of members: each text message of a member goes to every member of its room.
 
-    Members send plain text; the room sends JSON events: ``join`` and ``leave`` (with the
-    member ``count``) and ``message`` (with ``name`` and ``text``). Binary messages are
-    refused with 1003, the close code for data an endpoint cannot accept (RFC 6455 §7.4.1).
+    A room is the hub topic ``chat:{room}``, so with ``Hub("redis://...")`` its members may
+    be served by different workers. Members send plain text; the room sends JSON events:
+    ``join`` and ``leave`` (with ``count``, the members on the worker that saw the change)
+    and ``message`` (with ``name`` and ``text``). Binary messages are refused with 1003, the
+    close code for data an endpoint cannot accept (RFC 6455 §7.4.1).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hub: Hub | None = None) -> None:
+        self.hub = chat_hub() if hub is None else hub
+        #: This worker's members of each room, with their names.
         self.rooms: dict[str, dict[WebSocket, str]] = {}
-        # Closing is asynchronous; the tasks are kept so that none is collected mid-way.
-        self._closing: set[asyncio.Task[None]] = set()
+        # Publishing and closing are asynchronous; the tasks are kept so that none is
+        # collected mid-way.
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def members(self, room: str) -> list[str]:
-        """The names in ``room``, in joining order."""
+        """The names in ``room`` on this worker, in joining order."""
         return list(self.rooms.get(room, {}).values())
 
     def join(self, req: Request, ws: WebSocket) -> None:
@@ -62,10 +74,19 @@ class ChatRooms:
         members = self.rooms.setdefault(room, {})
         members[ws] = name
         logger.info("%s joined %r (%d here)", name, room, len(members))
-        self.broadcast(room, {"type": "join", "name": name, "count": len(members)})
-        ws.on_text(lambda ws, text: self.broadcast(
-            room, {"type": "message", "name": name, "text": text})
-        ).finally_(lambda: self.leave(room, ws))
+        self.hub.subscribe(ws, _topic(room))
+        self._spawn(self.publish(room, {"type": "join", "name": name, "count": len(members)}))
+
+        async def say(ws: WebSocket, text: str) -> None:
+            # A coroutine listener: one member's messages are published one after the
+            # other, so every member sees them in the order they were sent.
+            try:
+                await self.publish(room, {"type": "message", "name": name, "text": text})
+            except HubError as exc:
+                with contextlib.suppress(WSKitError):
+                    ws.send(json.dumps({"type": "error", "text": str(exc)}))
+
+        ws.on_text(say).finally_(lambda: self.leave(room, ws))
         ws.on_binary(self._refuse_binary)
 
     def leave(self, room: str, ws: WebSocket) -> None:
@@ -76,25 +97,33 @@ class ChatRooms:
         if not members:
             del self.rooms[room]
         logger.info("%s left %r (%d here)", name, room, len(members))
-        self.broadcast(room, {"type": "leave", "name": name, "count": len(members)})
+        self.hub.unsubscribe(ws, _topic(room))
+        self._spawn(self.publish(room, {"type": "leave", "name": name, "count": len(members)}))
 
-    def broadcast(self, room: str, event: dict[str, Any]) -> None:
-        """Send ``event`` to every member of ``room``, the sender included."""
-        members = self.rooms.get(room)
-        if not members:
-            return
-        # Encoded once for the whole room; a reader too slow to keep up is closed with 1013
-        # rather than buffered without bound.
-        payload = json.dumps(event, ensure_ascii=False)
-        broadcast(list(members), payload, max_buffered=SLOW_CLIENT_BYTES)
+    async def publish(self, room: str, event: dict[str, Any]) -> None:
+        """Send ``event`` to every member of ``room`` on every worker, the sender included.
+
+        The hub encodes it once per worker; a reader too slow to keep up is closed with
+        1013 rather than buffered without bound. HubError: it did not reach other workers.
+        """
+        await self.hub.publish(_topic(room), json.dumps(event, ensure_ascii=False))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), HubError):
+            logger.warning("chat event not sent to other workers: %s", task.exception())
 
     def _refuse_binary(self, ws: WebSocket, data: bytes) -> None:
-        self._close(ws, 1003, "the chat takes text messages only")
+        self._spawn(ws.close(1003, "the chat takes text messages only"))
 
-    def _close(self, ws: WebSocket, code: int, reason: str) -> None:
-        task = asyncio.ensure_future(ws.close(code, reason))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+
+def _topic(room: str) -> str:
+    return "chat:" + room
 
 
 def _echo_back(ws: WebSocket, message: str | memoryview) -> None:
@@ -110,11 +139,13 @@ def _echo(req: Request, ws: WebSocket) -> None:
     ws.on_buffer(_echo_back)
 
 
-def create_app(chat: ChatRooms | None = None, **options: Any) -> App:
-    """The demo App; ``options`` go to ``App`` (limits, compression...)."""
+def create_app(chat: ChatRooms | None = None, *, hub: Hub | None = None,
+               **options: Any) -> App:
+    """The demo App; ``hub`` carries the chat rooms (default: in-process); ``options`` go
+    to ``App`` (limits, compression...)."""
     app = App(**options)
     if chat is None:
-        chat = ChatRooms()
+        chat = ChatRooms(hub)
     page = Response(index_html(), content_type="text/html; charset=utf-8",
                     headers=[("Cache-Control", "no-cache")])
     app.websocket("echo", _echo)

@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import logging
 import signal
+import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -98,17 +99,25 @@ class App(Routes):
         ssl: ssl_module.SSLContext | None = None,
         reuse_port: bool = False,
         backlog: int = 1024,
+        sock: socket.socket | None = None,
     ) -> asyncio.Server:
-        """Start listening and return at once; ``stop()`` or ``shutdown()`` ends it."""
+        """Start listening and return at once; ``stop()`` or ``shutdown()`` ends it.
+
+        ``sock``: an already listening socket to serve instead of (host, port).
+        """
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: ServerProtocol(self),
-            host,
-            port,
-            ssl=ssl,
-            reuse_port=reuse_port or None,
-            backlog=backlog,
-        )
+        if sock is not None:
+            server = await loop.create_server(lambda: ServerProtocol(self), sock=sock, ssl=ssl,
+                                              backlog=backlog)
+        else:
+            server = await loop.create_server(
+                lambda: ServerProtocol(self),
+                host,
+                port,
+                ssl=ssl,
+                reuse_port=reuse_port or None,
+                backlog=backlog,
+            )
         self._servers.append(server)
         if self._port is None:
             self._port = int(server.sockets[0].getsockname()[1])
@@ -131,10 +140,15 @@ class App(Routes):
         ssl: ssl_module.SSLContext | None = None,
         reuse_port: bool = False,
         handle_signals: bool = False,
+        sock: socket.socket | None = None,
+        ready: Callable[[], Any] | None = None,
     ) -> None:
-        """Serve until ``stop()`` is called (or SIGINT/SIGTERM with ``handle_signals``)."""
+        """Serve until ``stop()`` is called (or SIGINT/SIGTERM with ``handle_signals``);
+        ``ready()`` is called once listening."""
         self._stopping = asyncio.Event()
-        await self.start(host, port, ssl=ssl, reuse_port=reuse_port)
+        await self.start(host, port, ssl=ssl, reuse_port=reuse_port, sock=sock)
+        if ready is not None:
+            ready()
         loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,10 +210,28 @@ class App(Routes):
         *,
         ssl: ssl_module.SSLContext | None = None,
         reuse_port: bool = False,
+        workers: int = 1,
     ) -> None:
-        """Serve in a new event loop (uvloop when installed) until SIGINT or SIGTERM."""
+        """Serve in a new event loop (uvloop when installed) until SIGINT or SIGTERM.
+
+        ``workers=N`` (N > 1) forks N processes serving the same port (wskit.workers): use a
+        ``Hub("redis://...")`` so that topics span them.
+        """
         from .loop import run
 
+        if workers > 1:
+            from .workers import Listener, supervise
+
+            def worker(listener: Listener) -> int:
+                run(self.serve(listener.host, listener.port, ssl=ssl, sock=listener.sock,
+                               reuse_port=listener.reuse_port, handle_signals=True,
+                               ready=listener.ready))
+                return 0
+
+            code = supervise(worker, workers=workers, host=host, port=port)
+            if code:
+                raise SystemExit(code)
+            return
         run(self.serve(host, port, ssl=ssl, reuse_port=reuse_port, handle_signals=True))
 
     # -- dispatch (called by ServerProtocol) ---------------------------------------------------

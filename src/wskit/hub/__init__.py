@@ -84,6 +84,10 @@ class Hub:
         check_slow_policy(slow)
         if url is None and redis_options:
             raise TypeError(f"options for Redis without a Redis URL: {sorted(redis_options)}")
+        if url is not None:
+            from .redis import parse_url
+
+            parse_url(url)  # a bad URL fails here, not at the first publish
         self.url = url
         self.slow = slow
         self.max_buffered = max_buffered

@@ -1,0 +1,238 @@
+"""``python -m wskit serve --workers N --redis URL``: one port, many processes, one chat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_process import Server, free_port, python_env, wait_for_port
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from .redis_servers import RedisServer
+
+Run = Callable[..., Any]
+WAIT = 10.0
+
+asyncio_only = pytest.mark.parametrize("loop_kind", ["asyncio"])
+
+
+def worker_of(server: Server, name: str) -> int | None:
+    """The pid of the worker that logged ``name joined``: the pid is in every log line."""
+    found = re.search(rf"\[(\d+)\] wskit\.demo: {re.escape(name)} joined", server.stderr)
+    return int(found.group(1)) if found else None
+
+
+async def wait_worker_of(server: Server, name: str) -> int:
+    deadline = time.monotonic() + WAIT
+    while (pid := worker_of(server, name)) is None:
+        assert time.monotonic() < deadline, f"no join of {name} in the log:\n{server.stderr}"
+        await asyncio.sleep(0.02)
+    return pid
+
+
+class Member:
+    """A websockets client in a chat room, keeping every event it receives."""
+
+    def __init__(self, name: str, ws: ClientConnection) -> None:
+        self.name = name
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                self.events.append(json.loads(message))
+        except ConnectionClosed:
+            pass
+
+    def texts(self) -> list[tuple[str, str]]:
+        return [(e["name"], e["text"]) for e in self.events if e["type"] == "message"]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.reader
+
+
+async def join(server: Server, room: str, name: str) -> Member:
+    ws = await connect(f"{server.ws_url}/chat/{room}?name={name}", compression=None)
+    return Member(name, ws)
+
+
+async def eventually(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def spread(server: Server, room: str, workers: int, per_worker: int) -> list[Member]:
+    """Members joined until every worker serves at least ``per_worker`` of them."""
+    members: list[Member] = []
+    by_worker: dict[int, int] = {}
+    for n in range(200):
+        member = await join(server, room, f"m{n}")
+        members.append(member)
+        pid = await wait_worker_of(server, member.name)
+        by_worker[pid] = by_worker.get(pid, 0) + 1
+        if len(by_worker) == workers and min(by_worker.values()) >= per_worker:
+            return members
+    raise AssertionError(f"connections were not spread over the workers: {by_worker}")
+
+
+async def synced(members: list[Member]) -> None:
+    """Wait until a message from the first member reaches every member: every worker's
+    subscription to the room is then in place in Redis."""
+    probe = members[0]
+    for i in range(200):
+        await probe.ws.send(f"sync {i}")
+        await asyncio.sleep(0.05)
+        if all(any(text.startswith("sync") for _, text in m.texts()) for m in members):
+            return
+    raise AssertionError("the room never spanned every worker")
+
+
+@asyncio_only
+def test_three_workers_exactly_once_in_order(run: Run, redis_server: RedisServer) -> None:
+    """Every member gets every message of the room once, in each sender's order, whichever
+    worker serves the sender and the receiver."""
+    per_member = 20
+
+    async def main(server: Server) -> None:
+        members = await spread(server, "three", workers=3, per_worker=2)
+        await synced(members)
+        for i in range(per_member):
+            for member in members:
+                await member.ws.send(f"{member.name} {i}")
+        expected = {m.name: [f"{m.name} {i}" for i in range(per_member)] for m in members}
+        total = per_member * len(members)
+
+        def done() -> bool:
+            return all(len([t for _, t in m.texts() if not t.startswith("sync")]) >= total
+                       for m in members)
+
+        await eventually(done, "every message at every member")
+        await asyncio.sleep(0.2)  # a duplicate would arrive by now
+        for member in members:
+            got: dict[str, list[str]] = {}
+            for name, text in member.texts():
+                if not text.startswith("sync"):
+                    got.setdefault(name, []).append(text)
+            assert got == expected, member.name
+        for member in members:
+            await member.close()
+
+    with Server("--workers", "3", "--redis", redis_server.url, "--log-level", "info") as server:
+        assert "(3 workers)" in server.stdout
+        run(main(server), timeout=60)
+        assert server.stop() == 0
+
+
+@asyncio_only
+def test_killed_worker_is_restarted_and_clients_reconnect(
+        run: Run, redis_server: RedisServer) -> None:
+    async def main(server: Server) -> None:
+        members = await spread(server, "restart", workers=2, per_worker=1)
+        pids = {m.name: await wait_worker_of(server, m.name) for m in members}
+        victim = pids[members[0].name]
+        os.kill(victim, signal.SIGKILL)
+        gone = [m for m in members if pids[m.name] == victim]
+        for member in gone:
+            await asyncio.wait_for(member.reader, WAIT)
+            assert member.ws.close_code == 1006  # the process died: no closing handshake
+        await eventually(lambda: f"worker {victim} was killed by SIGKILL" in server.stderr,
+                         "the supervisor noticing the dead worker")
+        await eventually(lambda: len(re.findall(r"worker \d+ started", server.stderr)) == 3,
+                         "the replacement worker")
+        # The members of the dead worker come back (on whichever worker) and chat again.
+        back = [await join(server, "restart", f"{m.name}-again") for m in gone]
+        alive = [m for m in members if m not in gone] + back
+        await synced(alive)
+        await back[0].ws.send("I am back")
+        await eventually(lambda: all((back[0].name, "I am back") in m.texts() for m in alive),
+                         "the returning member's message")
+        for member in alive:
+            await member.close()
+
+    with Server("--workers", "2", "--redis", redis_server.url) as server:
+        run(main(server), timeout=60)
+        assert server.stop() == 0
+
+
+@asyncio_only
+def test_sigterm_closes_every_worker_with_1001(run: Run, redis_server: RedisServer) -> None:
+    async def main(server: Server) -> None:
+        members = await spread(server, "bye", workers=2, per_worker=1)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        for member in members:
+            await asyncio.wait_for(member.reader, WAIT)
+            assert member.ws.close_code == 1001
+
+    with Server("--workers", "2", "--redis", redis_server.url) as server:
+        run(main(server), timeout=60)
+        assert server.stop() == 0
+        assert "was killed" not in server.stderr
+
+
+def test_workers_without_redis_warn() -> None:
+    with Server("--workers", "2") as server:
+        assert "rooms will not span workers" in server.stderr
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("reuse_port", [True, False], ids=["reuse-port", "shared-socket"])
+def test_app_run_workers(tmp_path: Path, redis_server: RedisServer, reuse_port: bool) -> None:
+    """``app.run(host, port, workers=2)``: two processes, one port, SIGTERM stops both; where
+    the OS lacks SO_REUSEPORT, the workers share one listening socket."""
+    port = free_port()
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import wskit
+        import wskit.workers
+
+        if not {reuse_port}:
+            wskit.workers.reuse_port_supported = lambda: False
+
+        app = wskit.App()
+        hub = wskit.Hub({redis_server.url!r})
+
+        @app.websocket("pid")
+        def pid(req, ws):
+            ws.send(str(os.getpid()))
+
+        app.run("127.0.0.1", {port}, workers=2)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], env=python_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+
+        async def pids() -> set[str]:
+            seen = set()
+            for _ in range(100):
+                async with connect(f"ws://127.0.0.1:{port}/pid") as ws:
+                    seen.add(str(await ws.recv()))
+                if len(seen) == 2:
+                    break
+            return seen
+
+        seen = asyncio.run(pids())
+        assert len(seen) == 2 and str(proc.pid) not in seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0, err.decode()
