@@ -143,22 +143,27 @@ def _fill(ws: wskit.WebSocket, limit: int) -> None:
 class TestSlowSubscribers:
     """A subscriber that never reads is dropped or closed by the policy; others go on."""
 
+    @pytest.mark.parametrize("backend", ["memory", "redis"])
     @pytest.mark.parametrize("policy", ["drop", "close"])
-    def test_policy(self, run: Callable[..., Any], policy: str) -> None:
+    def test_policy(self, run: Callable[..., Any], policy: str, backend: str,
+                    request: pytest.FixtureRequest) -> None:
+        limit = 256 * 1024
+        url = request.getfixturevalue("redis_server").url if backend == "redis" else None
+
         async def main() -> None:
-            limit = 256 * 1024
-            hub = wskit.Hub(slow=policy, max_buffered=limit)
-            async with worker(hub, write_limit=16 * 1024) as (app, url):
-                port = app.port
-                slow = await raw_client(port, "/t/room")
+            hub = wskit.Hub(url, slow=policy, max_buffered=limit)
+            # Through Redis, the publisher is another hub (another worker, in effect).
+            publisher = wskit.Hub(url) if url else hub
+            async with hub, publisher, worker(hub, write_limit=16 * 1024) as (app, url_):
+                slow = await raw_client(app.port, f"/t/slow-{policy}")
                 slow.writer.transport.pause_reading()  # type: ignore[attr-defined]
-                fast = await client(url + "/t/room")
-                await eventually(lambda: len(hub.subscribers("room")) == 2)
-                stuck = hub.subscribers("room")[0]
+                fast = await client(url_ + f"/t/slow-{policy}")
+                await eventually(lambda: len(hub.subscribers(f"slow-{policy}")) == 2)
+                stuck = hub.subscribers(f"slow-{policy}")[0]
                 _fill(stuck, limit)
                 queued = stuck.buffered_amount
                 for i in range(200):
-                    await hub.publish("room", f"m{i}")
+                    await publisher.publish(f"slow-{policy}", f"m{i}")
                 assert await receive_all(fast, 200) == [f"m{i}" for i in range(200)]
                 stats = hub.stats()
                 # Bounded: nothing was queued for the stuck subscriber past its limit.
