@@ -162,6 +162,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         # The disconnect the app closed with: what receive() returns from then on.
         self._disconnect: Message | None = None
         self._close_task: asyncio.Task[None] | None = None
+        self._closed_with: tuple[int, str] | None = None
         self._shutting_down = False
 
     # -- uvicorn's side ----------------------------------------------------------------------
@@ -189,8 +190,15 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             if not self._responded:
                 self._respond(reject(503, "server shutting down", [("Retry-After", "1")]))
             return
+        self._server_close(ws, 1012, "")
+
+    def _server_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        """Start the closing handshake from the server's side (not the app's)."""
         if self._close_task is None and not ws.is_closed:
-            self._close_task = self.loop.create_task(ws.close(1012, ""))
+            # The app's disconnect reports this code, whatever the peer answers (RFC 6455
+            # §5.5.1 lets it answer with another, as aiohttp's 1000 does).
+            self._closed_with = (code, reason)
+            self._close_task = self.loop.create_task(ws.close(code, reason))
 
     # -- the binding's subclass interface ----------------------------------------------------
 
@@ -296,8 +304,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             elif not self._responded:
                 self._respond(reject(500, "Internal Server Error"))
             return
-        if not self.ws.is_closed and self._close_task is None:
-            self._close_task = self.loop.create_task(self.ws.close(code, reason))
+        self._server_close(self.ws, code, reason)
 
     async def asgi_receive(self) -> Message:
         """The ASGI ``receive``: ``websocket.connect`` first, then messages, then disconnect."""
@@ -319,6 +326,8 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             error = ws.error
             if isinstance(error, RemoteError) and error.close_code is not None:
                 code = error.close_code  # we failed the connection: its code (1009, 1002…)
+            elif self._closed_with is not None:
+                code, reason = self._closed_with
             return {"type": "websocket.disconnect", "code": code, "reason": reason}
         if isinstance(message, str):
             return {"type": "websocket.receive", "text": message}
@@ -392,7 +401,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         self.resume_reading()
         self._decided.set_result(None)
         if self._shutting_down:
-            self._close_task = self.loop.create_task(ws.close(1012, ""))
+            self._server_close(ws, 1012, "")
         self._feed_leftover()
 
     def _denial_start(self, message: Message) -> None:
