@@ -11,11 +11,16 @@ How the README is read (write the README by these rules, or this test fails):
   with TLS (rewritten likewise), with a certificate from ``python -m trustme`` as the README
   tells; the authority ``client.pem`` is in the block's working directory.
 * ``<!-- readme-test: server NAME -->`` on the line before a block marks a server program
-  that calls ``app.run("127.0.0.1", 8080)``. It is run on a free port (8080 rewritten),
-  every block marked ``<!-- readme-test: client of NAME -->`` is run against it in README
-  order, then it is sent SIGTERM: it must exit with 0 and print no traceback.
+  that calls ``app.run("127.0.0.1", PORT)`` with a port of its own (not the demo's 8080 or
+  8443, and not another server example's), so that the reader can run it beside the demo.
+  It is run on a free port (PORT rewritten), every block marked
+  ``<!-- readme-test: client of NAME -->`` is run against it in README order (PORT
+  rewritten in them too), then it is sent SIGTERM: it must exit with 0 and print no traceback.
 * When the first fenced block after a Python block is a ```text block, that is the program's
   expected standard output, compared line by line (trailing spaces ignored).
+* A ```text block marked ``<!-- readme-test: stderr -->`` after that (or right after the
+  Python block) is its expected standard error: the same comparison, except that a line
+  ``...`` stands for any number of lines (the frames of a traceback).
 
 Besides running them, the test checks that every example of the spec has its twin, that the
 limit tables give the real defaults, and that the sections others fill in are there.
@@ -54,6 +59,7 @@ class Block:
     heading: str
     directive: str = ""
     expected: str | None = None
+    stderr: str | None = None
     clients: list[Block] = field(default_factory=list)
 
     @property
@@ -101,12 +107,16 @@ def python_programs(text: str) -> list[Block]:
     blocks = parse(text)
     programs: list[Block] = []
     servers: dict[str, Block] = {}
+    taken: set[int] = set()  # the lines of the stderr blocks that follow a program
     for index, block in enumerate(blocks):
         if block.lang != "python":
             continue
-        following = blocks[index + 1] if index + 1 < len(blocks) else None
-        if following is not None and following.lang == "text":
-            block.expected = following.code
+        after = blocks[index + 1:index + 3]
+        if after and after[0].lang == "text" and after[0].directive != "stderr":
+            block.expected = after.pop(0).code
+        if after and after[0].lang == "text" and after[0].directive == "stderr":
+            block.stderr = after[0].code
+            taken.add(after[0].line)
         words = block.directive.split()
         if words[:1] == ["server"] and len(words) == 2:
             servers[words[1]] = block
@@ -115,12 +125,33 @@ def python_programs(text: str) -> list[Block]:
             if words[2] not in servers:
                 raise AssertionError(f"README.md line {block.line}: no server {words[2]!r} above")
             servers[words[2]].clients.append(block)
+        elif words == ["stderr"]:
+            raise AssertionError(f"README.md line {block.line}: a stderr block is a text block")
         elif words:
             raise AssertionError(
                 f"README.md line {block.line}: unknown directive {block.directive!r}")
         else:
             programs.append(block)
+    for block in blocks:
+        if block.directive == "stderr" and block.lang == "text" and block.line not in taken:
+            raise AssertionError(f"README.md line {block.line}: a stderr block after no program")
     return programs
+
+
+def server_port(block: Block) -> int:
+    """The port a server example listens on, from its ``app.run("127.0.0.1", PORT)``."""
+    found = re.findall(r'\.run\("127\.0\.0\.1", (\d+)\)', block.code)
+    assert len(found) == 1, f"README.md line {block.line}: no app.run(\"127.0.0.1\", PORT)"
+    return int(found[0])
+
+
+def matches(got: str, want: str) -> bool:
+    """``got`` line by line against ``want``, where a line ``...`` stands for any lines."""
+    pattern = "".join(
+        r"(?:.*\n)*?" if line == "..." else re.escape(line) + r"\n"
+        for line in (line.rstrip() for line in want.rstrip().splitlines()))
+    text = "".join(line.rstrip() + "\n" for line in got.rstrip().splitlines())
+    return re.fullmatch(pattern, text) is not None
 
 
 PROGRAMS = python_programs(README.read_text(encoding="utf-8"))
@@ -151,13 +182,15 @@ def demo_tls(workdir: Path) -> Iterator[Server]:
         yield server
 
 
-def rewrite(code: str, port: int, tls_port: int) -> str:
-    """The README's ports, 8080 and 8443, become those the test listens on."""
-    code = re.sub(r"\b8080\b", str(port), code)
-    return re.sub(r"\b8443\b", str(tls_port), code)
+def rewrite(code: str, port: int, tls_port: int, ports: dict[int, int] | None = None) -> str:
+    """The README's ports, 8080 and 8443 (and a server example's), become those of the test."""
+    for old, new in {8080: port, 8443: tls_port, **(ports or {})}.items():
+        code = re.sub(rf"\b{old}\b", str(new), code)
+    return code
 
 
-def run_program(block: Block, code: str, workdir: Path) -> None:
+def run_program(block: Block, code: str, workdir: Path,
+                rewritten: Any = lambda text: text) -> None:
     """Run one client program; fail with its output unless it exits 0 and prints as shown."""
     path = workdir / f"example_line{block.line}.py"
     path.write_text(code, encoding="utf-8")
@@ -171,8 +204,11 @@ def run_program(block: Block, code: str, workdir: Path) -> None:
     assert done.returncode == 0, f"{where} exited with {done.returncode}:\n{done.stderr}"
     if block.expected is not None:
         got = [line.rstrip() for line in done.stdout.rstrip().splitlines()]
-        want = [line.rstrip() for line in block.expected.rstrip().splitlines()]
+        want = [line.rstrip() for line in rewritten(block.expected).rstrip().splitlines()]
         assert got == want, f"{where} printed something else:\n{done.stdout}\n{done.stderr}"
+    if block.stderr is not None:
+        assert matches(done.stderr, rewritten(block.stderr)), (
+            f"{where} printed something else on stderr:\n{done.stderr}")
 
 
 # -- the examples ------------------------------------------------------------------------------
@@ -181,12 +217,20 @@ def run_program(block: Block, code: str, workdir: Path) -> None:
 @pytest.mark.parametrize("block", PROGRAMS, ids=[block.id for block in PROGRAMS])
 def test_example_runs(block: Block, demo: Server, demo_tls: Server, workdir: Path) -> None:
     if not block.directive:
-        run_program(block, rewrite(block.code, demo.port, demo_tls.port), workdir)
+        def demo_ports(text: str) -> str:
+            return rewrite(text, demo.port, demo_tls.port)
+
+        run_program(block, demo_ports(block.code), workdir, demo_ports)
         return
     # A server example: serve it on a free port, run its clients, stop it like Ctrl-C would.
     port = free_port()
+    own = {server_port(block): port}
+
+    def ports(text: str) -> str:
+        return rewrite(text, demo.port, demo_tls.port, own)
+
     path = workdir / f"server_line{block.line}.py"
-    path.write_text(rewrite(block.code, port, demo_tls.port), encoding="utf-8")
+    path.write_text(ports(block.code), encoding="utf-8")
     log = workdir / f"server_line{block.line}.log"
     with log.open("wb") as output:
         proc = subprocess.Popen([sys.executable, str(path)], cwd=workdir, env=python_env(),
@@ -194,7 +238,7 @@ def test_example_runs(block: Block, demo: Server, demo_tls: Server, workdir: Pat
         try:
             wait_for_port(port, proc)
             for client in block.clients:
-                run_program(client, rewrite(client.code, port, demo_tls.port), workdir)
+                run_program(client, ports(client.code), workdir, ports)
         finally:
             status = stop(proc)
     printed = log.read_text(encoding="utf-8", errors="replace")
@@ -211,12 +255,27 @@ def test_every_block_is_found() -> None:
         ast.parse(block.code)  # a syntax error names the block here too
 
 
-def test_a_server_example_has_clients() -> None:
+def test_a_server_example_has_clients_and_a_port_of_its_own() -> None:
+    """A reader runs the server examples beside the demo (8080, 8443): each has its own port,
+    and its clients talk to that port, not the demo's (issue 16)."""
     servers = [block for block in PROGRAMS if block.directive]
-    assert servers, "the README lost its server example"
-    for block in servers:
-        assert block.clients, f"README.md line {block.line}: a server example with no client"
-        assert 'run("127.0.0.1", 8080)' in block.code
+    assert len(servers) >= 2, "the README lost its server examples"
+    ports = [server_port(block) for block in servers]
+    assert len(set(ports)) == len(ports), f"two server examples share a port: {ports}"
+    for block, port in zip(servers, ports, strict=True):
+        where = f"README.md line {block.line}"
+        assert port not in (8080, 8443), f"{where}: a server example on the demo's port"
+        assert block.clients, f"{where}: a server example with no client"
+        for client in block.clients:
+            assert str(port) in client.code and "8080" not in client.code, (
+                f"README.md line {client.line}: a client of {block.directive!r} that does not "
+                f"talk to its port {port}")
+    for block in PROGRAMS:
+        if not block.directive:
+            assert not re.search(r"\.(run|serve|start)\(\"", block.code), (
+                f"README.md line {block.line}: a server example without its directive")
+            assert not re.search(rf"\b({'|'.join(map(str, ports))})\b", block.code), (
+                f"README.md line {block.line}: a client of a server example without its directive")
 
 
 def test_parse_rules() -> None:
@@ -238,6 +297,19 @@ def test_parse_rules() -> None:
         python_programs("<!-- readme-test: fragment -->\n```python\nx\n```\n")
     with pytest.raises(AssertionError, match="unclosed"):
         parse("```python\nx\n")
+    err = "\n".join(["```python", "p()", "```", "```text", "out", "```",
+                     "<!-- readme-test: stderr -->", "```text", "err", "```",
+                     "```python", "q()", "```", "<!-- readme-test: stderr -->", "```text", "e2",
+                     "```"])
+    first, second = python_programs(err)
+    assert (first.expected, first.stderr, second.expected, second.stderr) == (
+        "out\n", "err\n", None, "e2\n")
+    with pytest.raises(AssertionError, match="after no program"):
+        python_programs("```text\nx\n```\n<!-- readme-test: stderr -->\n```text\ny\n```\n")
+    assert matches("a\nTraceback\n  File x\n  line\nError: e\n", "a\nTraceback\n...\nError: e")
+    assert matches("a\nb\n", "a\n...\nb")
+    assert not matches("a\nb\nc\n", "a\nc")
+    assert not matches("a\n", "a\n...\nb")
 
 
 # -- the twins, the tables and the sections ----------------------------------------------------
@@ -320,3 +392,33 @@ def test_sections() -> None:
     assert "make serve" in text and "make test" in text
     for title in ("## Compression", "## Interop", "## Benchmarks"):
         assert f"\n{title}\n" in text, f"README.md lost {title}"
+
+
+def _api_reference(text: str) -> str:
+    return text.split("\n## API reference\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_export_is_documented() -> None:
+    """Each name of ``wskit.__all__`` is in the API reference, as ``wskit.NAME`` or ``NAME``
+    at the start of a code span: a new export without its documentation fails here."""
+    reference = _api_reference(README.read_text(encoding="utf-8"))
+    missing = [name for name in wskit.__all__
+               if not re.search(rf"`(?:wskit\.)?{re.escape(name)}(?![\w])", reference)]
+    assert not missing, f"exported but not in the README's API reference: {missing}"
+
+
+#: Public members of WebSocket that are not for applications (their docstrings say so).
+INTERNAL_MEMBERS = {"on_close"}
+
+
+def test_the_websocket_table_lists_every_member() -> None:
+    """Every public method and property of ``wskit.WebSocket`` has its row in the table."""
+    reference = _api_reference(README.read_text(encoding="utf-8"))
+    table = reference.split("### `wskit.WebSocket`", 1)[1].split("\n#", 1)[0]
+    first_column = re.findall(r"^\| (.*?) \|", table, re.MULTILINE)
+    documented = {name for cell in first_column
+                  for name in re.findall(r"`(?:await |async for \w+ in )?(\w+)", cell)}
+    members = {name for name in dir(wskit.WebSocket) if not name.startswith("_")}
+    missing = sorted(members - documented - INTERNAL_MEMBERS)
+    assert not missing, f"WebSocket members missing from the README's table: {missing}"
+    assert members >= INTERNAL_MEMBERS
