@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -58,3 +59,21 @@ def require_program(name: str) -> str:
 def require() -> Callable[[str], str]:
     """The ``require_program`` helper as a fixture, for test folders with their own conftest."""
     return require_program
+
+
+@pytest.fixture(scope="session")
+def proxies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Real proxies, started once: tinyproxy (HTTP CONNECT) and microsocks (SOCKS5), each
+    plain and with credentials (tests/proxies.py). Keys: http, http-auth, socks, socks-auth
+    (the SOCKS ones as host:port, to prefix with socks5:// or socks5h://)."""
+    from proxies import microsocks, tinyproxy
+
+    tiny, socks = require_program("tinyproxy"), require_program("microsocks")
+    folder = tmp_path_factory.mktemp("proxies")
+    with contextlib.ExitStack() as stack:
+        yield {
+            "http": stack.enter_context(tinyproxy(tiny, folder)),
+            "http-auth": stack.enter_context(tinyproxy(tiny, folder, auth=True)),
+            "socks": stack.enter_context(microsocks(socks)),
+            "socks-auth": stack.enter_context(microsocks(socks, auth=True)),
+        }

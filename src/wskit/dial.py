@@ -20,7 +20,7 @@ from .core.handshake import ClientHandshake
 from .core.http import ResponseParser
 from .extensions import extension_factories
 from .options import ClientOptions, WebSocketURI, parse_uri
-from .tunnel import choose_proxy, open_tunnel
+from .tunnel import choose_proxy, open_tunnel, os_error_text
 from .websocket import WebSocket
 
 __all__ = ["REDIRECT_STATUSES", "ClientProtocol", "open_connection", "redirect_target"]
@@ -256,5 +256,4 @@ def _explain(exc: OSError, uri: WebSocketURI, where: str) -> OSError:
     if codes == {errno.ECONNREFUSED}:
         return ConnectFailed(f"cannot connect to {where}: connection refused "
                              "(is the server running?)", transient=True)
-    detail = exc.strerror or str(exc) or exc.__class__.__name__
-    return ConnectFailed(f"cannot connect to {where}: {detail}", transient=True)
+    return ConnectFailed(f"cannot connect to {where}: {os_error_text(exc)}", transient=True)

@@ -12,7 +12,7 @@ from .core.errors import ConnectFailed
 from .core.proxy import ConnectTunnel, ProxyError, ProxyURL, parse_proxy_url, proxy_from_environment
 from .options import WebSocketURI
 
-__all__ = ["choose_proxy", "open_tunnel"]
+__all__ = ["choose_proxy", "open_tunnel", "os_error_text"]
 
 # What one read of the proxy's answer takes; the answer's size is bounded by the parser.
 _READ_SIZE = 16384
@@ -62,9 +62,16 @@ async def _tcp(host: str, port: int) -> socket.socket:
     raise error or OSError(f"no address for {host}")
 
 
+def os_error_text(exc: OSError) -> str:
+    """What went wrong, in the system's words ("connection refused"), without the addresses
+    asyncio adds to them."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or exc.__class__.__name__
+
+
 def _unreachable(proxy: ProxyURL, exc: OSError) -> ProxyError:
-    detail = exc.strerror or str(exc) or exc.__class__.__name__
-    return ProxyError(f"cannot reach the proxy {proxy}: {detail.lower()}", transient=True)
+    return ProxyError(f"cannot reach the proxy {proxy}: {os_error_text(exc)}", transient=True)
 
 
 async def _http_connect(proxy: ProxyURL, host: str, port: int) -> socket.socket:

@@ -170,7 +170,7 @@ class TestConnectTunnel:
 
     def test_407_with_credentials_does_not_show_the_password(self) -> None:
         with pytest.raises(ProxyError) as info:
-            tunnel("http://me:secret@proxy:3128").receive_data(b"HTTP/1.1 407 \r\n\r\n")
+            tunnel("http://me:secret@proxy:3128").receive_data(b"HTTP/1.1 401 \r\n\r\n")
         assert "secret" not in str(info.value)
         assert "refused the user and password" in str(info.value)
 

@@ -201,7 +201,9 @@ class ConnectTunnel:
             self.leftover = self.parser.leftover
             return True
         answer = f"HTTP {status} {response.reason}".rstrip()
-        if status == 407:
+        if status in (401, 407):
+            # 407 is the standard answer (RFC 9110 §15.5.8); some proxies (tinyproxy among
+            # them) answer wrong credentials with 401.
             hint = (
                 "it refused the user and password of the proxy URL"
                 if self.proxy.username is not None
