@@ -61,6 +61,7 @@ SETUPS = {
     for s in (
         Setup("wskit-memory", "wskit Hub(), 1 process", 1, False),
         Setup("wskit-redis", "wskit Hub('redis://...'), 2 workers", 2, True),
+        Setup("wskit-redis1", "wskit Hub('redis://...'), 1 process", 1, True),
         Setup("websockets-memory", "websockets broadcast(), 1 process", 1, False),
         Setup("websockets-redis", "websockets broadcast() + redis pub/sub by hand, 2 workers",
               2, True),
@@ -427,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=8, help="messages in flight")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2, help="runs per round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the setups are measured in turn, this many times: a change in "
+                             "the machine's load then touches every setup alike")
     parser.add_argument("--out", default=str(RESULTS / "hub"),
                         help="write OUT.md and OUT.json (default: bench/results/hub)")
     args = parser.parse_args(argv)
@@ -436,20 +440,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = args.only.split(",") if args.only else list(SETUPS)
     raise_nofile()
-    results = []
+    collected: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    errors: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="wskit-bench-redis-") as workdir:
-        for name in names:
-            setup = SETUPS[name]
-            print(f"{setup.label} ...", file=sys.stderr, flush=True)
-            result = run_setup(setup, args, workdir)
-            results.append(result)
-            print("  " + json.dumps({k: v for k, v in result.items() if k != "runs"}),
-                  file=sys.stderr, flush=True)
+        for round_ in range(args.rounds):
+            for name in names:
+                setup = SETUPS[name]
+                print(f"round {round_ + 1}: {setup.label} ...", file=sys.stderr, flush=True)
+                result = run_setup(setup, args, workdir)
+                if "error" in result:
+                    errors[name] = result
+                else:
+                    collected[name] += result["runs"]
+                print("  " + json.dumps({k: v for k, v in result.items() if k != "runs"}),
+                      file=sys.stderr, flush=True)
+    results = [summarize(SETUPS[name], collected[name], args.subscribers)
+               if collected[name] else errors[name] for name in names]
     header = (f"Hub fan-out, {args.subscribers} subscribers, one topic, 32 B text, window "
               f"{args.window}; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
               f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-              f"{platform.python_version()}, uvloop; median of {args.runs} runs of "
-              f"{args.duration} s")
+              f"{platform.python_version()}, uvloop; median of {args.rounds} rounds x "
+              f"{args.runs} runs of {args.duration} s, setups measured in turn")
     text = header + "\n\n" + table(results) + "\n"
     print(text)
     out = Path(args.out)
