@@ -18,7 +18,8 @@ def test_hub_bench_quick(tmp_path: Path, require: Callable[[str], str]) -> None:
     out = tmp_path / "hub"
     subprocess.run(
         [sys.executable, "-m", "bench.hub", "--only", "wskit-memory,wskit-redis",
-         "--subscribers", "20", "--runs", "1", "--rounds", "1", "--warmup", "0.1", "--duration", "0.3",
+         "--subscribers", "20", "--runs", "1", "--rounds", "1", "--warmup", "0.1",
+         "--duration", "0.3",
          "--out", str(out)],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )
