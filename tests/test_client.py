@@ -259,7 +259,7 @@ class TestClientClose:
                 ws = await quiet_connect(f"ws://127.0.0.1:{port}/")
                 await asyncio.wait_for(ws.wait_closed(), WAIT)
                 assert (ws.close_code, ws.close_reason) == (4100, "server done")
-                assert result == [(CLOSE, close_payload(4100))]
+                assert result == [(CLOSE, close_payload(4100, "server done"))]
 
         run(main())
 

@@ -8,6 +8,7 @@ import pytest
 from e2e import http_get, quiet_app, quiet_connect, serving
 
 import wskit
+from wskit.router import Refusal, Router
 
 
 def param_echo(req: wskit.Request, ws: wskit.WebSocket) -> None:
@@ -130,3 +131,37 @@ class TestDispatch:
                 assert headers["sec-websocket-version"] == "13"
 
         run(main())
+
+
+class TestRefusals:
+    """The router decides which route, or which refusal: 404, 405, 426 (RFC 6455 §4.2.2)."""
+
+    def make(self) -> Router:
+        router = Router()
+        router.add_websocket("ws/{room}", lambda req, ws: None)
+        router.add_http("page", lambda req: "ok")
+        return router
+
+    def test_upgrade_to_a_websocket_route(self) -> None:
+        found = self.make().resolve("GET", "/ws/lobby", True)
+        assert not isinstance(found, Refusal)
+        assert found[0].kind == "websocket" and found[1] == {"room": "lobby"}
+
+    def test_http_route(self) -> None:
+        found = self.make().resolve("GET", "/page", False)
+        assert not isinstance(found, Refusal) and found[0].kind == "http"
+
+    def test_404(self) -> None:
+        refusal = self.make().resolve("GET", "/nothing", True)
+        assert isinstance(refusal, Refusal) and refusal.status == 404
+
+    def test_405_names_the_methods(self) -> None:
+        refusal = self.make().resolve("POST", "/page", False)
+        assert isinstance(refusal, Refusal) and refusal.status == 405
+        assert ("Allow", "GET") in refusal.headers
+
+    def test_426_for_a_websocket_route_without_upgrade(self) -> None:
+        refusal = self.make().resolve("GET", "/ws/lobby", False)
+        assert isinstance(refusal, Refusal) and refusal.status == 426
+        assert ("Sec-WebSocket-Version", "13") in refusal.headers
+        assert "426" in repr(refusal)

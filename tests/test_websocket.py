@@ -329,6 +329,71 @@ class TestReplacement:
 class TestCatchFinally:
     """An error calls every catch, then every finally_; a normal close only finally_ (§7.1.7)."""
 
+    def test_replaced_handles_end_too(self, run: Any) -> None:
+        """Issue 10, bug 1: what was attached to a handle whose listener was replaced since
+        still runs, once, at the end: every catch first (with the error), then finally_."""
+        app = quiet_app()
+
+        @app.websocket("x")
+        async def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            await ws.close(1008, "go")
+
+        async def main() -> None:
+            calls: list[str] = []
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/x")
+                ws.on_text(lambda ws, t: None).catch(lambda e: calls.append("catch 1")).finally_(
+                    lambda: calls.append("finally 1"))
+                ws.on_text(lambda ws, t: None).catch(lambda e: calls.append("catch 2")).finally_(
+                    lambda: calls.append("finally 2"))
+                await asyncio.wait_for(ws.wait_closed(), WAIT)
+                await eventually(lambda: len(calls) == 4)
+                assert calls == ["catch 1", "catch 2", "finally 1", "finally 2"]
+                await asyncio.sleep(0.01)
+                assert len(calls) == 4  # exactly once
+
+        run(main())
+
+    def test_app_close_code_is_not_an_error(self, run: Any) -> None:
+        """Issue 16: a clean close with an application code (4000-4999) is a ConnectionClosedOK;
+        catch is not called, finally_ is."""
+        app = quiet_app()
+
+        @app.websocket("x")
+        async def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            await ws.close(4001, "room full")
+
+        async def main() -> None:
+            calls: list[Any] = []
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/x")
+                ws.on_binary(lambda ws, d: None).catch(calls.append).finally_(
+                    lambda: calls.append("finally"))
+                with pytest.raises(wskit.ConnectionClosedOK) as raised:
+                    await asyncio.wait_for(ws.receive(), WAIT)
+                assert (raised.value.code, raised.value.reason) == (4001, "room full")
+                await eventually(lambda: calls == ["finally"])
+                assert ws.error is None
+
+        run(main())
+
+    def test_error_close_raises_connection_closed_error(self, run: Any) -> None:
+        app = quiet_app()
+
+        @app.websocket("x")
+        async def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            await ws.close(1011, "broken")
+
+        async def main() -> None:
+            async with serving(app) as base:
+                ws = await quiet_connect(base + "/x")
+                with pytest.raises(wskit.ConnectionClosedError) as raised:
+                    await asyncio.wait_for(ws.receive(), WAIT)
+                assert raised.value.code == wskit.CloseCode.INTERNAL_ERROR
+                assert isinstance(ws.error, wskit.ConnectionClosedError)
+
+        run(main())
+
     def test_protocol_error_from_peer(self, run: Any) -> None:
         async def main() -> None:
             calls: list[Any] = []
@@ -439,7 +504,7 @@ class TestCatchFinally:
 
             @app.websocket("x")
             async def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
-                await ws.close(4000, "server says no")
+                await ws.close(1008, "server says no")
 
             async with serving(app) as base:
                 ws = await quiet_connect(base + "/x")
@@ -455,7 +520,7 @@ class TestCatchFinally:
                 ws.on_text(lambda ws, t: None).catch(on_error).finally_(on_end)
                 await asyncio.wait_for(done, WAIT)
                 await eventually(lambda: len(calls) == 2)
-                assert sorted(calls) == ["catch 4000", "finally"]
+                assert sorted(calls) == ["catch 1008", "finally"]
 
         run(main())
 
@@ -849,7 +914,8 @@ class TestClose:
             async with serving(app):
                 peer = await raw_client(app.port, "/c")
                 peer.send(CLOSE, close_payload(1011, "peer broke"))
-                assert await peer.recv() == (CLOSE, close_payload(1011))
+                # The answer echoes the code and the reason (issue 10, RFC 6455 §5.5.1).
+                assert await peer.recv() == (CLOSE, close_payload(1011, "peer broke"))
                 await eventually(lambda: len(errors) == 1)
                 assert isinstance(errors[0], wskit.ConnectionClosed)
                 assert (errors[0].code, errors[0].reason) == (1011, "peer broke")
@@ -986,7 +1052,7 @@ class TestStreamAfterTheEnd:
         @app.websocket("x")
         async def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
             ws.send("left in the inbox")
-            await ws.close(4005, "late")
+            await ws.close(1008, "late")
 
         async def main() -> None:
             async with serving(app) as base:
@@ -999,7 +1065,7 @@ class TestStreamAfterTheEnd:
                 ).finally_(lambda: calls.append("finally"))
                 assert texts == ["left in the inbox"]  # queued messages are still delivered
                 await eventually(lambda: len(calls) == 2)
-                assert calls == [("catch", 4005), "finally"]
+                assert calls == [("catch", 1008), "finally"]
 
         run(main())
 
@@ -1081,7 +1147,8 @@ class TestCancellation:
                 ws.on_text(lambda ws, text: asyncio.ensure_future(ws.close(4004, text)))
                 ws.send("from the listener")
                 await asyncio.wait_for(ws.wait_closed(), WAIT)
-                assert (ws.close_code, ws.close_reason) == (4004, "")
+                # The echo server answers with our code and reason (issue 10).
+                assert (ws.close_code, ws.close_reason) == (4004, "from the listener")
                 assert ws.error is None
 
         run(main())

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from .broadcast import broadcast
 from .client import connect
+from .core.close import CloseCode
+from .core.connection import PreparedFrame
 from .core.errors import (
     ConnectFailed,
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidArgument,
     InvalidHandshake,
     InvalidState,
+    KeepaliveTimeout,
     LocalError,
     MessageTooBig,
     NegotiationError,
@@ -17,6 +23,7 @@ from .core.errors import (
     RemoteError,
     WSKitError,
 )
+from .core.limits import Limits
 from .core.proxy import ProxyError
 from .hub import Hub, HubError
 from .loop import run
@@ -31,16 +38,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "CloseCode",
     "ConnectFailed",
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "Hub",
     "HubError",
+    "InvalidArgument",
     "InvalidHandshake",
     "InvalidState",
+    "KeepaliveTimeout",
+    "Limits",
     "LocalError",
     "MessageTooBig",
     "NegotiationError",
     "PayloadNotUTF8",
+    "PreparedFrame",
     "ProtocolError",
     "ProxyError",
     "ReconnectingWebSocket",

@@ -366,7 +366,9 @@ PyDoc_STRVAR(parse_frames_doc,
 "Append to out the complete frames at the start of data; return where they end.\n"
 "\n"
 "The twin of wskit.core.frames.parse_frames_python: same state updates on parser,\n"
-"same frames, same errors.");
+"same frames, same errors. parser is the one state struct: only its public fields\n"
+"expect_mask, allowed_rsv, max_size, msg_left, msg_rsv1, need and partial are read\n"
+"or written (FrameParser's docstring; docs/architecture.md).");
 
 static PyObject *
 parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -406,7 +408,7 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     /* Each attribute access costs about 25 ns from C: the limits are read when a frame needs
-       them, and _need is written only when it changes (the caller resets partial and _need). */
+       them, and need is written only when it changes (the caller resets partial and need). */
     obj = PyObject_GetAttr(parser, st->expect_mask);
     if (obj == NULL) {
         return NULL;
@@ -798,9 +800,9 @@ speedups_exec(PyObject *module)
     INTERN(expect_mask, "expect_mask");
     INTERN(allowed_rsv, "allowed_rsv");
     INTERN(max_size, "max_size");
-    INTERN(msg_left, "_msg_left");
-    INTERN(msg_rsv1, "_msg_rsv1");
-    INTERN(need, "_need");
+    INTERN(msg_left, "msg_left");
+    INTERN(msg_rsv1, "msg_rsv1");
+    INTERN(need, "need");
     INTERN(partial, "partial");
 #undef INTERN
     return 0;

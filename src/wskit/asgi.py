@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from .aio.protocol import Limits, WebSocketProtocol
+from .aio.protocol import WebSocketProtocol
 from .core.connection import Role
 from .core.errors import ConnectionClosed, InvalidHandshake, RemoteError, WSKitError
 from .core.handshake import (
@@ -33,6 +33,7 @@ from .core.handshake import (
     validate_request,
 )
 from .core.http import Request, RequestParser
+from .core.limits import Limits
 from .extensions import extension_factories
 from .websocket import WebSocket
 

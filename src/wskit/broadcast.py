@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Literal
 
-from .core.connection import State
-from .core.errors import ConnectionClosed, InvalidState
-from .core.frames import encode_frame
-from .websocket import WebSocket
+from .core.connection import PreparedFrame
+from .websocket import Delivery, WebSocket
 
 __all__ = ["SLOW_POLICIES", "FanOut", "SlowPolicy", "broadcast", "check_slow_policy"]
-
-logger = logging.getLogger("wskit")
 
 #: What to do with a subscriber whose write buffer is over its limit.
 SlowPolicy = Literal["drop", "close"]
@@ -31,74 +26,49 @@ def check_slow_policy(slow: str) -> None:
 class FanOut:
     """One message prepared once for many connections, with counters of what happened.
 
-    Server-side connections share one frame built on first use (DESIGN.md §4); others
-    (client side, or compressed with ``compress=True``) get their own encoding. A socket
+    Built on the prepared-frame seam (docs/architecture.md, "Seams"): a ``PreparedFrame`` is
+    shared by the server-side connections, compressed at most once for those without context
+    takeover with ``compress=True``; client-side connections mask their own copy. A socket
     whose write buffer already holds more than ``max_buffered`` bytes is a slow subscriber:
     ``slow="drop"`` skips this message for it (``dropped``), ``slow="close"`` closes it
     with 1013, try again later (``closed``). Nothing is ever buffered without bound.
     """
 
-    __slots__ = ("closed", "compress", "dropped", "max_buffered", "message", "opcode",
-                 "payload", "sent", "shared", "slow")
+    __slots__ = ("closed", "compress", "dropped", "frame", "max_buffered", "sent", "slow")
 
     def __init__(
         self,
-        message: str | bytes | bytearray | memoryview,
+        message: str | bytes | bytearray | memoryview | PreparedFrame,
         *,
         compress: bool = False,
         max_buffered: int | None = DEFAULT_MAX_BUFFERED,
         slow: str = "close",
     ) -> None:
         check_slow_policy(slow)
-        self.payload: bytes | bytearray | memoryview
-        if isinstance(message, str):
-            self.opcode, self.payload = 0x1, message.encode()
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            self.opcode, self.payload = 0x2, message
-        else:
-            raise TypeError(f"takes str or bytes-like, not {type(message).__name__}")
-        self.message = message
+        self.frame = message if isinstance(message, PreparedFrame) else PreparedFrame(message)
         self.compress = compress
         self.max_buffered = max_buffered
         self.slow = slow
-        self.shared: bytes | None = None
         self.sent = self.dropped = self.closed = 0
 
     def send_to(self, sockets: Iterable[WebSocket]) -> None:
         """Write the message to every open socket of ``sockets``, updating the counters."""
-        max_buffered = self.max_buffered
-        compress = self.compress
+        frame, compress, max_buffered = self.frame, self.compress, self.max_buffered
+        slow = self.slow
         for ws in sockets:
-            if ws.is_closed:
-                continue
-            if max_buffered is not None and ws.buffered_amount > max_buffered:
-                if self.slow == "close":
-                    if ws.state is State.OPEN:
-                        logger.warning("closing slow subscriber %s (%d bytes queued) with 1013",
-                                       ws.remote_address, ws.buffered_amount)
-                        ws._start_close(1013, "too slow")
-                        self.closed += 1
-                else:
-                    self.dropped += 1
-                continue
-            conn = ws._conn
-            if conn.can_share_frame(compress):
-                shared = self.shared
-                if shared is None:
-                    shared = self.shared = encode_frame(self.opcode, self.payload)
-                ws._protocol.write(shared)
+            outcome = ws.send_prepared(frame, compress=compress, max_buffered=max_buffered,
+                                       slow=slow)
+            if outcome is Delivery.SENT:
                 self.sent += 1
-                continue
-            try:
-                ws.send(self.message, compress=compress)
-            except (ConnectionClosed, InvalidState):
-                continue
-            self.sent += 1
+            elif outcome is Delivery.DROPPED:
+                self.dropped += 1
+            elif outcome is Delivery.CLOSED:
+                self.closed += 1
 
 
 def broadcast(
     sockets: Iterable[WebSocket],
-    message: str | bytes | bytearray | memoryview,
+    message: str | bytes | bytearray | memoryview | PreparedFrame,
     *,
     compress: bool = False,
     max_buffered: int | None = DEFAULT_MAX_BUFFERED,

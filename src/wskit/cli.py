@@ -18,6 +18,8 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TextIO
 
 from .client import connect, parse_uri
+from .core import limits
+from .core.close import CloseCode
 from .core.errors import InvalidHandshake, WSKitError
 from .demo import create_app
 from .hub import Hub
@@ -294,7 +296,8 @@ async def connect_interactive(
     who = "closed" if we_closed else "closed by the server"
     print(f"{who}: {code}{' ' + reason if reason else ''}", file=err)
     err.flush()
-    return 0 if code in (1000, 1001) or (we_closed and ws.error is None) else 1
+    return 0 if code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY) or (
+        we_closed and ws.error is None) else 1
 
 
 async def _pump_stdin(ws: WebSocket, reader: _StdinReader, quit_requested: asyncio.Event) -> bool:
@@ -326,7 +329,7 @@ async def _pump_stdin(ws: WebSocket, reader: _StdinReader, quit_requested: async
             except WSKitError:
                 return False  # The server closed meanwhile.
             if not chunk:
-                await ws.close(1000)
+                await ws.close(CloseCode.NORMAL_CLOSURE)
                 return True
     finally:
         closed.cancel()
@@ -418,8 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     serve_parser.add_argument("--port", type=_port, default=8080,
                               help="default: %(default)s; 0 picks a free port (printed)")
-    serve_parser.add_argument("--max-message-size", type=_positive, default=1 << 20,
-                              metavar="BYTES", help="largest message accepted (default: 1 MiB)")
+    serve_parser.add_argument("--max-message-size", type=_positive,
+                              default=limits.MAX_MESSAGE_SIZE, metavar="BYTES",
+                              help="largest message accepted (default: %(default)s)")
     serve_parser.add_argument("--certfile", help="PEM certificate chain: serve https/wss")
     serve_parser.add_argument("--keyfile", help="PEM private key (if not in --certfile)")
     serve_parser.add_argument("--no-compression", action="store_true",

@@ -6,7 +6,8 @@ import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any, Literal, overload
 
-from .aio.protocol import Limits
+from .core import limits as defaults
+from .core.limits import Limits
 from .dial import open_connection
 from .extensions import Compression
 from .options import ClientOptions, Headers, OnOpen, WebSocketURI, parse_uri
@@ -105,13 +106,13 @@ def connect(
     subprotocols: Sequence[str] | None = None,
     origin: str | None = None,
     compression: Compression = "deflate",
-    open_timeout: float | None = 10.0,
-    close_timeout: float | None = 10.0,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    max_message_size: int = 1 << 20,
-    max_queue: int = 32,
-    write_limit: int = 64 * 1024,
+    open_timeout: float | None = defaults.OPEN_TIMEOUT,
+    close_timeout: float | None = defaults.CLOSE_TIMEOUT,
+    ping_interval: float | None = defaults.PING_INTERVAL,
+    ping_timeout: float | None = defaults.PING_TIMEOUT,
+    max_message_size: int = defaults.MAX_MESSAGE_SIZE,
+    max_queue: int = defaults.MAX_QUEUE,
+    write_limit: int = defaults.WRITE_LIMIT,
     server_hostname: str | None = None,
     proxy: str | bool | None = True,
     unix: str | None = None,

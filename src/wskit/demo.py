@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from importlib import resources
 from typing import Any
 
+from .core.close import CloseCode
 from .core.errors import WSKitError
 from .hub import Hub, HubError
 from .server import App, Request, Response
@@ -119,7 +120,7 @@ class ChatRooms:
             logger.warning("chat event not sent to other workers: %s", task.exception())
 
     def _refuse_binary(self, ws: WebSocket, data: bytes) -> None:
-        self._spawn(ws.close(1003, "the chat takes text messages only"))
+        self._spawn(ws.close(CloseCode.UNSUPPORTED_DATA, "the chat takes text messages only"))
 
 
 def _topic(room: str) -> str:

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from .aio.protocol import Limits, WebSocketProtocol
+from .aio.protocol import WebSocketProtocol
 from .core.connection import Role
 from .core.errors import ConnectFailed, InvalidHandshake
 from .core.handshake import ClientHandshake
 from .core.http import ResponseParser
+from .core.limits import Limits
 from .extensions import extension_factories
 from .options import ClientOptions, WebSocketURI, parse_uri
 from .tunnel import choose_proxy, open_tunnel, os_error_text
@@ -48,7 +49,12 @@ class ClientProtocol(WebSocketProtocol):
         self.handshake = handshake
         self.uri = uri
         self.where = where
-        self.parser = ResponseParser()
+        # The server's response head is bounded like a request (core/limits.py).
+        self.parser = ResponseParser(
+            max_line_length=limits.max_line_length,
+            max_headers=limits.max_headers,
+            max_header_bytes=limits.max_header_bytes,
+        )
         self.opened: asyncio.Future[WebSocket] = self.loop.create_future()
         self.answered = False
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 from urllib.parse import urlsplit
 
-from .aio.protocol import Limits
+from .core.limits import Limits
 from .core.proxy import parse_proxy_url
 from .extensions import Compression
 

@@ -1,4 +1,5 @@
-"""Paths and their parameters to handlers: WebSocket routes and a few plain HTTP GET routes."""
+"""Which route serves a request, or which refusal (404, 405, 426): paths and parameters to
+handlers, for WebSocket routes and a few plain HTTP GET routes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["Route", "Router", "normalize_path"]
+__all__ = ["Refusal", "Route", "Router", "normalize_path"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -58,6 +59,21 @@ class Route:
         return {name: unquote(value) for name, value in found.groupdict().items()}
 
 
+class Refusal:
+    """Why no route serves a request: the HTTP status, a short text and headers to answer."""
+
+    __slots__ = ("headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None,
+                 ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.status}, {self.reason!r})"
+
+
 class Router:
     """Finds the route for a request path; WebSocket and HTTP routes are kept apart."""
 
@@ -78,6 +94,31 @@ class Router:
         route = Route(path, handler, "http", tuple(m.upper() for m in methods))
         self.http_routes.append(route)
         return route
+
+    def resolve(
+        self, method: str, path: str, upgrade: bool
+    ) -> tuple[Route, dict[str, str]] | Refusal:
+        """The route for a request and its path parameters, or why there is none.
+
+        An upgrade goes to a WebSocket route; anything else to an HTTP route, refused with
+        405 for a method it does not take, with 426 where only a WebSocket route matches
+        (RFC 6455 §4.2.2), with 404 where nothing does.
+        """
+        found = self.find_websocket(path)
+        if found is not None and upgrade:
+            return found
+        http = self.find_http(path)
+        if http is not None:
+            route = http[0]
+            if method not in route.methods:
+                return Refusal(405, "method not allowed", [("Allow", ", ".join(route.methods))])
+            return http
+        if found is None:
+            return Refusal(404, f"no route for {path}")
+        # RFC 6455 §4.2.2: a WebSocket resource asked without an upgrade.
+        return Refusal(426, "this resource needs a WebSocket upgrade",
+                       [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                        ("Sec-WebSocket-Version", "13")])
 
     def find_websocket(self, path: str) -> tuple[Route, dict[str, str]] | None:
         return _first(self.websocket_routes, path)

@@ -12,7 +12,9 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from .aio.protocol import Limits, WebSocketProtocol
+from .aio.protocol import WebSocketProtocol
+from .core import limits as defaults
+from .core.close import CloseCode
 from .core.connection import Role
 from .core.errors import InvalidHandshake
 from .core.handshake import accept_request, error_response, reject
@@ -21,7 +23,7 @@ from .core.http import RequestParser
 from .extensions import Compression, extension_factories
 from .request import Request
 from .response import Response
-from .router import Router
+from .router import Refusal, Router
 from .routes import Hook, HttpHandler, Routes, RouteSpec
 from .websocket import WebSocket
 
@@ -43,19 +45,19 @@ class App(Routes):
         compression: Compression = "deflate",
         subprotocols: Sequence[str] = (),
         origins: Iterable[str | None] | None = None,
-        max_message_size: int = 1 << 20,
-        max_queue: int = 32,
-        max_connections: int = 10_000,
-        write_limit: int = 64 * 1024,
-        open_timeout: float | None = 10.0,
-        close_timeout: float | None = 10.0,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        max_header_bytes: int = 16 * 1024,
+        max_message_size: int = defaults.MAX_MESSAGE_SIZE,
+        max_queue: int = defaults.MAX_QUEUE,
+        max_connections: int = defaults.MAX_CONNECTIONS,
+        write_limit: int = defaults.WRITE_LIMIT,
+        open_timeout: float | None = defaults.OPEN_TIMEOUT,
+        close_timeout: float | None = defaults.CLOSE_TIMEOUT,
+        ping_interval: float | None = defaults.PING_INTERVAL,
+        ping_timeout: float | None = defaults.PING_TIMEOUT,
+        max_header_bytes: int = defaults.MAX_HEADER_BYTES,
     ) -> None:
         super().__init__()
         self.router = Router()
-        self.limits = Limits(
+        self.limits = defaults.Limits(
             max_message_size=max_message_size,
             max_queue=max_queue,
             write_limit=write_limit,
@@ -63,6 +65,7 @@ class App(Routes):
             close_timeout=close_timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            max_header_bytes=max_header_bytes,
         )
         self.compression = compression
         self.subprotocols = list(subprotocols)
@@ -166,7 +169,7 @@ class App(Routes):
         if self._stopping is not None:
             self._stopping.set()
 
-    async def shutdown(self, code: int = 1001, reason: str = "server shutting down",
+    async def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down",
                        timeout: float | None = None) -> None:
         """Stop listening, close every connection with 1001 and wait for the closing handshakes.
 
@@ -237,28 +240,14 @@ class App(Routes):
     # -- dispatch (called by ServerProtocol) ---------------------------------------------------
 
     def _handle_request(self, proto: ServerProtocol, raw: HttpRequest, leftover: bytes) -> None:
-        path = raw.path
-        is_upgrade = "upgrade" in raw.headers
-        found = self.router.find_websocket(path)
-        if found is None or not is_upgrade:
-            http = self.router.find_http(path)
-            if http is not None:
-                route, params = http
-                if raw.method not in route.methods:
-                    allow = [("Allow", ", ".join(route.methods))]
-                    proto.respond(reject(405, "method not allowed", allow))
-                    return
-                self._run_http(proto, route.handler, Request(raw, params, proto.peer))
-                return
-            if found is None:
-                proto.respond(reject(404, f"no route for {path}"))
-                return
-            # RFC 6455 §4.2.2: a WebSocket resource asked without an upgrade.
-            proto.respond(reject(426, "this resource needs a WebSocket upgrade",
-                                 [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                  ("Sec-WebSocket-Version", "13")]))
+        found = self.router.resolve(raw.method, raw.path, "upgrade" in raw.headers)
+        if isinstance(found, Refusal):
+            proto.respond(reject(found.status, found.reason, found.headers))
             return
         route, params = found
+        if route.kind == "http":
+            self._run_http(proto, route.handler, Request(raw, params, proto.peer))
+            return
         if self._full(proto):
             return
         req = Request(raw, params, proto.peer)
@@ -368,7 +357,7 @@ class App(Routes):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # An async handler that raises closes the connection with 1011 (DESIGN.md §1).
+            # An async handler that raises closes with 1011 (docs/architecture.md, Errors).
             if ws.is_closed:
                 logger.error("the handler for %s raised", req.path, exc_info=exc)
             else:
@@ -437,7 +426,11 @@ class ServerProtocol(WebSocketProtocol):
     def __init__(self, app: App) -> None:
         super().__init__(app.limits)
         self.app = app
-        self.parser: RequestParser | None = RequestParser(max_header_bytes=app.max_header_bytes)
+        self.parser: RequestParser | None = RequestParser(
+            max_line_length=app.limits.max_line_length,
+            max_headers=app.limits.max_headers,
+            max_header_bytes=app.limits.max_header_bytes,
+        )
         self.peer: Any = None
         self._early: list[bytes] = []
         self._responded = False

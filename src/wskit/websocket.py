@@ -8,8 +8,10 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Union
 
+from .core.close import CloseCode
 from .core.connection import (
     BinaryMessage,
     CloseReceived,
@@ -17,16 +19,23 @@ from .core.connection import (
     Failed,
     Ping,
     Pong,
+    PreparedFrame,
     State,
     TextMessage,
 )
-from .core.errors import ConnectionClosed, InvalidState
+from .core.errors import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    KeepaliveTimeout,
+)
 from .core.extensions import Extension
 
 if TYPE_CHECKING:
     from .aio.protocol import WebSocketProtocol
 
-__all__ = ["Message", "Stream", "WebSocket"]
+__all__ = ["Delivery", "Message", "Stream", "WebSocket"]
 
 logger = logging.getLogger("wskit")
 
@@ -38,8 +47,18 @@ ControlListener = Callable[["WebSocket", bytes], Any]
 
 _OPEN = State.OPEN
 
-# Close codes a peer may end with that are not errors (RFC 6455 §7.4.1; 1005: no code given).
-_NORMAL_CLOSE = (1000, 1001, 1005)
+
+class Delivery(Enum):
+    """What ``WebSocket.send_prepared`` did with a prepared frame."""
+
+    #: Written (or corked, to be written after the listeners of this read).
+    SENT = "sent"
+    #: Not written: the connection is closing or closed.
+    NOT_OPEN = "not open"
+    #: Not written: a slow consumer (``slow="drop"``), which misses this message.
+    DROPPED = "dropped"
+    #: Not written: a slow consumer (``slow="close"``), now closing with 1013.
+    CLOSED = "closed"
 
 
 class Stream:
@@ -93,6 +112,9 @@ class _Listener:
         self.stream = Stream(ws)
         if ws._streams_ended:
             self.stream._end(ws._error)
+        else:
+            # Kept even once replaced: what was attached to it still runs at the end.
+            ws._streams.append(self.stream)
 
 
 class WebSocket:
@@ -130,14 +152,15 @@ class WebSocket:
         self._binary: _Listener | None = None
         self._on_ping: _Listener | None = None
         self._on_pong: _Listener | None = None
+        # Every handle ever returned, in order, replaced ones included (their catch and
+        # finally_ run too).
+        self._streams: list[Stream] = []
         self._inbox: deque[Message] = deque()
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._async_calls: deque[tuple[_Listener, Any]] = deque()
         self._async_runner: asyncio.Task[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._error: BaseException | None = None
-        #: The code and reason of the Close frame we sent, if we started the closing handshake.
-        self._close_sent: tuple[int, str] | None = None
         self._finished = False
         self._streams_ended = False
         self._closed_future: asyncio.Future[None] = self._loop.create_future()
@@ -179,6 +202,43 @@ class WebSocket:
             )
         self._protocol.write(frame)
 
+    def send_prepared(
+        self,
+        frame: PreparedFrame,
+        *,
+        compress: bool = False,
+        max_buffered: int | None = None,
+        slow: str = "close",
+    ) -> Delivery:
+        """Write a message prepared once for many connections (``PreparedFrame(message)``);
+        the fan-out seam that ``broadcast`` and the hub use (docs/architecture.md, "Seams").
+
+        Not written when the connection is no longer open (``NOT_OPEN``), or when its write
+        buffer already holds more than ``max_buffered`` bytes: a slow consumer, closed with
+        1013, try again later, with ``slow="close"`` (``CLOSED``), or left to miss this
+        message with ``slow="drop"`` (``DROPPED``). Nothing is buffered without bound.
+        """
+        conn = self._conn
+        if conn.state is not _OPEN and not conn.close_pending:
+            return Delivery.NOT_OPEN
+        if max_buffered is not None:
+            buffered = self._protocol.buffered_amount
+            if buffered > max_buffered:
+                if slow == "drop":
+                    return Delivery.DROPPED
+                if slow != "close":
+                    raise ValueError(f"slow must be 'drop' or 'close', not {slow!r}")
+                logger.warning("closing slow consumer %s (%d bytes queued) with 1013",
+                               self.remote_address, buffered)
+                self._start_close(CloseCode.TRY_AGAIN_LATER, "too slow")
+                return Delivery.CLOSED
+        try:
+            data = conn.send_prepared(frame, compress=compress)
+        except InvalidState:  # in the middle of our own fragmented message
+            return Delivery.NOT_OPEN
+        self._protocol.write(data)
+        return Delivery.SENT
+
     def send_fragments(
         self, fragments: list[str] | list[bytes], *, text: bool | None = None
     ) -> None:
@@ -213,13 +273,13 @@ class WebSocket:
             self._raise_closed()
 
     def _closed_error(self) -> ConnectionClosed:
-        """The code and reason received (1006 if none came), else those we sent."""
-        conn = self._conn
-        if conn.close_code is not None:
-            return ConnectionClosed(conn.close_code, conn.close_reason)
-        if self._close_sent is not None:
-            return ConnectionClosed(*self._close_sent)
-        return ConnectionClosed(1006, "")
+        """The code and reason received (1006 if none came), else those we sent; an error
+        type unless the connection closed cleanly (core's ``Connection.close_exception``)."""
+        closed = self._conn.close_exception()
+        if self._error is not None and isinstance(closed, ConnectionClosedOK):
+            # Closed on purpose, but because a listener raised or a keepalive went unanswered.
+            return ConnectionClosedError(closed.code, closed.reason)
+        return closed
 
     def _raise_closed(self) -> None:
         conn = self._conn
@@ -408,7 +468,7 @@ class WebSocket:
             logger.error("%s raised after the connection ended", what, exc_info=exc)
             return
         logger.error("%s raised; closing %s with 1011", what, self.remote_address, exc_info=exc)
-        self._start_close(1011, "internal error")
+        self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     # -- receive / iterate -------------------------------------------------------------------
 
@@ -498,11 +558,12 @@ class WebSocket:
         if future.done() or self._conn.state is not State.OPEN:
             return
         logger.warning("keepalive ping to %s not answered; closing with 1011", self.remote_address)
+        error = KeepaliveTimeout()
         if self._error is None:
-            self._error = TimeoutError("keepalive ping timeout")
+            self._error = error
         # The peer is unresponsive: fail the connection (RFC 6455 §7.1.7) instead of waiting
         # for a closing handshake that will not come.
-        self._send_close(1011, "keepalive ping timeout")
+        self._send_close(error.code, error.reason)
         self._protocol.close_transport()
 
     # -- closing -----------------------------------------------------------------------------
@@ -510,7 +571,6 @@ class WebSocket:
     def _send_close(self, code: int, reason: str) -> None:
         if self._conn.state is State.OPEN:
             frame = self._conn.send_close(code, reason)
-            self._close_sent = (code, reason)
             self._protocol.write(frame)
         # Read the peer's Close even when the inbox is full (the wait is bounded in time).
         self._protocol.resume_reading()
@@ -519,7 +579,7 @@ class WebSocket:
         self._send_close(code, reason)
         self._protocol.start_close_timer()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake (bounded by close_timeout), then drop the TCP connection.
 
         Closing an already closing or closed connection just waits for the end. An invalid
@@ -566,16 +626,17 @@ class WebSocket:
                 handle.cancel()
         conn = self._conn
         error = self._error
-        if error is None and conn.close_code == 1006:
-            error = ConnectionClosed(
-                1006, str(exc) if exc else "connection lost without a close frame"
+        if error is None and conn.close_code == CloseCode.ABNORMAL_CLOSURE:
+            error = ConnectionClosedError(
+                CloseCode.ABNORMAL_CLOSURE,
+                str(exc) if exc else "connection lost without a close frame",
             )
             if exc is not None:
                 error.__cause__ = exc
-        elif (error is None and self._close_sent is None
-              and conn.close_code not in _NORMAL_CLOSE):
-            # The peer closed with an error code (our own close(code) is never an error).
-            error = ConnectionClosed(conn.close_code or 1006, conn.close_reason)
+        elif error is None and not conn.clean:
+            # The peer closed with an error code (see core.close.is_clean; our own
+            # close(code) is never an error, nor an application's 4000-4999 code).
+            error = conn.close_exception()
         self._error = error
         closed = self._closed_error()
         for future, _ in self._pings.values():
@@ -600,8 +661,7 @@ class WebSocket:
             return
         self._streams_ended = True
         error = self._error
-        streams = [lst.stream for lst in (self._text, self._binary, self._on_ping, self._on_pong)
-                   if lst is not None]
+        streams = self._streams
         for stream in streams:
             stream._end(error)
         if error is not None:

@@ -26,7 +26,7 @@ def cases(table: Iterable[tuple[str, Any]], *, roles: Sequence[str] = ROLES,
     Every case runs on asyncio, with the compiled frame functions when they are built, for
     every role it applies to; every ``uvloop_every``-th case (0: none) also runs on uvloop, and
     every ``PURE_EVERY``-th (from the third) also with the pure-Python twins of the compiled
-    functions (``-pure``, see conftest.py; DESIGN.md §3 rule 7).
+    functions (``-pure``, see conftest.py; docs/architecture.md, rule 7).
     """
     params = []
     for i, (case_id, case) in enumerate(table):

@@ -1,4 +1,4 @@
-"""Core fixtures: each frame speed-up and its pure-Python twin in turn (DESIGN.md §3 rule 7)."""
+"""Core fixtures: each frame speed-up and its pure twin in turn (docs/architecture.md, rule 7)."""
 
 from __future__ import annotations
 

@@ -499,7 +499,9 @@ class TestCloseHandshake:
         server = Connection(Role.SERVER)
         events = feed(server, raw_frame(CLOSE, b"\x03\xe8bye", key=PEER_KEY))
         assert events == [("close", 1000, "bye")]
-        assert server.data_to_send() == bytes.fromhex("880203e8")  # the code is echoed
+        # The code and the reason are echoed (issue 10: the reason used to be dropped).
+        assert server.data_to_send() == bytes.fromhex("880503e8") + b"bye"
+        assert (server.sent_code, server.sent_reason) == (1000, "bye")
         assert server.state is State.REMOTE_CLOSING
         assert server.should_close_transport  # RFC 6455 §7.1.1: the server closes TCP first
         assert server.close_sent

@@ -355,7 +355,7 @@ def bomb() -> bytes:
 
 
 class TestLimits:
-    """DESIGN.md §3 rule 6 and RFC 6455 §10.4: inflating is bounded by the message limit."""
+    """docs/architecture.md rule 6, RFC 6455 §10.4: inflating is bounded by the message limit."""
 
     LIMIT = 1 << 20
 
@@ -458,7 +458,7 @@ class TestCorruptData:
 
 
 def test_core_stays_sans_io() -> None:
-    """DESIGN.md §3 rule 1: no event loop, sockets, clocks or threads in the core."""
+    """docs/architecture.md, rule 1: no event loop, sockets, clocks or threads in the core."""
     tree = ast.parse(inspect.getsource(deflate))
     imported = set()
     for node in ast.walk(tree):
@@ -470,7 +470,7 @@ def test_core_stays_sans_io() -> None:
 
 
 class TestCodecConstruction:
-    """Local misuse raises at once (DESIGN.md §3 rule 4)."""
+    """Local misuse raises at once (docs/architecture.md, rule 4)."""
 
     @pytest.mark.parametrize(
         "overrides",

@@ -116,7 +116,7 @@ def handshake_error(req: Request) -> InvalidHandshake:
 
 
 class TestModule:
-    """DESIGN.md §3 rule 1: the core imports no I/O, clock or thread module."""
+    """docs/architecture.md, rule 1: the core imports no I/O, clock or thread module."""
 
     def test_no_io_imports(self) -> None:
         from wskit.core import http

@@ -248,7 +248,7 @@ class TestRequestParserMalformed:
 
 
 class TestRequestParserLimits:
-    """DESIGN.md §3 rule 6: limits are checked before memory is spent (414 and 431)."""
+    """docs/architecture.md, rule 6: limits are checked before memory is spent (414 and 431)."""
 
     def test_request_line_at_the_limit(self) -> None:
         line = b"GET /" + b"a" * 10 + b" HTTP/1.1"

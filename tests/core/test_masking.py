@@ -232,7 +232,7 @@ class TestGenerateMask:
 
 
 class TestSansIO:
-    """The core stays sans-I/O (DESIGN.md §3 rule 1); RFC 6455 §5.3 masking needs no I/O."""
+    """The core stays sans-I/O (docs/architecture.md, rule 1); §5.3 masking needs no I/O."""
 
     def test_no_io_imports(self) -> None:
         tree = ast.parse(inspect.getsource(masking))
@@ -245,7 +245,7 @@ class TestSansIO:
         assert not imported & {"asyncio", "socket", "time", "threading"}
 
     def test_no_environment_reads(self) -> None:
-        # DESIGN.md §3: no hidden switches read from the environment at import.
+        # docs/architecture.md, Rules: no hidden switches read from the environment at import.
         source = inspect.getsource(masking)
         assert "environ" not in source
         assert "getenv" not in source

@@ -15,7 +15,7 @@ import wskit.core
 CORE = Path(wskit.core.__file__).parent
 SRC = CORE.parent.parent
 
-#: DESIGN.md §2 and §3 rule 1: no event loop, sockets, clocks, threads or TLS in the core.
+#: docs/architecture.md, rule 1: no event loop, sockets, clocks, threads or TLS in the core.
 FORBIDDEN = frozenset({"asyncio", "socket", "time", "threading", "selectors", "ssl"})
 #: Their C halves and close relatives, which would be the same thing by another name.
 FORBIDDEN_LOW = frozenset({"_asyncio", "_socket", "_thread", "_ssl", "select", "uvloop"})
@@ -51,7 +51,7 @@ def forbidden_imports(source: str, filename: str = "<source>") -> list[tuple[int
 
 
 class TestStaticImports:
-    """DESIGN.md §3 rule 1 (the sans-I/O rule behind RFC 6455 §1.3's layering): read by ``ast``."""
+    """docs/architecture.md rule 1 (the sans-I/O rule behind RFC 6455 §1.3): read by ``ast``."""
 
     @pytest.mark.parametrize("path", core_files(), ids=lambda p: p.name)
     def test_module_imports_no_io(self, path: Path) -> None:
@@ -113,7 +113,7 @@ print(json.dumps({"before": sorted(before), "after": sorted(sys.modules), "loade
 
 
 class TestRuntimeImports:
-    """DESIGN.md §3 rule 1: importing every core module in a fresh interpreter loads no I/O."""
+    """docs/architecture.md rule 1: importing every core module in a fresh process loads no I/O."""
 
     def test_importing_the_core_loads_no_io_module(self) -> None:
         result = subprocess.run(

@@ -32,15 +32,15 @@ def outcome(parse: Parse, data: bytes, *, expect_mask: bool, allowed_rsv: int, m
     """Everything a parse call shows: frames (with payload types), position or error, state."""
     parser = FrameParser(expect_mask=expect_mask, max_size=max_size, allowed_rsv=allowed_rsv)
     if msg_left is not None:
-        parser._msg_left = msg_left
-        parser._msg_rsv1 = msg_rsv1
+        parser.msg_left = msg_left
+        parser.msg_rsv1 = msg_rsv1
     out: list[RawFrame] = []
     try:
         result: Any = parse(parser, data, out, decode)
     except RemoteError as exc:
         result = (type(exc), str(exc), exc.close_code)
     frames_seen = [(b0, type(payload), payload) for b0, payload in out]
-    state = (parser._need, parser.partial, parser._msg_left, parser._msg_rsv1)
+    state = (parser.need, parser.partial, parser.msg_left, parser.msg_rsv1)
     return frames_seen, result, state
 
 
@@ -200,7 +200,7 @@ def in_place_outcome(parse: Parse, data: bytes, **cfg: Any) -> tuple[Any, ...]:
     except RemoteError as exc:
         result = (type(exc), str(exc))
     seen = [(b0, type(p), p if isinstance(p, str) else bytes(p)) for b0, p in out]
-    state = (parser._need, parser.partial, parser._msg_left, parser._msg_rsv1)
+    state = (parser.need, parser.partial, parser.msg_left, parser.msg_rsv1)
     return seen, result, state, bytes(buf)
 
 

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 from ..core.connection import Connection, Role, State
 from ..core.errors import RemoteError
 from ..core.extensions import Extension
+from ..core.limits import Limits
 
 if TYPE_CHECKING:
     from ..websocket import WebSocket
 
-__all__ = ["Limits", "WebSocketProtocol"]
+__all__ = ["WebSocketProtocol"]
 
 logger = logging.getLogger("wskit")
 
@@ -35,44 +36,6 @@ def _read_buffer() -> memoryview:
     if view is None:
         view = _per_thread.view = memoryview(bytearray(_READ_BUFFER_SIZE))
     return view
-
-
-class Limits:
-    """Per-connection limits and timers; every one is an argument with a safe default."""
-
-    __slots__ = (
-        "close_timeout",
-        "max_message_size",
-        "max_queue",
-        "open_timeout",
-        "ping_interval",
-        "ping_timeout",
-        "write_limit",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_message_size: int = 1 << 20,
-        max_queue: int = 32,
-        write_limit: int = 64 * 1024,
-        open_timeout: float | None = 10.0,
-        close_timeout: float | None = 10.0,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-    ) -> None:
-        if max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        #: Largest message accepted, after decompression (1009 beyond it).
-        self.max_message_size = max_message_size
-        #: Messages kept for receive() before reading from the socket pauses.
-        self.max_queue = max_queue
-        #: Write buffer high-water mark; drain() waits until it falls below a quarter of it.
-        self.write_limit = write_limit
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
 
 
 class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):

@@ -1,4 +1,5 @@
-"""The WebSocket connection state machine: frames in, events out; the one owner of ``State``."""
+"""The WebSocket connection state machine: frames in, events out; the owner of every
+protocol fact of one connection (docs/architecture.md, "Who owns which fact")."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from collections.abc import Sequence
 from enum import Enum, IntEnum
 
 from . import frames as _frames
-from .errors import InvalidState, MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
+from .close import CloseCode, is_clean
+from .errors import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidArgument,
+    InvalidState,
+    MessageTooBig,
+    PayloadNotUTF8,
+    ProtocolError,
+    RemoteError,
+)
 from .extensions import Extension
 from .frames import (
     Frame,
@@ -17,6 +29,7 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
+from .limits import MAX_MESSAGE_SIZE
 from .masking import apply_mask
 
 __all__ = [
@@ -24,16 +37,18 @@ __all__ = [
     "BinaryMessage",
     "CloseReceived",
     "Connection",
+    "Ending",
     "Event",
     "Failed",
     "Ping",
     "Pong",
+    "PreparedFrame",
     "Role",
     "State",
     "TextMessage",
 ]
 
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+DEFAULT_MAX_MESSAGE_SIZE = MAX_MESSAGE_SIZE
 
 _OP_TEXT = Opcode.TEXT.value
 _OP_BINARY = Opcode.BINARY.value
@@ -62,6 +77,23 @@ class State(IntEnum):
     #: The peer sent a Close frame and we answered; only the TCP close remains.
     REMOTE_CLOSING = 3
     CLOSED = 4
+
+
+class Ending(Enum):
+    """What the transport must do once the closing handshake is over or the connection failed
+    (``Connection.ending``). The binding adds the timers: every wait is bounded."""
+
+    #: Still open, or waiting for the peer's Close frame.
+    NONE = "none"
+    #: Close the TCP connection now (RFC 6455 §7.1.1: the server closes first; or the peer's
+    #: FIN came after a failure).
+    CLOSE = "close"
+    #: The client waits for the server to close TCP (RFC 6455 §7.1.1), bounded in time.
+    WAIT = "wait"
+    #: We failed the connection (§7.1.7) while the peer may still be sending: closing a socket
+    #: with unread input resets it (RST) and the peer may lose our Close. Send FIN behind the
+    #: Close instead, read and discard its input until its FIN, bounded in time.
+    HALF_CLOSE = "half-close"
 
 
 class Event:
@@ -113,7 +145,8 @@ class Pong(Event):
 
 
 class CloseReceived(Event):
-    """The peer sent a valid Close frame; ``code`` is 1005 when it had none."""
+    """The peer sent a valid Close frame; ``code`` is 1005 when it had none. Our answer (the
+    same code and reason) is queued in ``data_to_send``."""
 
     __slots__ = ("code", "reason")
 
@@ -138,6 +171,33 @@ class Failed(Event):
         return f"Failed({self.error.close_code}, {self.error.reason!r})"
 
 
+class PreparedFrame:
+    """One data message encoded once for many server connections (a fan-out).
+
+    ``plain`` is its unmasked, uncompressed frame, valid on every server connection (RFC 7692
+    §6: compression is chosen per message). A compressed frame is built at most once per set
+    of compression parameters, for connections whose compressor has no context takeover
+    (``Extension.shared_encoding``); the others compress it themselves.
+    ``Connection.send_prepared`` picks the bytes for its connection.
+    """
+
+    __slots__ = ("_encoded", "opcode", "payload", "plain")
+
+    def __init__(self, message: str | bytes | bytearray | memoryview) -> None:
+        if isinstance(message, str):
+            self.opcode, self.payload = _OP_TEXT, message.encode()
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            self.opcode, self.payload = _OP_BINARY, bytes(message)
+        else:
+            raise TypeError(f"a message is str or bytes-like, not {type(message).__name__}")
+        self.plain = _frames.build_frame(0x80 | self.opcode, self.payload, None)
+        self._encoded: dict[object, bytes] = {}
+
+    def __repr__(self) -> str:
+        kind = "text" if self.opcode == _OP_TEXT else "binary"
+        return f"PreparedFrame({kind}, {len(self.payload)} bytes)"
+
+
 class Connection:
     """Sans-I/O RFC 6455 endpoint.
 
@@ -150,8 +210,11 @@ class Connection:
         "_client",
         "_close_queued",
         "_decoder",
+        "_early",
+        "_eof",
         "_extension",
         "_fragments",
+        "_initiated",
         "_msg_compressed",
         "_msg_opcode",
         "_msg_size",
@@ -161,9 +224,12 @@ class Connection:
         "close_code",
         "close_reason",
         "close_sent",
+        "error",
         "max_message_size",
         "parser",
         "role",
+        "sent_code",
+        "sent_reason",
         "should_close_transport",
         "state",
     )
@@ -196,13 +262,26 @@ class Connection:
         # The partial text frame checked so far: (parser.partial, its decoder, bytes checked).
         self._peek: tuple[object, codecs.IncrementalDecoder, int] | None = None
         self._sending_fragments = False  # whether our own fragmented message is unfinished
-        #: The code and reason the connection ended with (1006 until known).
+        #: The code and reason the peer closed with (1005: its Close had no code; 1006: the
+        #: connection ended without a Close frame, or we failed it); None while open.
         self.close_code: int | None = None
         self.close_reason = ""
+        #: The code and reason of the Close frame we sent (None: none sent, or one without a
+        #: code); see ``close_sent``.
+        self.sent_code: int | None = None
+        self.sent_reason = ""
         #: Whether we have sent a Close frame.
         self.close_sent = False
+        #: The peer's error that failed the connection (RFC 6455 §7.1.7), if any.
+        self.error: RemoteError | None = None
         #: Set when the caller must close the TCP connection now.
         self.should_close_transport = False
+        # Whether we started the closing handshake (send_close while OPEN).
+        self._initiated = False
+        # Whether the peer half-closed its side (receive_eof).
+        self._eof = False
+        # Bytes that came behind the HTTP head, kept until handshake_complete().
+        self._early: list[bytes] = []
         if state is State.OPEN:
             self.set_extensions(extensions)
         elif extensions:
@@ -224,15 +303,92 @@ class Connection:
         self.set_extensions(extensions)
         self.state = State.OPEN
 
+    def receive_early(self, data: bytes) -> None:
+        """Keep bytes that came with or behind the HTTP head while CONNECTING; they are parsed
+        by ``receive_pending`` once the handshake completed and the application is ready.
+
+        Bounded by the binding, which stops reading once the head is complete."""
+        if self.state is not State.CONNECTING:
+            raise InvalidState(f"receive_early() in state {self.state.name}")
+        if data:
+            self._early.append(data)
+
+    def receive_pending(self) -> list[Event]:
+        """Parse the bytes kept by ``receive_early``, in order (RFC 6455 §4.1: frames may
+        follow the handshake at once, even in the same read)."""
+        if not self._early:
+            return []
+        data = b"".join(self._early)
+        self._early.clear()
+        return self.receive_data(data)
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether bytes kept by ``receive_early`` wait for ``receive_pending``."""
+        return bool(self._early)
+
     def connection_lost(self) -> None:
         """The transport is gone; the connection is CLOSED (1006 if no close was received)."""
         if self.close_code is None:
             # RFC 6455 §7.1.5: closed without a Close frame.
-            self.close_code = 1006
+            self.close_code = CloseCode.ABNORMAL_CLOSURE
         self.state = State.CLOSED
         # Nothing can be written any more: no replies, no queued Close.
         self._close_queued = False
         self._out.clear()
+        self._early.clear()
+
+    def receive_eof(self) -> None:
+        """The peer half-closed (FIN): after a failure, the transport may go now."""
+        self._eof = True
+        if self.state is not State.CLOSED and self.close_code is None:
+            # RFC 6455 §7.1.5: the stream ended without a Close frame.
+            self.close_code = CloseCode.ABNORMAL_CLOSURE
+        if self.state is not State.CONNECTING:
+            self.state = State.CLOSED
+        self.should_close_transport = True
+
+    # -- how it ended ------------------------------------------------------------------------
+
+    @property
+    def ending(self) -> Ending:
+        """What the transport must do now (RFC 6455 §7.1.1, §7.1.7); see ``Ending``."""
+        state = self.state
+        if state is not State.CLOSED and state is not State.REMOTE_CLOSING:
+            return Ending.NONE
+        if self.error is not None and not self._eof:
+            return Ending.HALF_CLOSE
+        if self.should_close_transport:
+            return Ending.CLOSE
+        return Ending.WAIT
+
+    @property
+    def clean(self) -> bool:
+        """Whether the connection ended, or is ending, without an error: the closing handshake
+        completed (or is under way) and either we started it or the peer's code is clean
+        (``core.close.is_clean``: 1000, 1001, no code, 4000-4999)."""
+        if self.error is not None:
+            return False
+        code = self.close_code
+        if code is None:
+            return self._initiated  # our Close is out, the peer's has not come yet
+        if code == CloseCode.ABNORMAL_CLOSURE:
+            return False
+        return self._initiated or is_clean(code)
+
+    def close_exception(self) -> ConnectionClosed:
+        """What ``receive`` and ``send`` raise once closed: ``ConnectionClosedOK`` when
+        ``clean``, else ``ConnectionClosedError``; with the code and reason received (those
+        we sent while the peer's Close has not come, 1006 when none came)."""
+        code, reason = self.close_code, self.close_reason
+        if code is None:
+            if self.close_sent:
+                code = self.sent_code if self.sent_code is not None else CloseCode.NO_STATUS_RCVD
+                reason = self.sent_reason
+            else:
+                code = CloseCode.ABNORMAL_CLOSURE
+        cls = ConnectionClosedOK if self.clean else ConnectionClosedError
+        return cls(code, reason)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -392,11 +548,13 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         if self.state is State.OPEN:
-            # RFC 6455 §5.5.1: answer a Close with a Close, echoing the code.
-            self._out.append(
-                self._encode(_OP_CLOSE, encode_close_payload(None if code == 1005 else code))
-            )
+            # RFC 6455 §5.5.1: answer a Close with a Close, "typically echoing the status code
+            # it received"; the reason too, so that both ends log the same words.
+            echo = None if code == CloseCode.NO_STATUS_RCVD else code
+            self._out.append(self._encode(_OP_CLOSE, encode_close_payload(echo, reason)))
             self._close_queued = _has_message(events)
+            self.sent_code = echo
+            self.sent_reason = reason
             self.close_sent = True
             self.state = State.REMOTE_CLOSING
         else:
@@ -411,7 +569,10 @@ class Connection:
         if self.state is State.OPEN:
             self._out.append(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
             self._close_queued = _has_message(events)
+            self.sent_code = error.close_code
+            self.sent_reason = ""
             self.close_sent = True
+        self.error = error
         self.close_code = error.close_code
         self.close_reason = error.reason
         self.state = State.CLOSED
@@ -465,19 +626,25 @@ class Connection:
                 f"cannot send {what} in state OPEN while a fragmented message is unfinished"
             )
 
-    def can_share_frame(self, compressed: bool) -> bool:
-        """Whether an unmasked, uncompressed frame built once for many may be written here.
-
-        True for an OPEN server endpoint that is not in the middle of a fragmented send and
-        either has no extension or is asked not to compress (RFC 7692 §6: compression is a
-        per-message choice, so an uncompressed frame is always valid).
-        """
-        return (
-            self.state is _OPEN
-            and not self._client
-            and not self._sending_fragments
-            and (self._extension is None or not compressed)
-        )
+    def send_prepared(self, prepared: PreparedFrame, *, compress: bool = False) -> bytes:
+        """The bytes that send ``prepared`` on this connection: its shared frame when they may
+        be (a server; uncompressed, or compressed without context takeover), else encoded
+        here (a client masks every frame with a fresh key, RFC 6455 §5.3)."""
+        if self.state is not _OPEN or self._sending_fragments:
+            self._check_can_send("a message", message=True, reply=True)
+        extension = self._extension
+        if self._client:
+            return self._message(prepared.opcode, prepared.payload, compress)
+        if extension is None or not compress:
+            return prepared.plain
+        key = extension.shared_encoding()
+        if key is None:
+            return self._message(prepared.opcode, prepared.payload, True)
+        frame = prepared._encoded.get(key)
+        if frame is None:
+            encoded, rsv1 = extension.encode(prepared.payload, True)
+            frame = prepared._encoded[key] = encode_frame(prepared.opcode, encoded, rsv1=rsv1)
+        return frame
 
     def send_text(self, text: str, *, compress: bool = True) -> bytes:
         """Encode a text message; returns the bytes to write."""
@@ -536,14 +703,14 @@ class Connection:
         """Encode a ping; at most 125 bytes (RFC 6455 §5.5)."""
         self._check_can_send("a ping")
         if len(data) > 125:
-            raise ValueError("ping payload longer than 125 bytes")
+            raise InvalidArgument("ping payload longer than 125 bytes")
         return self._encode(_OP_PING, data)
 
     def send_pong(self, data: bytes = b"") -> bytes:
         """Encode an unsolicited pong (RFC 6455 §5.5.3)."""
         self._check_can_send("a pong")
         if len(data) > 125:
-            raise ValueError("pong payload longer than 125 bytes")
+            raise InvalidArgument("pong payload longer than 125 bytes")
         return self._encode(_OP_PONG, data)
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> bytes:
@@ -551,6 +718,9 @@ class Connection:
         if self.state is not State.OPEN:
             raise InvalidState(f"cannot close in state {self.state.name}")
         frame = self._encode(_OP_CLOSE, encode_close_payload(code, reason))
+        self.sent_code = code
+        self.sent_reason = reason
+        self._initiated = True
         self.close_sent = True
         self.state = State.LOCAL_CLOSING
         return frame

@@ -178,6 +178,14 @@ class PerMessageDeflate(Extension):
             self._compressor = None
         return data[: -len(_TAIL)], True
 
+    def shared_encoding(self) -> tuple[object, ...] | None:
+        """Without context takeover on our side, a message compresses the same for every
+        connection with the same parameters (RFC 7692 §7.1.1): share it under them."""
+        if not self.local_no_context_takeover:
+            return None
+        return (_NAME, self.local_max_window_bits, self.compress_level, self.mem_level,
+                self.min_size)
+
     def decode(
         self, payload: bytes | bytearray | memoryview, rsv1: bool, fin: bool, max_length: int
     ) -> bytes | bytearray | memoryview:
@@ -198,7 +206,7 @@ class PerMessageDeflate(Extension):
         allowance = max(max_length, 0)
         try:
             if self._trailer is None:
-                # Bounded (DESIGN.md §3 rule 6): zlib stops after allowance + 1 bytes.
+                # Bounded (docs/architecture.md, rule 6): zlib stops after allowance + 1 bytes.
                 out = decompressor.decompress(payload, allowance + 1)
                 self._check_size(len(out), allowance)
                 if decompressor.eof:

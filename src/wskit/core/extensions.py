@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 
 __all__ = ["Extension", "ExtensionFactory", "ExtensionParams"]
 
@@ -28,6 +29,12 @@ class Extension(ABC):
     ) -> tuple[bytes, bool]:
         """Transform a whole outgoing data message; returns (payload, rsv1 for the first frame)."""
 
+    def shared_encoding(self) -> Hashable | None:
+        """A key under which ``encode``'s output may be shared with other connections (one
+        encoding for a fan-out, docs/architecture.md "Seams"), or None when it depends on
+        this connection's history, as compression with context takeover does."""
+        return None
+
     @abstractmethod
     def decode(
         self, payload: bytes | bytearray | memoryview, rsv1: bool, fin: bool, max_length: int
@@ -40,7 +47,7 @@ class Extension(ABC):
 
 
 class ExtensionFactory(ABC):
-    """Negotiates one extension (separate from its codec, DESIGN.md §3 rule 8)."""
+    """Negotiates one extension (separate from its codec, docs/architecture.md, rule 8)."""
 
     name: str = ""
 

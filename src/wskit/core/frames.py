@@ -6,7 +6,8 @@ import struct
 import sys
 from enum import IntEnum
 
-from .errors import MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
+from .close import CloseCode, valid_on_wire
+from .errors import InvalidArgument, MessageTooBig, PayloadNotUTF8, ProtocolError, RemoteError
 from .masking import apply_mask, speedups
 from .masking import generate_mask as generate_mask  # looked up here, by Connection too
 
@@ -182,20 +183,27 @@ class FrameParser:
     When valid frames precede the bad one in the same ``feed``, they are returned and the error
     is kept in ``error`` (and raised by the next ``feed``): the caller handles those frames, then
     checks ``error``. So the frames a stream yields do not depend on how it was split.
+
+    The parse state: ``parse_frames`` (pure Python or its C twin in ``_speedups.c``) gets the
+    parser as its one state struct and reads or writes only these public fields, by name:
+    ``expect_mask``, ``allowed_rsv`` and ``max_size`` (read), ``msg_left`` and ``msg_rsv1``
+    (the fragmented message being received), ``need`` (bytes the next frame needs, written
+    only when it changes) and ``partial`` (set for a data frame cut short; the caller resets
+    it). See docs/architecture.md, "The C speed-ups".
     """
 
     __slots__ = (
         "_buffered",
         "_chunks",
         "_large",
-        "_msg_left",
-        "_msg_rsv1",
-        "_need",
         "allowed_rsv",
         "error",
         "expect_mask",
         "lent",
         "max_size",
+        "msg_left",
+        "msg_rsv1",
+        "need",
         "partial",
     )
 
@@ -206,17 +214,18 @@ class FrameParser:
         #: fragments are sent as is (their lengths add up), per frame when the message has RSV1
         #: (compressed), whose decoded size the connection checks. Control frames: 125 bytes.
         self.max_size = max_size
-        # What the message being received may still bring, and whether it has RSV1. Tracked
-        # here, in stream order, so the check does not depend on how the input was split.
-        self._msg_left = max_size
-        self._msg_rsv1 = 0
+        #: What the message being received may still bring, and whether it has RSV1. Tracked
+        #: here, in stream order, so the check does not depend on how the input was split.
+        self.msg_left = max_size
+        self.msg_rsv1 = 0
         #: Bit mask of the RSV bits (0x70) that a negotiated extension gives a meaning to.
         self.allowed_rsv = allowed_rsv
         #: The peer's error found behind the frames the last ``feed`` returned, if any.
         self.error: RemoteError | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._need = 2
+        #: Bytes the frame being received needs before it can be parsed further.
+        self.need = 2
         #: The data frame whose payload is still arriving, as (opcode, rsv1 bit, mask key or
         #: b"", header length), or None; its payload bytes so far are ``buffered - header``.
         self.partial: tuple[int, int, bytes, int] | None = None
@@ -258,7 +267,7 @@ class FrameParser:
         if self._chunks:
             self._chunks.append(data)
             self._buffered += len(data)
-            if self._buffered < self._need:
+            if self._buffered < self.need:
                 # Join only when a whole frame can be read, so assembly stays linear.
                 return []
             data = b"".join(self._chunks)
@@ -277,7 +286,7 @@ class FrameParser:
             return frames
         if pos < len(data):
             rest = len(data) - pos
-            need = self._need
+            need = self.need
             if need >= _LARGE_FRAME and self.partial is not None:
                 # A large data frame whose header is here: assemble it in place.
                 view = memoryview(_take_buffer(need))[:need]
@@ -288,7 +297,7 @@ class FrameParser:
             self._buffered = rest
         else:
             self._buffered = 0
-            self._need = 2
+            self.need = 2
         return frames
 
     def release(self) -> None:
@@ -314,7 +323,7 @@ class FrameParser:
             return []
         self._large = None
         self._buffered = 0
-        self._need = 2
+        self.need = 2
         frames: list[RawFrame] = []
         self.partial = None
         # Exactly one frame, whose header was checked when it began.
@@ -341,7 +350,7 @@ def parse_frames_python(
 ) -> int:
     """Append to ``out`` the complete frames at the start of ``data``; return where they end.
 
-    Reads and updates the state of ``parser``: limits, fragmented message, ``_need`` (left
+    Reads and updates the state of ``parser``: limits, fragmented message, ``need`` (left
     as it is when every byte was used) and ``partial`` (set for a data frame cut short; the
     caller resets it). A frame that breaks a rule raises a ``RemoteError`` subclass, after
     the frames before it were appended. ``decode_text``: see ``FrameParser.feed_raw``.
@@ -383,7 +392,7 @@ def parse_frames_python(
         head = 2
         if length == 126:
             if end - pos < 4:
-                parser._need = 4
+                parser.need = 4
                 break
             (length,) = _UNPACK_16(data, pos + 2)
             head = 4
@@ -392,7 +401,7 @@ def parse_frames_python(
                 raise ProtocolError("frame length not minimally encoded")
         elif length == 127:
             if end - pos < 10:
-                parser._need = 10
+                parser.need = 10
                 break
             (length,) = _UNPACK_64(data, pos + 2)
             head = 10
@@ -407,7 +416,7 @@ def parse_frames_python(
                 raise ProtocolError("control frame payload longer than 125 bytes")
         else:
             # TEXT or BINARY starts a message with the whole limit; CONT gets what is left.
-            left = parser.max_size if opcode else parser._msg_left
+            left = parser.max_size if opcode else parser.msg_left
             if length > left:
                 # RFC 6455 §10.4: refuse from the declared length, before buffering the
                 # payload. (Control frames are bounded by 125 bytes, not by this limit.)
@@ -421,9 +430,9 @@ def parse_frames_python(
         if end - pos < total:
             if end - pos < head:
                 # Parse again once the mask key is here, to report the partial frame.
-                parser._need = head
+                parser.need = head
                 break
-            parser._need = total
+            parser.need = total
             if opcode < 0x8:
                 # So the connection can check a text payload as it arrives (RFC 6455 §8.1).
                 key = bytes(data[pos + head - 4 : pos + head]) if masked else b""
@@ -455,14 +464,14 @@ def parse_frames_python(
             # A fragmented message: the next fragments may bring only what is left, unless
             # it has RSV1 (compressed, RFC 7692 §6), whose decoded size the connection checks.
             if opcode:
-                parser._msg_rsv1 = rsv & 0x40
-            parser._msg_left = left if parser._msg_rsv1 else left - length
+                parser.msg_rsv1 = rsv & 0x40
+            parser.msg_left = left if parser.msg_rsv1 else left - length
         if opcode == 0x8:
             # Data after a close frame is never read (RFC 6455 §5.5.1).
             return end
     else:
         if pos < end:
-            parser._need = 2
+            parser.need = 2
     return pos
 
 
@@ -482,24 +491,21 @@ def _writable_view(obj: object) -> memoryview:
 parse_frames = getattr(speedups, "parse_frames", parse_frames_python)
 build_frame = getattr(speedups, "build_frame", build_frame_python)
 
-def valid_close_code_on_wire(code: int) -> bool:
-    """Whether a close code may appear in a Close frame (RFC 6455 §7.4.1, §7.4.2)."""
-    if 1000 <= code <= 1014:
-        return code not in (1004, 1005, 1006)
-    return 3000 <= code <= 4999
+#: Whether a close code may appear in a Close frame (RFC 6455 §7.4.1, §7.4.2).
+valid_close_code_on_wire = valid_on_wire
 
 
 def encode_close_payload(code: int | None, reason: str = "") -> bytes:
     """The body of a Close frame; ``code=None`` sends an empty body (RFC 6455 §5.5.1)."""
     if code is None:
         if reason:
-            raise ValueError("a close reason needs a close code")
+            raise InvalidArgument("a close reason needs a close code")
         return b""
     if not valid_close_code_on_wire(code):
-        raise ValueError(f"close code {code} may not be sent on the wire (RFC 6455 §7.4)")
+        raise InvalidArgument(f"close code {code} may not be sent on the wire (RFC 6455 §7.4)")
     data = code.to_bytes(2, "big") + reason.encode()
     if len(data) > 125:
-        raise ValueError("close reason longer than 123 bytes once encoded")
+        raise InvalidArgument("close reason longer than 123 bytes once encoded")
     return data
 
 
@@ -508,7 +514,7 @@ def parse_close_payload(payload: Payload) -> tuple[int, str]:
     n = len(payload)
     if n == 0:
         # RFC 6455 §7.1.5: no status code present means 1005.
-        return 1005, ""
+        return CloseCode.NO_STATUS_RCVD, ""
     if n == 1:
         raise ProtocolError("close frame with a 1-byte payload")
     code = int.from_bytes(payload[:2], "big")

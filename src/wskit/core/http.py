@@ -9,6 +9,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import InvalidHandshake, InvalidState
+from .limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_LINE_LENGTH
 
 __all__ = [
     "Headers",
@@ -322,7 +323,10 @@ class RequestParser(_HeadParser):
     """
 
     def __init__(
-        self, max_line_length: int = 8192, max_headers: int = 100, max_header_bytes: int = 16384
+        self,
+        max_line_length: int = MAX_LINE_LENGTH,
+        max_headers: int = MAX_HEADERS,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         super().__init__(max_line_length, max_headers, max_header_bytes)
         self._method = self._target = self._version = ""
@@ -377,9 +381,9 @@ class ResponseParser(_HeadParser):
 
     def __init__(
         self,
-        max_line_length: int = 8192,
-        max_headers: int = 100,
-        max_header_bytes: int = 16384,
+        max_line_length: int = MAX_LINE_LENGTH,
+        max_headers: int = MAX_HEADERS,
+        max_header_bytes: int = MAX_HEADER_BYTES,
         max_body: int = 65536,
         *,
         method: str = "GET",
