@@ -5,7 +5,8 @@ from __future__ import annotations
 import wskit
 
 PUBLIC = {
-    "App", "CloseCode", "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK",
+    "App", "CloseCode", "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK", "Hub",
+    "HubError", "Routes",
     "InvalidArgument", "InvalidHandshake", "InvalidState", "KeepaliveTimeout", "Limits",
     "LocalError", "MessageTooBig", "NegotiationError", "PayloadNotUTF8", "PreparedFrame",
     "ProtocolError", "RemoteError", "Request", "Response", "Stream", "WSKitError", "WebSocket",
