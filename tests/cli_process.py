@@ -127,3 +127,38 @@ class Server:
     ) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+_CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
+
+
+def screen(output: str) -> list[str]:
+    """The rows a terminal shows after ``output``: enough of one for the ``connect`` tests.
+
+    It knows carriage return, newline, backspace, the bell and ESC [ K (erase to the end of the
+    row); other escape sequences are dropped.
+    """
+    rows = [""]
+    column = 0
+    position = 0
+    while position < len(output):
+        char = output[position]
+        found = _CSI.match(output, position) if char == "\x1b" else None
+        if found is not None:
+            if found.group(2) == "K":
+                rows[-1] = rows[-1][:column]
+            position = found.end()
+            continue
+        position += 1
+        if char == "\r":
+            column = 0
+        elif char == "\n":
+            rows.append("")
+            column = 0
+        elif char == "\b":
+            column = max(0, column - 1)
+        elif char >= " " or char == "\t":
+            row = rows[-1].ljust(column)
+            rows[-1] = row[:column] + char + row[column + 1:]
+            column += 1
+    return rows

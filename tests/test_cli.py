@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import io
+import json
 import os
+import select
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_process import WAIT, Server, free_port, python_env
+from cli_process import WAIT, Server, free_port, python_env, screen
 
 import wskit
 from wskit import cli
@@ -233,6 +237,81 @@ def test_connect_echoes_stdin_lines(server: Server, run: Run) -> None:
                 await proc.wait()
 
     run(main())
+
+
+class PtyOutput:
+    """What a program wrote to the terminal whose other end is ``master``."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.text = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def wait_for(self, predicate: Callable[[str], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while not predicate(self.text):
+            left = deadline - time.monotonic()
+            assert left > 0, f"waited for {what}; the terminal shows:\n{self.text!r}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.text += self._decoder.decode(os.read(self.master, 65536))
+                except OSError:  # the program is gone and the terminal closed
+                    assert predicate(self.text), f"no {what}:\n{self.text!r}"
+
+    @property
+    def rows(self) -> list[str]:
+        return screen(self.text)
+
+
+def test_connect_at_a_terminal_keeps_the_line_being_typed(server: Server) -> None:
+    """At a terminal, a message that arrives while a line is typed is printed above it, and
+    the line is drawn again, whole; Ctrl-C then closes with 1000 (issue 16)."""
+    termios = pytest.importorskip("termios")
+    import fcntl
+
+    from websockets.sync.client import connect as peer_connect
+
+    room = f"{server.ws_url}/chat/tty-{os.getpid()}"
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wskit", "connect", f"{room}?name=tty"],
+        stdin=slave, stdout=slave, stderr=slave, env=python_env(), start_new_session=True,
+        # The pty becomes the controlling terminal, so that Ctrl-C there sends SIGINT.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    terminal = PtyOutput(master)
+    try:
+        terminal.wait_for(lambda text: screen(text)[-1] == "> ", "the prompt")
+        os.write(master, "hél".encode())
+        terminal.wait_for(lambda text: screen(text)[-1] == "> hél", "the typed text")
+        with peer_connect(f"{room}?name=other", open_timeout=WAIT) as other:
+            terminal.wait_for(lambda text: '"join", "name": "other"' in text, "the join")
+            terminal.wait_for(lambda text: screen(text)[-1] == "> hél", "the line again")
+            rows = terminal.rows
+            assert rows[-2].startswith('< {"type": "join", "name": "other"'), rows
+            assert not any("hél<" in row for row in rows), rows
+            assert json.loads(other.recv(WAIT))["type"] == "join"
+            os.write(master, b"\x7flo\n")  # a backspace, then the end of the line
+            assert json.loads(other.recv(WAIT)) == {"type": "message", "name": "tty",
+                                                    "text": "hélo"}
+            terminal.wait_for(lambda text: '"text": "hélo"' in text, "the message back")
+            os.write(master, b"typing\x03")  # Ctrl-C: what is typed is not sent
+            assert proc.wait(WAIT) == 0
+            terminal.wait_for(lambda text: "closed: 1000" in text, "the close")
+            assert json.loads(other.recv(WAIT))["type"] == "leave"
+        assert termios.tcgetattr(slave)[3] & termios.ICANON  # the terminal is as it was
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def test_connect_help_says_how_to_close() -> None:
+    done = wskit_command("connect", "--help")
+    assert "Ctrl-C" in " ".join(done.stdout.split()) and "1000" in done.stdout
 
 
 def test_connect_reads_a_pipe(server: Server) -> None:

@@ -23,6 +23,7 @@ from .core.close import CloseCode
 from .core.errors import InvalidHandshake, WSKitError
 from .demo import create_app
 from .hub import Hub
+from .lineedit import LineEditor, terminal_mode
 from .loop import run
 from .server import App
 from .websocket import WebSocket
@@ -277,19 +278,31 @@ async def connect_interactive(
     details = [f"subprotocol {ws.subprotocol}"] if ws.subprotocol else []
     details += ws.extensions
     suffix = f" ({', '.join(details)})" if details else ""
-    print(f"connected to {url}{suffix}; type lines to send, Ctrl-D to close", file=err)
+    print(f"connected to {url}{suffix}; type lines to send, Ctrl-D or Ctrl-C to close",
+          file=err)
     err.flush()
+    # At a terminal, the line being typed is echoed here, so that a message that arrives
+    # meanwhile is printed above it and the line is drawn again, whole (pipes: unchanged).
+    with terminal_mode(stdin_fd) if out.isatty() else contextlib.nullcontext(False) as tty:
+        editor = LineEditor() if tty else None
 
-    def show(line: str) -> None:
-        out.write(line + "\n")
-        out.flush()
+        def show(line: str) -> None:
+            out.write(line + "\n" if editor is None else editor.above(line))
+            out.flush()
 
-    ws.on_text(lambda ws, text: show(f"< {text}"))
-    ws.on_binary(lambda ws, data: show(_describe_binary(data)))
+        ws.on_text(lambda ws, text: show(f"< {text}"))
+        ws.on_binary(lambda ws, data: show(_describe_binary(data)))
+        if editor is not None:
+            out.write(editor.redraw())
+            out.flush()
 
-    quit_requested = asyncio.Event()
-    with _signals_set(quit_requested) if handle_signals else contextlib.nullcontext():
-        we_closed = await _pump_stdin(ws, _StdinReader(stdin_fd), quit_requested)
+        quit_requested = asyncio.Event()
+        with _signals_set(quit_requested) if handle_signals else contextlib.nullcontext():
+            we_closed = await _pump_stdin(ws, _StdinReader(stdin_fd), quit_requested,
+                                          editor, out)
+        if editor is not None:
+            out.write(editor.clear())
+            out.flush()
     await ws.wait_closed()
 
     code, reason = ws.close_code, ws.close_reason
@@ -300,8 +313,13 @@ async def connect_interactive(
         we_closed and ws.error is None) else 1
 
 
-async def _pump_stdin(ws: WebSocket, reader: _StdinReader, quit_requested: asyncio.Event) -> bool:
-    """Send stdin's lines until EOF or Ctrl-C (then close with 1000: True) or the peer closes."""
+async def _pump_stdin(ws: WebSocket, reader: _StdinReader, quit_requested: asyncio.Event,
+                      editor: LineEditor | None = None, out: TextIO | None = None) -> bool:
+    """Send stdin's lines until EOF or Ctrl-C (then close with 1000: True) or the peer closes.
+
+    With an ``editor`` (stdin is a terminal), keys go through it and its echo goes to ``out``;
+    Ctrl-C then drops the line being typed, as a terminal does.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     pending = ""
     closed = asyncio.ensure_future(ws.wait_closed())
@@ -318,10 +336,18 @@ async def _pump_stdin(ws: WebSocket, reader: _StdinReader, quit_requested: async
                 chunk = b""  # Ctrl-C: close as on EOF.
             else:
                 chunk = chunk_future.result()
-            text = pending + decoder.decode(chunk, final=not chunk)
-            *lines, pending = text.split("\n")
-            if not chunk and pending:
-                lines.append(pending)  # A last line without its newline is still sent.
+            if editor is not None:
+                lines, echo, ended = editor.feed(chunk) if chunk else ([], "", True)
+                if echo and out is not None:
+                    out.write(echo)
+                    out.flush()
+                if ended:
+                    chunk = b""
+            else:
+                text = pending + decoder.decode(chunk, final=not chunk)
+                *lines, pending = text.split("\n")
+                if not chunk and pending:
+                    lines.append(pending)  # A last line without its newline is still sent.
             try:
                 for line in lines:
                     ws.send(line.removesuffix("\r"))
@@ -439,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     connect_parser = commands.add_parser(
         "connect", help="an interactive client: send stdin's lines, print what arrives",
         description="Lines read from stdin are sent as text messages; received messages are "
-                    "printed as '< text'. Ctrl-D (end of input) closes with 1000.",
+                    "printed as '< text', above the line being typed at a terminal. Ctrl-D "
+                    "(end of input) or Ctrl-C closes with 1000 and exits with 0.",
     )
     connect_parser.add_argument("url", help="ws:// or wss:// URL")
     connect_parser.add_argument("-H", "--header", type=_header, action="append", default=[],
