@@ -19,8 +19,11 @@ $(NODE_PEER)/node_modules/.installed: $(NODE_PEER)/package.json
 		npm install --silent --no-audit --no-fund --prefix $(NODE_PEER) && touch $@; \
 	else echo "npm not found: the Node.js interop tests will skip"; fi
 
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
 serve: install
-	$(PY) -m wskit serve --host 127.0.0.1 --port 8080
+	$(PY) -m wskit serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

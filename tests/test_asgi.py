@@ -4,6 +4,7 @@ the ``websockets`` client and by raw sockets (ASGI WebSocket spec 2.4)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import struct
 from typing import Any
 
@@ -737,3 +738,48 @@ def test_limits_from_config() -> None:
     limits = wskit.asgi.limits_from_config(config)
     assert (limits.max_message_size, limits.max_queue, limits.ping_interval,
             limits.ping_timeout, limits.open_timeout) == (1234, 7, 3.0, 4.0, None)
+
+
+MAIN = '''
+from fastapi import FastAPI, WebSocket
+
+app = FastAPI()
+
+
+@app.websocket("/echo")
+async def echo(ws: WebSocket) -> None:
+    await ws.accept()
+    async for text in ws.iter_text():
+        await ws.send_text(text.upper())
+'''
+
+
+def test_uvicorn_command_line_with_wskit(tmp_path: Any) -> None:
+    """The app's code unchanged: ``uvicorn main:app --ws wskit.asgi:UvicornWebSocketProtocol``."""
+    import subprocess
+    import sys
+
+    from cli_process import free_port, python_env, stop, wait_for_port
+
+    (tmp_path / "main.py").write_text(MAIN)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port), "--app-dir",
+         str(tmp_path), "--ws", "wskit.asgi:UvicornWebSocketProtocol", "--lifespan", "off"],
+        env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+
+        async def main() -> None:
+            async with client(f"ws://127.0.0.1:{port}/echo") as ws:
+                await ws.send("from the command line")
+                assert await ws.recv() == "FROM THE COMMAND LINE"
+
+        asyncio.run(main())
+    finally:
+        status = stop(proc)
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (its own choice).
+    assert status in (0, -signal.SIGTERM), output
+    assert "Finished server process" in output
+    assert '127.0.0.1:' in output and '"WebSocket /echo" [accepted]' in output

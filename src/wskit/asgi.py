@@ -221,7 +221,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             validate_request(request)
         except InvalidHandshake as exc:
             logger.info("refusing a WebSocket request from %s: %d %s",
-                        self.client, exc.status, exc.reason)
+                        self._peer(), exc.status, exc.reason)
             self._respond(error_response(exc))
             return
         self.request = request
@@ -348,7 +348,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
                 self._accept(message)
             elif kind == "websocket.close":
                 # ASGI: a close before accept refuses the handshake with 403 Forbidden.
-                logger.info('%s - "WebSocket %s" 403', self.client, self._path())
+                logger.info('%s - "WebSocket %s" 403', self._peer(), self._path())
                 self._respond(reject(403, b""))
             elif kind == "websocket.http.response.start":
                 self._denial_start(message)
@@ -365,6 +365,13 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             await self._close(self.ws, message)
         else:
             raise RuntimeError(f"expected 'websocket.send' or 'websocket.close', not {kind!r}")
+
+    def _peer(self) -> str:
+        """The client as uvicorn's log lines show it: ``host:port``."""
+        if self.client is None:
+            return "-"
+        host, port = self.client
+        return host if port is None else f"{host}:{port}"
 
     def _path(self) -> str:
         assert self.request is not None
@@ -394,7 +401,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         except ValueError as exc:
             # A subprotocol the client did not offer, a reserved or invalid header.
             raise RuntimeError(f"cannot accept the WebSocket: {exc}") from exc
-        logger.info('%s - "WebSocket %s" [accepted]', self.client, self._path())
+        logger.info('%s - "WebSocket %s" [accepted]', self._peer(), self._path())
         self.write(response)
         early = b"".join(self._early)
         self._early.clear()
@@ -412,7 +419,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         # Content-Length is computed from the body; the body is sent whole, never chunked.
         headers = [(name, value) for name, value in _latin1_pairs(message.get("headers") or ())
                    if name.lower() not in ("content-length", "transfer-encoding")]
-        logger.info('%s - "WebSocket %s" %d', self.client, self._path(), status)
+        logger.info('%s - "WebSocket %s" %d', self._peer(), self._path(), status)
         self._denial = (status, headers, [])
 
     def _denial_body(self, kind: str, message: Message) -> None:
