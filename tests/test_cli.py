@@ -188,7 +188,7 @@ def test_serve_refuses_a_taken_port() -> None:
 
 def test_serve_refuses_a_missing_certificate(tmp_path: Path) -> None:
     done = wskit_command("serve", "--port", "0", "--certfile", str(tmp_path / "missing.pem"))
-    assert done.returncode == 1 and "cannot load the certificate" in done.stderr
+    assert done.returncode == 1 and "certificate file not found" in done.stderr
 
 
 @pytest.mark.parametrize("args", [

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TextIO
 
+from . import __version__
 from .client import connect, parse_uri
 from .core import limits
 from .core.close import CloseCode
@@ -75,6 +76,7 @@ async def serve(
     handle_signals: bool = True,
     out: TextIO | None = None,
     listener: Listener | None = None,
+    unix: str | None = None,
 ) -> None:
     """Serve ``app`` until ``stop`` is set (or SIGINT/SIGTERM), then shut down gracefully.
 
@@ -88,10 +90,14 @@ async def serve(
             await app.start(listener.host, listener.port, ssl=ssl, sock=listener.sock,
                             reuse_port=listener.reuse_port)
             listener.ready()
+        elif unix is not None:
+            await app.start(ssl=ssl, unix=unix)
+            out.write(f"wskit serving on unix:{unix}\nPress Ctrl-C to stop.\n")
+            out.flush()
         else:
             server = await app.start(host, port, ssl=ssl)
         try:
-            if listener is None:
+            if listener is None and unix is None:
                 # asyncio's and uvloop's servers both have ``sockets``; AbstractServer does not
                 # say so.
                 sockets: Any = getattr(server, "sockets", ())
@@ -116,10 +122,19 @@ def _banner(out: TextIO, address: Any, tls: bool, workers: str = "") -> None:
 
 
 def _server_ssl(certfile: str | None, keyfile: str | None) -> ssl_module.SSLContext | None:
+    """The server's TLS context; OSError with a one-line message naming the file at fault."""
     if certfile is None:
         return None
+    for what, path in (("certificate", certfile), ("key", keyfile)):
+        if path is not None and not os.path.isfile(path):
+            raise OSError(f"{what} file not found: {path}")
     context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile, keyfile)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except ssl_module.SSLError as exc:
+        files = certfile if keyfile is None else f"{certfile} and {keyfile}"
+        raise OSError(f"cannot load the certificate from {files}: {exc.reason or exc} "
+                      "(PEM files: the chain, and the key unless it is in --certfile)") from None
     return context
 
 
@@ -135,7 +150,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     try:
         context = _server_ssl(args.certfile, args.keyfile)
     except (OSError, ssl_module.SSLError) as exc:
-        print(f"wskit serve: cannot load the certificate: {exc}", file=sys.stderr)
+        print(f"wskit serve: {exc}", file=sys.stderr)
         return 1
     if workers > 1 and args.redis is None:
         logging.getLogger("wskit").warning(
@@ -154,17 +169,23 @@ def _serve_command(args: argparse.Namespace) -> int:
 
     async def serve_with_hub(listener: Listener | None = None) -> None:
         try:
-            await serve(app, args.host, args.port, ssl=context, listener=listener)
+            await serve(app, args.host, args.port, ssl=context, listener=listener,
+                        unix=args.unix)
         finally:
             await hub.close()
 
+    if workers > 1 and args.unix is not None:
+        print("wskit serve: --workers serves a TCP port; it does not combine with --unix",
+              file=sys.stderr)
+        return 2
     if workers > 1:
         return _serve_workers(args, serve_with_hub, context is not None)
     try:
         run(serve_with_hub())
     except OSError as exc:
         # Most often the port is taken; say so without a traceback.
-        print(f"wskit serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        where = f"unix:{args.unix}" if args.unix else f"{args.host}:{args.port}"
+        print(f"wskit serve: cannot listen on {where}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
         return 130
@@ -247,6 +268,8 @@ async def connect_interactive(
     out: TextIO | None = None,
     err: TextIO | None = None,
     handle_signals: bool = True,
+    open_timeout: float | None = 10.0,
+    unix: str | None = None,
 ) -> int:
     """Send each line read from ``stdin_fd`` as text and print what arrives; the exit status.
 
@@ -262,6 +285,8 @@ async def connect_interactive(
             headers=list(headers),
             subprotocols=list(subprotocols),
             compression="deflate" if compression else None,
+            open_timeout=open_timeout,
+            unix=unix,
         )
     except InvalidHandshake as exc:
         status = "" if str(exc.status) in exc.reason else f" (HTTP {exc.status})"
@@ -271,8 +296,13 @@ async def connect_interactive(
         print(f"error: TLS certificate of {url} not trusted: {exc.verify_message} "
               "(--insecure skips the check)", file=err)
         return 1
-    except (OSError, asyncio.TimeoutError) as exc:
-        print(f"error: cannot connect to {url}: {exc or type(exc).__name__}", file=err)
+    except TimeoutError as exc:
+        print(f"error: {str(exc).replace('open_timeout=', '--open-timeout')}", file=err)
+        return 1
+    except OSError as exc:
+        # wskit's messages say what happened and what to try; others get the URL in front.
+        message = str(exc) if isinstance(exc, WSKitError) else f"cannot connect to {url}: {exc}"
+        print(f"error: {message}", file=err)
         return 1
 
     details = [f"subprotocol {ws.subprotocol}"] if ws.subprotocol else []
@@ -383,6 +413,8 @@ def _connect_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             subprotocols=args.subprotocol,
             insecure=args.insecure,
             compression=not args.no_compression,
+            open_timeout=args.open_timeout,
+            unix=args.unix,
         ))
     except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
         return 130
@@ -420,17 +452,34 @@ def _bench_command(argv: Sequence[str], module: str = "bench.run") -> int:
 # -- the parser --------------------------------------------------------------------------------
 
 
+def _integer(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what}, not {value!r}") from None
+
+
 def _positive(value: str) -> int:
-    number = int(value)
+    number = _integer(value, "expected a positive whole number")
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return number
 
 
 def _port(value: str) -> int:
-    number = int(value)
+    number = _integer(value, "expected a port number (0-65535)")
     if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
+        raise argparse.ArgumentTypeError(f"not a port: {value} (ports go from 0 to 65535)")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {value}")
     return number
 
 
@@ -438,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wskit", description="wskit: WebSockets for asyncio, from the command line."
     )
+    parser.add_argument("--version", action="version", version=f"wskit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve_parser = commands.add_parser(
@@ -447,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     serve_parser.add_argument("--port", type=_port, default=8080,
                               help="default: %(default)s; 0 picks a free port (printed)")
+    serve_parser.add_argument("--unix", metavar="PATH",
+                              help="listen on a unix domain socket instead of --host/--port")
     serve_parser.add_argument("--max-message-size", type=_positive,
                               default=limits.MAX_MESSAGE_SIZE, metavar="BYTES",
                               help="largest message accepted (default: %(default)s)")
@@ -477,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="do not verify the server's TLS certificate")
     connect_parser.add_argument("--no-compression", action="store_true",
                                 help="do not offer permessage-deflate")
+    connect_parser.add_argument("--open-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                                help="give up opening after this long (default: %(default)s)")
+    connect_parser.add_argument("--unix", metavar="PATH",
+                                help="connect to a unix domain socket instead of the URL's host")
 
     fuzz_parser = commands.add_parser(
         "fuzzingclient", help="run the Autobahn|Testsuite cases as a client (echo)",

@@ -103,13 +103,18 @@ class App(Routes):
         reuse_port: bool = False,
         backlog: int = 1024,
         sock: socket.socket | None = None,
+        unix: str | None = None,
     ) -> asyncio.Server:
         """Start listening and return at once; ``stop()`` or ``shutdown()`` ends it.
 
-        ``sock``: an already listening socket to serve instead of (host, port).
+        ``sock``: an already listening socket to serve instead of (host, port); ``unix``: the
+        path of a unix domain socket to listen on instead.
         """
         loop = asyncio.get_running_loop()
-        if sock is not None:
+        if unix is not None:
+            server = await loop.create_unix_server(lambda: ServerProtocol(self), unix, ssl=ssl,
+                                                   backlog=backlog)
+        elif sock is not None:
             server = await loop.create_server(lambda: ServerProtocol(self), sock=sock, ssl=ssl,
                                               backlog=backlog)
         else:
@@ -122,6 +127,9 @@ class App(Routes):
                 backlog=backlog,
             )
         self._servers.append(server)
+        if unix is not None:
+            logger.info("listening on unix:%s", unix)
+            return server
         if self._port is None:
             self._port = int(server.sockets[0].getsockname()[1])
         for sock in server.sockets:
@@ -145,11 +153,12 @@ class App(Routes):
         handle_signals: bool = False,
         sock: socket.socket | None = None,
         ready: Callable[[], Any] | None = None,
+        unix: str | None = None,
     ) -> None:
         """Serve until ``stop()`` is called (or SIGINT/SIGTERM with ``handle_signals``);
         ``ready()`` is called once listening."""
         self._stopping = asyncio.Event()
-        await self.start(host, port, ssl=ssl, reuse_port=reuse_port, sock=sock)
+        await self.start(host, port, ssl=ssl, reuse_port=reuse_port, sock=sock, unix=unix)
         if ready is not None:
             ready()
         loop = asyncio.get_running_loop()
@@ -214,14 +223,18 @@ class App(Routes):
         ssl: ssl_module.SSLContext | None = None,
         reuse_port: bool = False,
         workers: int = 1,
+        unix: str | None = None,
     ) -> None:
         """Serve in a new event loop (uvloop when installed) until SIGINT or SIGTERM.
 
         ``workers=N`` (N > 1) forks N processes serving the same port (wskit.workers): use a
-        ``Hub("redis://...")`` so that topics span them.
+        ``Hub("redis://...")`` so that topics span them. ``unix="/path"`` listens on a unix
+        domain socket instead of (host, port).
         """
         from .loop import run
 
+        if workers > 1 and unix is not None:
+            raise ValueError("workers= serves a TCP port; it does not combine with unix=")
         if workers > 1:
             from .workers import Listener, supervise
 
@@ -235,7 +248,8 @@ class App(Routes):
             if code:
                 raise SystemExit(code)
             return
-        run(self.serve(host, port, ssl=ssl, reuse_port=reuse_port, handle_signals=True))
+        run(self.serve(host, port, ssl=ssl, reuse_port=reuse_port, handle_signals=True,
+                       unix=unix))
 
     # -- dispatch (called by ServerProtocol) ---------------------------------------------------
 

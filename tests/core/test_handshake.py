@@ -388,6 +388,31 @@ class TestClientResponseChecks:
         assert error.reason == "server rejected WebSocket connection: HTTP 302"
         assert error.headers == [("Location", "/x")]
 
+    def test_a_2xx_says_it_is_not_a_websocket_endpoint(self) -> None:
+        """An HTTP server that serves the path: its page is not printed, the cause is said."""
+        client = ClientHandshake("h", "/")
+        response = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 15\r\n\r\n"
+            b"<html>hi</html>"
+        )
+        error = client_error(client, response)
+        assert error.status == 200
+        assert error.reason == (
+            "the server answered HTTP 200 OK instead of 101 Switching Protocols: "
+            "not a WebSocket endpoint (a plain HTTP server, or the wrong path?)"
+        )
+
+    def test_only_the_first_line_of_a_text_body_and_never_html(self) -> None:
+        client = ClientHandshake("h", "/")
+        html = Response(404, "Not Found", Headers([("Content-Type", "text/html")]), b"<p>x</p>")
+        assert client_error(client, html).reason == (
+            "server rejected WebSocket connection: HTTP 404 Not Found")
+        text = Response(403, "Forbidden", Headers(), b"origin denied\nsecond line")
+        assert client_error(client, text).reason == (
+            "server rejected WebSocket connection: HTTP 403 Forbidden: origin denied…")
+        blank = Response(403, "Forbidden", Headers([("Content-Type", "text/plain")]), b" \n ")
+        assert client_error(client, blank).reason.endswith("HTTP 403 Forbidden")
+
     def test_long_body_is_cut_in_the_reason(self) -> None:
         client = ClientHandshake("h", "/")
         response = Response(500, "Internal Server Error", Headers(), b"x" * 1000)

@@ -284,14 +284,13 @@ class ClientHandshake:
 
         if status != 101:
             # RFC 6455 §4.1 rule 1: anything but 101 means the upgrade did not happen.
-            body = resp.body[:200].decode("utf-8", errors="replace").strip()
-            detail = f": {body}" if body else ""
-            raise InvalidHandshake(
-                f"server rejected WebSocket connection: HTTP {status} {resp.reason}".rstrip()
-                + detail,
-                status=status,
-                headers=resp.headers.raw_items(),
-            )
+            answer = f"HTTP {status} {resp.reason}".rstrip()
+            if 200 <= status < 300:
+                reason = (f"the server answered {answer} instead of 101 Switching Protocols: "
+                          "not a WebSocket endpoint (a plain HTTP server, or the wrong path?)")
+            else:
+                reason = f"server rejected WebSocket connection: {answer}" + _explanation(resp)
+            raise InvalidHandshake(reason, status=status, headers=resp.headers.raw_items())
         if resp.version != "HTTP/1.1":
             raise fail(f"101 response with unsupported version {resp.version}")
         headers = resp.headers
@@ -357,6 +356,19 @@ class ClientHandshake:
         if protocol not in self.subprotocols:
             raise NegotiationError(f"server selected subprotocol {protocol}, not offered", status)
         return protocol
+
+
+def _explanation(resp: Response) -> str:
+    """The first line of a plain-text body, cut short, to add to the error; never a page of
+    HTML or anything else that is not meant to be read as one line."""
+    kind = (resp.headers.get("Content-Type") or "text/plain").split(";")[0].strip().lower()
+    if kind != "text/plain":
+        return ""
+    lines = resp.body[:200].decode("utf-8", errors="replace").strip().splitlines()
+    if not lines:
+        return ""
+    line = lines[0].strip()
+    return f": {line[:100]}…" if len(line) > 100 or len(lines) > 1 else f": {line}"
 
 
 def _tokens(values: list[str], what: str, status: int) -> list[str]:
