@@ -67,6 +67,26 @@ def test_serve_prints_where_it_listens(server: Server) -> None:
     assert server.port != 8080 and server.port > 0
 
 
+def test_serve_prints_the_address_first_then_logs(tmp_path: Path) -> None:
+    """Standard output and error on one terminal: the address line comes first (issue 16)."""
+    output = tmp_path / "output"
+    with output.open("wb") as both:
+        proc = subprocess.Popen([sys.executable, "-m", "wskit", "serve", "--port", "0"],
+                                stdin=subprocess.DEVNULL, stdout=both, stderr=both,
+                                env=python_env())
+    try:
+        deadline = time.monotonic() + WAIT
+        while "listening on" not in output.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lines = output.read_text().splitlines()
+        assert lines[0].startswith("wskit serving on http://127.0.0.1:"), lines
+        assert any("INFO" in line and "listening on ws://127.0.0.1:" in line
+                   for line in lines[1:]), lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(WAIT) == 0
+
+
 def test_serve_echo(server: Server, run: Run) -> None:
     async def main() -> None:
         async with wskit.connect(f"{server.ws_url}/echo") as ws:
@@ -332,6 +352,8 @@ def test_connect_refused_handshake(server: Server) -> None:
     done = wskit_command("connect", f"{server.ws_url}/nowhere")
     assert done.returncode == 1
     assert "handshake" in done.stderr and "404" in done.stderr
+    # The server logged it at INFO, as the README says of refused handshakes.
+    assert "INFO    wskit: refusing GET /nowhere from ('127.0.0.1'," in server.stderr
     assert "Traceback" not in done.stderr
 
 

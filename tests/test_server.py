@@ -800,3 +800,52 @@ class TestFailWhileThePeerSends:
                     await peer.aclose()
 
         run(main())
+
+
+class TestRefusalsAreLogged:
+    """Every refused upgrade is logged at INFO, as the README's Logging section says."""
+
+    def test_404_426_405_and_a_hook(self, run: Any, caplog: pytest.LogCaptureFixture) -> None:
+        app = quiet_app()
+        app.websocket("ws", listen_echo,
+                      before_upgrade=lambda req: wskit.Response("no", status=401))
+        app.get("page", lambda req: "page")
+
+        async def main() -> None:
+            async with serving(app):
+                for request, status in [
+                    (upgrade_request("/nowhere")[0], 404),
+                    (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426),
+                    (b"POST /page HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+                    (upgrade_request("/ws")[0], 401),
+                ]:
+                    assert (await http_get(app.port, request))[0] == status
+
+        with caplog.at_level(logging.INFO, logger="wskit"):
+            run(main())
+        refused = [r.getMessage() for r in caplog.records
+                   if r.levelno == logging.INFO and r.getMessage().startswith("refusing")]
+        assert len(refused) == 4, refused
+        for message, status in zip(refused, ["404", "426", "405", "401"], strict=True):
+            assert f": {status} " in message and "127.0.0.1" in message, message
+        assert "/nowhere" in refused[0] and "before_upgrade" in refused[3]
+
+
+def test_an_idle_shutdown_waits_for_no_timer(run: Any) -> None:
+    """With nothing open, shutdown() finishes in a few loop iterations: no timeout is
+    waited for (iterations are counted, not seconds; issue 16's prompt idle shutdown)."""
+
+    async def main() -> None:
+        app = quiet_app()
+        app.websocket("ws", listen_echo)
+        await app.start("127.0.0.1", 0)
+        assert (await http_get(app.port, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 426
+        task = asyncio.ensure_future(app.shutdown())
+        for _ in range(50):
+            if task.done():
+                break
+            await asyncio.sleep(0)
+        assert task.done(), "an idle shutdown waited for a timer"
+        await task
+
+    run(main())

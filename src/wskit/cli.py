@@ -91,20 +91,41 @@ async def serve(
                             reuse_port=listener.reuse_port)
             listener.ready()
         elif unix is not None:
-            await app.start(ssl=ssl, unix=unix)
-            out.write(f"wskit serving on unix:{unix}\nPress Ctrl-C to stop.\n")
-            out.flush()
+            with _logs_held():  # the banner is the first line printed, then the log
+                await app.start(ssl=ssl, unix=unix)
+                out.write(f"wskit serving on unix:{unix}\nPress Ctrl-C to stop.\n")
+                out.flush()
         else:
-            server = await app.start(host, port, ssl=ssl)
-        try:
-            if listener is None and unix is None:
+            with _logs_held():
+                server = await app.start(host, port, ssl=ssl)
                 # asyncio's and uvloop's servers both have ``sockets``; AbstractServer does not
                 # say so.
                 sockets: Any = getattr(server, "sockets", ())
                 _banner(out, sockets[0].getsockname(), ssl is not None)
+        try:
             await stop.wait()
         finally:
             await app.shutdown()
+
+
+@contextlib.contextmanager
+def _logs_held(name: str = "wskit") -> Iterator[None]:
+    """Hold back what logger ``name`` logs inside the block and let it out after the block,
+    in order, so that what the block prints comes first."""
+    logger = logging.getLogger(name)
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+        for record in held:
+            logger.handle(record)
 
 
 def _banner(out: TextIO, address: Any, tls: bool, workers: str = "") -> None:

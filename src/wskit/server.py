@@ -256,6 +256,8 @@ class App(Routes):
     def _handle_request(self, proto: ServerProtocol, raw: HttpRequest, leftover: bytes) -> None:
         found = self.router.resolve(raw.method, raw.path, "upgrade" in raw.headers)
         if isinstance(found, Refusal):
+            logger.info("refusing %s %s from %s: %d %s", raw.method, raw.path, proto.peer,
+                        found.status, found.reason)
             proto.respond(reject(found.status, found.reason, found.headers))
             return
         route, params = found
@@ -314,6 +316,8 @@ class App(Routes):
     def _after_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
                     leftover: bytes, verdict: Any) -> None:
         if isinstance(verdict, Response):
+            logger.info("refusing the upgrade to %s from %s: %d (before_upgrade hook)",
+                        req.path, proto.peer, verdict.status)
             _send_response(proto, verdict, req)
             return
         self._upgrade(proto, req, handler, leftover)
