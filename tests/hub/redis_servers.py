@@ -81,7 +81,14 @@ class RedisServer:
             self.proc.wait()
         self.proc = None
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT): Redis stops answering but keeps its connections open."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def close(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
         self.kill()
         self.dir.cleanup()
 

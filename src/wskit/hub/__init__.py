@@ -27,7 +27,10 @@ Message = str | bytes | bytearray | memoryview
 
 
 class HubError(WSKitError):
-    """A publish could not reach the other workers (the local subscribers did get it)."""
+    """A publish could not be handed to the other workers (the local subscribers did get it).
+
+    Redis refused or was unreachable: the others did not get it. Redis did not answer in
+    time (``command_timeout``): they may still get it once Redis runs again."""
 
 
 class HubStats(dict[str, int]):
@@ -91,8 +94,9 @@ class Hub:
         self.url = url
         self.slow = slow
         self.max_buffered = max_buffered
-        #: Compress for subscribers that negotiated permessage-deflate (each then gets its own
-        #: encoding); off by default, so that one uncompressed frame serves everyone.
+        #: Compress for subscribers that negotiated permessage-deflate: once per worker for
+        #: those whose compressor has no context takeover, by each connection for the others
+        #: (the PreparedFrame seam). Off by default: one uncompressed frame serves everyone.
         self.compress = compress
         self.max_topics_per_connection = max_topics_per_connection
         self.max_message_bytes = max_message_bytes

@@ -126,8 +126,8 @@ class _Link:
         self.conn: Any = None
         self.task: asyncio.Task[None] | None = None
         self.outbox: deque[tuple[str, bytes]] = deque()
-        self.sender: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
+        self.last_read = 0.0
 
     @property
     def name(self) -> str:
@@ -168,6 +168,21 @@ class _Link:
         self.outbox.append((command, channel))
         self.wake.set()
 
+    async def _watch(self, conn: Any) -> None:
+        """PING the connection when it is quiet; drop it when nothing came back for two
+        intervals, so a Redis that hangs (or a path that dropped silently) is noticed."""
+        interval = self.owner.health_interval or 15.0
+        self.last_read = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            quiet = time.monotonic() - self.last_read
+            if quiet > 2 * interval:
+                logger.warning("hub: Redis %s did not answer for %.1f s", self.name, quiet)
+                await conn.disconnect(nowait=True)
+                return
+            if quiet >= interval:
+                await conn.send_command("PING")
+
     async def _send_commands(self, conn: Any) -> None:
         """Send queued (un)subscribe commands in order on ``conn`` (the reader keeps reading)."""
         while True:
@@ -184,6 +199,7 @@ class _Link:
         while not owner.closing:
             conn = owner.new_connection(self.host, self.port)
             sender: asyncio.Task[None] | None = None
+            watchdog: asyncio.Task[None] | None = None
             try:
                 await conn.connect()
                 self.conn = conn
@@ -195,6 +211,8 @@ class _Link:
                 if channels:
                     await conn.send_command(owner.subscribe_command, *channels)
                 sender = asyncio.get_running_loop().create_task(self._send_commands(conn))
+                if owner.health_interval:
+                    watchdog = asyncio.get_running_loop().create_task(self._watch(conn))
                 if lost_at is not None:
                     owner.reconnects += 1
                     logger.warning("hub: Redis %s is back after %.1f s; re-subscribing %d "
@@ -203,7 +221,9 @@ class _Link:
                     lost_at = None
                 attempt = 0
                 while True:
-                    self._handle(await conn.read_response(disable_decoding=True))
+                    reply = await conn.read_response(disable_decoding=True)
+                    self.last_read = time.monotonic()
+                    self._handle(reply)
             except (RedisError, OSError) as exc:
                 if owner.closing:
                     break
@@ -214,8 +234,9 @@ class _Link:
             finally:
                 self.conn = None
                 self.confirmed.clear()
-                if sender is not None:
-                    sender.cancel()
+                for helper in (sender, watchdog):
+                    if helper is not None:
+                        helper.cancel()
                 await _disconnect(conn)
             delay = min(owner.max_reconnect_delay, owner.reconnect_delay * 2 ** attempt)
             attempt += 1
@@ -279,6 +300,7 @@ class RedisBackplane:
         command_timeout: float = 5.0,
         max_pending: int = 10_000,
         max_batch: int = 256,
+        health_interval: float | None = 15.0,
     ) -> None:
         self.target = parse_url(url)
         self.url = url
@@ -290,6 +312,9 @@ class RedisBackplane:
         self.command_timeout = command_timeout
         self.max_pending = max_pending
         self.max_batch = max_batch
+        #: A quiet subscriber connection is PINGed after this many seconds, and dropped (then
+        #: reconnected) when nothing came back for twice as long; None: rely on TCP alone.
+        self.health_interval = health_interval
         #: This worker's id in every publication, so that its own come back to nobody.
         self.origin = os.urandom(ORIGIN_BYTES)
         cluster = self.target.cluster
