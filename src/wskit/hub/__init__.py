@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..broadcast import DEFAULT_MAX_BUFFERED, FanOut, check_slow_policy
 from ..core.errors import WSKitError
 from ..websocket import WebSocket
+from .history import Format, HistoryPolicy, Subscription, unchanged
 
-__all__ = ["Backplane", "Hub", "HubError", "HubStats"]
+if TYPE_CHECKING:
+    from .recovery import Recovery
+
+__all__ = ["Backplane", "Hub", "HubError", "HubStats", "Subscription"]
 
 logger = logging.getLogger("wskit.hub")
 
@@ -71,6 +75,13 @@ class Hub:
     its local subscribers. A subscriber with more than ``max_buffered`` bytes unsent is
     slow: ``slow="drop"`` skips the message for it (counted), ``slow="close"`` closes it
     with 1013. ``redis_options`` go to the Redis backplane (reconnect delays, timeouts).
+
+    ``history=N`` keeps the last N publications of every topic (or a mapping from topic
+    patterns to N or (N, ttl) for some topics), for ``history_ttl`` seconds after the last
+    one: each publication then has an offset, counted per topic, and each topic an epoch
+    that changes when its history is lost; ``subscribe(ws, topic, since=(epoch, offset))``
+    replays what was missed (hub/recovery.py). ``format(topic, offset, epoch, data)`` makes
+    what subscribers receive of each publication, once per worker (default: the data).
     """
 
     def __init__(
@@ -82,6 +93,9 @@ class Hub:
         compress: bool = False,
         max_topics_per_connection: int = MAX_TOPICS_PER_CONNECTION,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        history: int | Mapping[str, int | tuple[int, float | None]] | None = None,
+        history_ttl: float | None = None,
+        format: Format = unchanged,
         **redis_options: Any,
     ) -> None:
         check_slow_policy(slow)
@@ -109,6 +123,13 @@ class Hub:
         self._closed = False
         self._stats = {"published": 0, "delivered": 0, "dropped": 0, "closed": 0,
                        "received": 0, "failed_publishes": 0}
+        self.format = format
+        policy = HistoryPolicy(history, history_ttl)
+        self._recovery: Recovery | None = None
+        if policy:
+            from .recovery import Recovery
+
+            self._recovery = Recovery(policy, format, self._send, self._members)
 
     def __repr__(self) -> str:
         where = "in-process" if self.url is None else self.url
@@ -125,8 +146,13 @@ class Hub:
                 raise HubError("the hub is closed")
             from .redis import RedisBackplane
 
-            self._backplane = RedisBackplane(self.url, self._deliver_remote,
-                                             **self._redis_options)
+            recovery = self._recovery
+            self._backplane = RedisBackplane(
+                self.url, self._deliver_remote,
+                deliver_positioned=recovery.deliver if recovery is not None else None,
+                **self._redis_options)
+            if recovery is not None:
+                recovery.use_redis(self._backplane)
         return self._backplane
 
     async def start(self) -> Hub:
@@ -140,6 +166,8 @@ class Hub:
         """Leave the backplane; local subscribers stay subscribed, but nothing crosses."""
         self._closed = True
         link, self._backplane = self._backplane, None
+        if self._recovery is not None:
+            await self._recovery.close()
         if link is not None:
             await link.close()
 
@@ -151,11 +179,15 @@ class Hub:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def subscribe(self, ws: WebSocket, topic: str) -> Awaitable[None]:
+    def subscribe(self, ws: WebSocket, topic: str, *,
+                  since: tuple[str, int] | None = None) -> Awaitable[Subscription]:
         """Subscribe ``ws`` to ``topic`` until ``unsubscribe`` or the end of the connection.
 
         Returns an awaitable that is done once messages published elsewhere on the topic
-        reach this worker (at once without Redis); a plain handler may ignore it.
+        reach this worker (at once without Redis); a plain handler may ignore it. It gives
+        a Subscription: on a topic with history, the topic's epoch and offset, and with
+        ``since=(epoch, offset)`` (the last publication the peer had), whether every later
+        publication was replayed to ``ws`` before the live ones (``recovered``).
         """
         _check_topic(topic)
         if ws.is_closed:
@@ -167,7 +199,7 @@ class Hub:
                 self._hooked.add(ws)
                 ws.on_close(self._forget)
         if topic in topics:
-            return self._ready(topic)
+            return self._subscribed(ws, topic, None, self._ready(topic))
         if len(topics) >= self.max_topics_per_connection:
             raise HubError(f"a connection may subscribe to {self.max_topics_per_connection} "
                            "topics at most")
@@ -177,13 +209,22 @@ class Hub:
             members = self._topics[topic] = {}
             members[ws] = None
             link = self._link()
-            return link.subscribe(topic) if link is not None else _done_future()
+            ready = link.subscribe(topic) if link is not None else _done_future()
+            return self._subscribed(ws, topic, since, ready, new=True)
         members[ws] = None
-        return self._ready(topic)
+        return self._subscribed(ws, topic, since, self._ready(topic), new=True)
 
-    def _ready(self, topic: str) -> Awaitable[None]:
+    def _ready(self, topic: str) -> asyncio.Future[None]:
         link = self._backplane
         return link.subscribe(topic) if link is not None else _done_future()
+
+    def _subscribed(self, ws: WebSocket, topic: str, since: tuple[str, int] | None,
+                    ready: asyncio.Future[None], new: bool = False,
+                    ) -> asyncio.Future[Subscription]:
+        recovery = self._recovery
+        if new and recovery is not None and recovery.keeps(topic):
+            return recovery.subscribe(ws, topic, since, ready)
+        return asyncio.ensure_future(_after(ready, Subscription(topic)))
 
     def unsubscribe(self, ws: WebSocket, topic: str) -> bool:
         """Remove ``ws`` from ``topic``; False if it was not subscribed."""
@@ -206,6 +247,8 @@ class Hub:
     def _leave(self, ws: WebSocket, topic: str) -> None:
         members = self._topics[topic]
         del members[ws]
+        if self._recovery is not None:
+            self._recovery.left(ws, topic, not members)
         if not members:
             del self._topics[topic]
             link = self._backplane
@@ -257,6 +300,16 @@ class Hub:
             raise HubError(f"message of {size} bytes is over the hub's limit of "
                            f"{self.max_message_bytes}")
         self._stats["published"] += 1
+        recovery = self._recovery
+        rule = recovery.keeps(topic) if recovery is not None else None
+        if recovery is not None and rule is not None:
+            # The position comes first (from Redis, so every worker agrees), then delivery.
+            try:
+                await recovery.publish(topic, message, rule)
+            except HubError:
+                self._stats["failed_publishes"] += 1
+                raise
+            return len(self._topics.get(topic, ()))
         sent = self._fan_out(topic, message)
         link = self._link()
         if link is not None:
@@ -276,6 +329,15 @@ class Hub:
         members = self._topics.get(topic)
         if not members:
             return 0
+        if self.format is not unchanged:
+            message = self.format(topic, None, None, message)
+        return self._send(message, list(members))
+
+    def _members(self, topic: str) -> Collection[WebSocket]:
+        return self._topics.get(topic, {}).keys()
+
+    def _send(self, message: str | bytes, members: Collection[WebSocket]) -> int:
+        """Write ``message`` to ``members``: one frame for all, the slow policy, counted."""
         fan = FanOut(message, compress=self.compress, max_buffered=self.max_buffered,
                      slow=self.slow)
         fan.send_to(list(members))
@@ -284,6 +346,11 @@ class Hub:
         stats["dropped"] += fan.dropped
         stats["closed"] += fan.closed
         return fan.sent
+
+
+async def _after(ready: Awaitable[None], subscription: Subscription) -> Subscription:
+    await ready
+    return subscription
 
 
 def _check_topic(topic: str) -> None:

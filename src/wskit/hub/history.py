@@ -99,7 +99,9 @@ def plan_recovery(since: tuple[str, int], epoch: str, top: int, first: int,
     since_epoch, since_offset = since
     if since_epoch != epoch or since_offset > top or since_offset + 1 < first:
         return [], False
-    return [entry for entry in entries if entry.offset > since_offset], True
+    replay = [entry for entry in entries if entry.offset > since_offset]
+    # Offsets have no holes: anything short of top - since publications is a loss.
+    return replay, len(replay) == top - since_offset
 
 
 class HistoryPolicy:

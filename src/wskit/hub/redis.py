@@ -24,7 +24,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("Hub('redis://...') needs the redis package: "
                       "pip install 'wskit[redis]'") from exc
 
-__all__ = ["RedisBackplane", "RedisTarget", "decode", "encode", "parse_url"]
+__all__ = ["RedisBackplane", "RedisTarget", "decode", "decode_positioned", "encode",
+           "parse_url"]
 
 logger = logging.getLogger("wskit.hub")
 
@@ -32,10 +33,15 @@ logger = logging.getLogger("wskit.hub")
 #: the publishing worker, then the message as is (UTF-8 text or binary): 9 bytes of overhead.
 VERSION = 1
 TEXT, BINARY = 1, 2
+#: A publication of a topic with history (hub/redis_history.py writes them) carries its
+#: position after the origin: ``b"<offset> <epoch> "`` in ASCII, then the message.
+TEXT_AT, BINARY_AT = 3, 4
 HEADER = 9
 ORIGIN_BYTES = 8
 
 Deliver = Callable[[str, "str | bytes"], None]
+#: ``deliver_positioned(topic, message, epoch, offset)``
+DeliverPositioned = Callable[[str, "str | bytes", str, int], None]
 
 
 def encode(origin: bytes, message: str | bytes) -> bytes:
@@ -43,6 +49,19 @@ def encode(origin: bytes, message: str | bytes) -> bytes:
     if isinstance(message, str):
         return bytes((VERSION << 4 | TEXT,)) + origin + message.encode()
     return bytes((VERSION << 4 | BINARY,)) + origin + message
+
+
+def decode_positioned(data: bytes) -> tuple[str | bytes, str, int]:
+    """(message, epoch, offset) of a publication with a position; ValueError if malformed."""
+    if len(data) < HEADER or data[0] >> 4 != VERSION or data[0] & 0x0F not in (TEXT_AT,
+                                                                               BINARY_AT):
+        raise ValueError("not a wskit hub publication with a position")
+    offset, _, rest = data[HEADER:].partition(b" ")
+    epoch, space, body = rest.partition(b" ")
+    if not space or not offset.isdigit():
+        raise ValueError("not a wskit hub publication with a position")
+    message = body.decode() if data[0] & 0x0F == TEXT_AT else body
+    return message, epoch.decode("ascii"), int(offset)
 
 
 def decode(data: bytes) -> tuple[bytes, str | bytes]:
@@ -301,10 +320,12 @@ class RedisBackplane:
         max_pending: int = 10_000,
         max_batch: int = 256,
         health_interval: float | None = 15.0,
+        deliver_positioned: DeliverPositioned | None = None,
     ) -> None:
         self.target = parse_url(url)
         self.url = url
         self.deliver = deliver
+        self.deliver_positioned = deliver_positioned
         self.prefix = prefix.encode()
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -339,6 +360,14 @@ class RedisBackplane:
         return cls(host=host, port=port, socket_connect_timeout=self.connect_timeout,
                    socket_timeout=None, socket_keepalive=True, retry=Retry(NoBackoff(), 0),
                    protocol=2, **self.target.connection_kwargs())
+
+    def channel(self, topic: str) -> bytes:
+        """The Redis channel of ``topic``."""
+        return self.prefix + topic.encode()
+
+    def client(self) -> Any:
+        """The command client (a ``redis.asyncio`` Redis or RedisCluster), made on first use."""
+        return self._publisher()
 
     def _publisher(self) -> Any:
         if self._client is None:
@@ -434,6 +463,9 @@ class RedisBackplane:
         """A publication read from Redis: deliver it unless this worker published it."""
         if not channel.startswith(self.prefix):
             return
+        if data[:1] and data[0] & 0x0F in (TEXT_AT, BINARY_AT):
+            self._received_positioned(channel, data)
+            return
         try:
             origin, message = decode(data)
         except ValueError:  # UnicodeDecodeError included
@@ -442,6 +474,18 @@ class RedisBackplane:
         if origin == self.origin:
             return  # delivered locally when it was published
         self.deliver(channel[len(self.prefix):].decode(errors="replace"), message)
+
+    def _received_positioned(self, channel: bytes, data: bytes) -> None:
+        # This worker's own publications count too: with history, Redis gives the offset
+        # and the order, so local subscribers get them from here, in Redis's order.
+        deliver = self.deliver_positioned
+        try:
+            message, epoch, offset = decode_positioned(data)
+        except ValueError:
+            logger.warning("hub: ignoring a malformed publication on %r", channel)
+            return
+        if deliver is not None:
+            deliver(channel[len(self.prefix):].decode(errors="replace"), message, epoch, offset)
 
     # -- publishing --------------------------------------------------------------------------
 
