@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NODE_PEER := tests/interop/node
 
-.PHONY: install serve test lint typecheck bench bench-quick fuzz clean
+.PHONY: install serve test lint typecheck bench bench-quick fuzz clean docs
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard src/wskit/*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,docs]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,6 +35,9 @@ test: install $(NODE_PEER)/node_modules/.installed lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider --cov=wskit --cov-branch --cov-report=term
 	$(VENV)/bin/coverage report --include='src/wskit/core/*' --fail-under=95
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: install
 	$(PY) -m bench.run
 
@@ -45,4 +48,4 @@ fuzz: install
 	$(PY) -m pytest -q tests/fuzz --hypothesis-profile=long
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/wskit/*.so .coverage
+	rm -rf $(VENV) build site src/*.egg-info src/wskit/*.so .coverage
