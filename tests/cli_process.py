@@ -132,33 +132,49 @@ class Server:
 _CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
 
 
-def screen(output: str) -> list[str]:
-    """The rows a terminal shows after ``output``: enough of one for the ``connect`` tests.
+def screen(output: str, columns: int = 1000) -> list[str]:
+    """The rows a terminal ``columns`` wide shows after ``output``: enough of a terminal for
+    the ``connect`` tests.
 
-    It knows carriage return, newline, backspace, the bell and ESC [ K (erase to the end of the
-    row); other escape sequences are dropped.
+    It knows carriage return, newline, backspace, wrapping after the last column (the cursor
+    waits there until the next character, as xterm's does), ESC [ n A (up), ESC [ K (erase to
+    the end of the row) and ESC [ J (to the end of the screen); other sequences are dropped.
+    Every character takes one column.
     """
     rows = [""]
-    column = 0
+    row = column = 0
     position = 0
     while position < len(output):
         char = output[position]
         found = _CSI.match(output, position) if char == "\x1b" else None
         if found is not None:
-            if found.group(2) == "K":
-                rows[-1] = rows[-1][:column]
+            argument, command = found.groups()
+            if command == "A":
+                row = max(0, row - int(argument or 1))
+            elif command in "KJ":
+                rows[row] = rows[row][:column]
+                if command == "J":
+                    del rows[row + 1:]
             position = found.end()
             continue
         position += 1
         if char == "\r":
             column = 0
         elif char == "\n":
-            rows.append("")
+            row += 1
             column = 0
         elif char == "\b":
-            column = max(0, column - 1)
+            column = max(0, min(column, columns - 1) - 1)
         elif char >= " " or char == "\t":
-            row = rows[-1].ljust(column)
-            rows[-1] = row[:column] + char + row[column + 1:]
+            if column >= columns:  # the pending wrap
+                row += 1
+                column = 0
+            while len(rows) <= row:
+                rows.append("")
+            line = rows[row].ljust(column)
+            rows[row] = line[:column] + char + line[column + 1:]
             column += 1
+            continue
+        while len(rows) <= row:
+            rows.append("")
     return rows

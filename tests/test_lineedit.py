@@ -33,6 +33,29 @@ def test_a_message_is_printed_above_the_line_being_typed() -> None:
     assert editor.buffer == "hello"
 
 
+@pytest.mark.parametrize("typed_text", ["x" * 8, "x" * 15, "x" * 18, "x" * 19, "y" * 40])
+def test_a_line_longer_than_a_row_is_erased_whole(typed_text: str) -> None:
+    """A typed line that wraps takes several rows; all are erased before it is drawn again."""
+    editor = LineEditor(columns=lambda: 10)
+    output = editor.redraw()
+    _, echo, _ = typed(editor, typed_text.encode())
+    output += echo + editor.above("< a message")
+    _, echo, _ = typed(editor, b"z")
+    output += echo + editor.above("< another")
+    line = "> " + typed_text + "z"
+    wrapped = [line[i:i + 10] for i in range(0, len(line), 10)]
+    assert screen(output, columns=10) == ["< a message"[:10], "e", "< another", *wrapped]
+    assert screen(output + editor.clear(), columns=10)[-1] == ""
+
+
+def test_wide_characters_take_two_columns() -> None:
+    editor = LineEditor(columns=lambda: 10)
+    typed(editor, "日本語の".encode())  # 2 + 8 columns: one row exactly
+    assert editor.clear() == CLEAR_LINE
+    typed(editor, b"x")
+    assert editor.clear() == "\x1b[1A" + CLEAR_LINE
+
+
 def test_lines_editing_and_the_end() -> None:
     editor = LineEditor()
     lines, echo, ended = typed(editor, b"one\rtwo\n", b"thr\xc3", b"\xa9e\x7f\x7fx\n")

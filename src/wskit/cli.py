@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import os
 import runpy
+import shutil
 import signal
 import ssl as ssl_module
 import sys
@@ -335,7 +336,7 @@ async def connect_interactive(
     # At a terminal, the line being typed is echoed here, so that a message that arrives
     # meanwhile is printed above it and the line is drawn again, whole (pipes: unchanged).
     with terminal_mode(stdin_fd) if out.isatty() else contextlib.nullcontext(False) as tty:
-        editor = LineEditor() if tty else None
+        editor = LineEditor(columns=lambda: shutil.get_terminal_size().columns) if tty else None
 
         def show(line: str) -> None:
             out.write(line + "\n" if editor is None else editor.above(line))

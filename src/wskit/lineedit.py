@@ -5,12 +5,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Callable, Iterator
 
 __all__ = ["LineEditor", "terminal_mode"]
 
-#: Erases the terminal's current row: back to its start, then clear to its end.
-CLEAR_LINE = "\r\x1b[K"
+#: Erases from the start of the cursor's row to the end of the screen.
+CLEAR_LINE = "\r\x1b[J"
 #: Longest line kept: typing beyond it rings the bell rather than growing without bound.
 MAX_LINE = 64 * 1024
 
@@ -30,10 +31,13 @@ class LineEditor:
     ``above(text)`` is what to write to print ``text`` on its own line above the line being
     typed, which is then drawn again with the prompt, intact. Backspace, Ctrl-U (the whole
     line), Ctrl-W (a word) and Ctrl-L (redraw) edit; escape sequences (arrow keys) are ignored.
+    ``columns()`` is the terminal's width: a line longer than a row wraps, and the rows it
+    takes are all erased before it is drawn again.
     """
 
-    def __init__(self, prompt: str = "> ") -> None:
+    def __init__(self, prompt: str = "> ", columns: Callable[[], int] = lambda: 80) -> None:
         self.prompt = prompt
+        self.columns = columns
         self.buffer = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._escape = ""  # an escape sequence being received, swallowed whole
@@ -89,16 +93,24 @@ class LineEditor:
         return "" if "@" <= sequence[-1] <= "~" else sequence[:16]
 
     def redraw(self) -> str:
-        """The current row drawn again: the prompt and the text typed so far."""
-        return CLEAR_LINE + self.prompt + self.buffer
+        """The typed line drawn again: the prompt and the text typed so far."""
+        return self.clear() + self.prompt + self.buffer
 
     def above(self, text: str) -> str:
         """Print ``text`` as a line of its own, then draw the typed line again below it."""
-        return CLEAR_LINE + text + "\n" + self.prompt + self.buffer
+        return self.clear() + text + "\n" + self.prompt + self.buffer
 
     def clear(self) -> str:
-        """Erase the typed line (at the end, before the closing message)."""
-        return CLEAR_LINE
+        """Erase the typed line, every row of it, leaving the cursor where it began."""
+        # After the last column the cursor waits on the same row (a pending wrap), so a line
+        # of exactly one row's width still takes one row.
+        rows_above = max(0, _cells(self.prompt + self.buffer) - 1) // max(1, self.columns())
+        return (f"\x1b[{rows_above}A" if rows_above else "") + CLEAR_LINE
+
+
+def _cells(text: str) -> int:
+    """How many terminal columns ``text`` takes: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
 @contextlib.contextmanager
