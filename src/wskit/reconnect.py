@@ -95,12 +95,25 @@ class RetryPolicy:
         raise error
 
 
-async def reconnecting(options: ClientOptions, policy: RetryPolicy) -> AsyncIterator[WebSocket]:
+async def _pause(delay: float, stop: asyncio.Event | None) -> bool:
+    """Wait ``delay`` seconds; True (at once) if ``stop`` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(delay)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def reconnecting(options: ClientOptions, policy: RetryPolicy,
+                       stop: asyncio.Event | None = None) -> AsyncIterator[WebSocket]:
     """Yield a connected WebSocket; once it has ended, wait and yield the next, until a
-    normal end (then stop) or an error that is not retried (then raise it)."""
+    normal end (then stop) or an error that is not retried (then raise it), or ``stop``."""
     url = options.uri.url
     attempt = 0
-    while True:
+    while stop is None or not stop.is_set():
         try:
             ws = await open_connection(options)
         except Exception as exc:
@@ -110,7 +123,8 @@ async def reconnecting(options: ClientOptions, policy: RetryPolicy) -> AsyncIter
             attempt += 1
             logger.warning("%s: attempt %d failed: %s; retrying in %.2f s", url, attempt, exc,
                            delay)
-            await asyncio.sleep(delay)
+            if await _pause(delay, stop):
+                return
             continue
         if attempt:
             logger.info("%s: connected after %d failed attempts", url, attempt)
@@ -121,12 +135,13 @@ async def reconnecting(options: ClientOptions, policy: RetryPolicy) -> AsyncIter
         finally:
             if not ws.is_closed:  # the loop was left (break, error): this connection ends too
                 await ws.close()
-        if not policy.end_is_retried(ws):
+        if (stop is not None and stop.is_set()) or not policy.end_is_retried(ws):
             return
         delay = policy.delay(0)
         logger.warning("%s: connection ended (%s %s); reconnecting in %.2f s", url, ws.close_code,
                        ws.close_reason or ws.error or "", delay)
-        await asyncio.sleep(delay)
+        if await _pause(delay, stop):
+            return
 
 
 class Handle:
@@ -203,7 +218,7 @@ class ReconnectingWebSocket:
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
-        self._stopping = False
+        self._stop = asyncio.Event()
 
     # -- life --------------------------------------------------------------------------------
 
@@ -228,7 +243,7 @@ class ReconnectingWebSocket:
 
     async def _run(self) -> None:
         try:
-            async for ws in reconnecting(self.options, self.policy):
+            async for ws in reconnecting(self.options, self.policy, self._stop):
                 self.ws = ws
                 self.connections += 1
                 self._attach(ws)
@@ -245,7 +260,7 @@ class ReconnectingWebSocket:
                 assert self._first is not None
                 if not self._first.done():
                     self._first.set_result(None)
-                if self._stopping:
+                if self._stop.is_set():
                     await ws.close()
         except asyncio.CancelledError:
             pass  # close() during a wait between attempts
@@ -274,11 +289,11 @@ class ReconnectingWebSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Stop reconnecting, close the current connection and end the handles."""
-        self._stopping = True
+        self._stop.set()
         ws = self.ws
         if ws is not None and not ws.is_closed:
             await ws.close(code, reason)
-        # Between connections, or right after the close: stop the next wait or attempt.
+        # During an attempt: stop it (a wait between attempts ends with the event).
         if self._task is not None and not self._task.done():
             self._task.cancel()
         await self.wait_closed()
