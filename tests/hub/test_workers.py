@@ -104,40 +104,74 @@ async def synced(members: list[Member]) -> None:
     raise AssertionError("the room never spanned every worker")
 
 
+APP = Path(__file__).with_name("pubsub_app.py")
+
+
+class PubSubApp:
+    """tests/hub/pubsub_app.py under ``app.run(workers=N)`` in a subprocess."""
+
+    def __init__(self, redis_url: str, workers: int) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(APP), str(self.port), redis_url, str(workers)],
+            env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=WAIT)
+        return self.proc.returncode, err.decode(errors="replace")
+
+
+async def pid_client(url: str) -> tuple[ClientConnection, int]:
+    ws = await connect(url, compression=None)
+    hello = await asyncio.wait_for(ws.recv(), WAIT)
+    assert isinstance(hello, str) and hello.startswith("pid ")
+    return ws, int(hello[4:])
+
+
 @asyncio_only
 def test_three_workers_exactly_once_in_order(run: Run, redis_server: RedisServer) -> None:
-    """Every member gets every message of the room once, in each sender's order, whichever
-    worker serves the sender and the receiver."""
-    per_member = 20
+    """Clients spread over three worker processes each publish text and binary messages: every
+    client gets every message once, in each publisher's order, whichever workers serve them."""
+    per_client = 30
 
-    async def main(server: Server) -> None:
-        members = await spread(server, "three", workers=3, per_worker=2)
-        await synced(members)
-        for i in range(per_member):
-            for member in members:
-                await member.ws.send(f"{member.name} {i}")
-        expected = {m.name: [f"{m.name} {i}" for i in range(per_member)] for m in members}
-        total = per_member * len(members)
+    async def main(port: int) -> None:
+        clients: list[ClientConnection] = []
+        workers: dict[int, int] = {}
+        for _ in range(200):
+            ws, pid = await pid_client(f"ws://127.0.0.1:{port}/t/three")
+            clients.append(ws)
+            workers[pid] = workers.get(pid, 0) + 1
+            if len(workers) == 3 and min(workers.values()) >= 2:
+                break
+        assert len(workers) == 3 and min(workers.values()) >= 2, workers
+        # Every worker is subscribed once its first client got its pid: the hub's subscribe
+        # returned after Redis confirmed. Each client publishes text and binary, interleaved.
+        for i in range(per_client):
+            for n, ws in enumerate(clients):
+                await ws.send(f"{n}:{i}" if i % 2 else f"{n}:{i}".encode())
+        expected = {n: [f"{n}:{i}" if i % 2 else f"{n}:{i}".encode()
+                        for i in range(per_client)] for n in range(len(clients))}
+        for ws in clients:
+            got: dict[int, list[str | bytes]] = {}
+            for _ in range(per_client * len(clients)):
+                message = await asyncio.wait_for(ws.recv(), WAIT)
+                text = message if isinstance(message, str) else message.decode()
+                got.setdefault(int(text.split(":")[0]), []).append(message)
+            assert got == expected
+        await asyncio.sleep(0.2)  # a duplicate would have arrived by now
+        for ws in clients:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.01)
+            await ws.close()
 
-        def done() -> bool:
-            return all(len([t for _, t in m.texts() if not t.startswith("sync")]) >= total
-                       for m in members)
-
-        await eventually(done, "every message at every member")
-        await asyncio.sleep(0.2)  # a duplicate would arrive by now
-        for member in members:
-            got: dict[str, list[str]] = {}
-            for name, text in member.texts():
-                if not text.startswith("sync"):
-                    got.setdefault(name, []).append(text)
-            assert got == expected, member.name
-        for member in members:
-            await member.close()
-
-    with Server("--workers", "3", "--redis", redis_server.url, "--log-level", "info") as server:
-        assert "(3 workers)" in server.stdout
-        run(main(server), timeout=60)
-        assert server.stop() == 0
+    app = PubSubApp(redis_server.url, workers=3)
+    try:
+        run(main(app.port), timeout=60)
+    finally:
+        code, err = app.stop()
+    assert code == 0 and "Traceback" not in err, err
 
 
 @asyncio_only
