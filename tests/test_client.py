@@ -390,3 +390,39 @@ class TestClientKeepalive:
             assert app.limits.ping_interval == 20.0
 
         run(main())
+
+
+class TestSignature:
+    """connect is a function that says what it returns (issue 16), typed for mypy --strict."""
+
+    def test_inspect_signature_names_the_result(self) -> None:
+        import inspect
+
+        signature = inspect.signature(wskit.connect)
+        assert signature.return_annotation == "Connect | ReconnectingWebSocket"
+        assert "proxy" in signature.parameters and "reconnect" in signature.parameters
+        assert inspect.isfunction(wskit.connect)
+
+    def test_mypy_strict_sees_a_websocket(self, tmp_path: Any, monkeypatch: Any) -> None:
+        from pathlib import Path
+
+        from mypy import api
+
+        snippet = tmp_path / "snippet.py"
+        snippet.write_text(
+            "import wskit\n\n\nasync def main() -> None:\n"
+            "    ws = await wskit.connect('ws://x')\n    reveal_type(ws)\n"
+            "    async with wskit.connect('ws://x') as ws2:\n        reveal_type(ws2)\n"
+            "    async for ws3 in wskit.connect('ws://x'):\n        reveal_type(ws3)\n"
+            "    client = await wskit.connect('ws://x', reconnect=True)\n"
+            "    reveal_type(client)\n"
+        )
+        monkeypatch.setenv("MYPYPATH", str(Path(wskit.__file__).resolve().parents[1]))
+        (tmp_path / "empty.ini").write_text("[mypy]\n")
+        out, err, status = api.run(["--strict", "--config-file", str(tmp_path / "empty.ini"),
+                                    "--cache-dir", str(tmp_path / "cache"), str(snippet)])
+        revealed = [line.split("Revealed type is ")[1] for line in out.splitlines()
+                    if "Revealed type" in line]
+        assert revealed == ['"wskit.websocket.WebSocket"'] * 3 + [
+            '"wskit.reconnect.ReconnectingWebSocket"'], out + err
+        assert status == 0, out + err
