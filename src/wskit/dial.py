@@ -124,20 +124,25 @@ async def open_connection(options: ClientOptions) -> WebSocket:
     """Open one connection as ``options`` say, following redirects; bounded by open_timeout."""
     progress = _Progress()
     try:
-        return await asyncio.wait_for(_follow(options, progress), options.open_timeout)
+        ws, protocol = await asyncio.wait_for(_follow(options, progress), options.open_timeout)
     except TimeoutError as exc:
         raise TimeoutError(
             f"timed out after {options.open_timeout:g} s opening {options.uri.url} "
             f"while {progress.stage} (open_timeout= waits longer)"
         ) from exc
+    # Scheduled here, in the caller's task, not inside wait_for's task: it then runs once the
+    # caller, to whom this returns, has set its listeners and yielded (RFC 6455 §4.1 frames
+    # that came with the 101 wait until then).
+    asyncio.get_running_loop().call_soon(protocol.start)
+    return ws
 
 
-async def _follow(options: ClientOptions, progress: _Progress) -> WebSocket:
+async def _follow(options: ClientOptions, progress: _Progress) -> tuple[WebSocket, ClientProtocol]:
     uri = options.uri
     headers = options.headers
     for hop in range(options.max_redirects + 1):
         try:
-            ws = await _open_once(options, uri, headers, progress, first=hop == 0)
+            ws, protocol = await _open_once(options, uri, headers, progress, first=hop == 0)
         except InvalidHandshake as exc:
             if exc.status not in REDIRECT_STATUSES:
                 raise
@@ -153,7 +158,7 @@ async def _follow(options: ClientOptions, progress: _Progress) -> WebSocket:
             uri = target
             continue
         ws.url = uri.url
-        return ws
+        return ws, protocol
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -186,7 +191,7 @@ def redirect_target(uri: WebSocketURI, refusal: InvalidHandshake) -> WebSocketUR
 
 
 async def _open_once(options: ClientOptions, uri: WebSocketURI, headers: Sequence[tuple[str, str]],
-                     progress: _Progress, *, first: bool) -> WebSocket:
+                     progress: _Progress, *, first: bool) -> tuple[WebSocket, ClientProtocol]:
     handshake = ClientHandshake(
         uri.host_header,
         uri.target,
@@ -237,9 +242,7 @@ async def _open_once(options: ClientOptions, uri: WebSocketURI, headers: Sequenc
         if protocol is not None:
             protocol.abort()
         raise
-    # Runs once the caller, to whom this returns, has set its listeners and yielded.
-    loop.call_soon(protocol.start)
-    return ws
+    return ws, protocol
 
 
 def _explain(exc: OSError, uri: WebSocketURI, where: str) -> OSError:
