@@ -117,9 +117,15 @@ class PubSubApp:
             env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for_port(self.port, self.proc)
 
+    def worker_pid(self) -> int:
+        """The pid of the only worker (the process itself when it runs one)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return int(children.split()[0]) if children.split() else self.proc.pid
+
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=WAIT)
+        # A connection that never reads holds its graceful close up to the close timeout.
+        _, err = self.proc.communicate(timeout=2 * WAIT)
         return self.proc.returncode, err.decode(errors="replace")
 
 
@@ -206,11 +212,13 @@ def test_killed_worker_is_restarted_and_clients_reconnect(
 
 
 @asyncio_only
-def test_sigterm_closes_every_worker_with_1001(run: Run, redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_closes_every_worker_with_1001(run: Run, redis_server: RedisServer,
+                                              sig: signal.Signals) -> None:
     async def main(server: Server) -> None:
         members = await spread(server, "bye", workers=2, per_worker=1)
         assert server.proc is not None
-        server.proc.send_signal(signal.SIGTERM)
+        server.proc.send_signal(sig)
         for member in members:
             await asyncio.wait_for(member.reader, WAIT)
             assert member.ws.close_code == 1001
@@ -270,3 +278,50 @@ def test_app_run_workers(tmp_path: Path, redis_server: RedisServer, reuse_port: 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err.decode()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@asyncio_only
+def test_never_reading_subscriber_keeps_server_memory_bounded(
+        run: Run, redis_server: RedisServer) -> None:
+    """64 MiB published through Redis to a topic with a subscriber that never reads: the
+    hub drops what it cannot take (over 1 MiB queued), the reading subscriber gets it all,
+    and the server process grows by a few MiB, not by the 64 MiB."""
+    chunk = b"x" * 32768
+    count = 2048
+
+    async def main(app: PubSubApp) -> None:
+        stuck = await asyncio.open_connection("127.0.0.1", app.port)
+        stuck[1].write(
+            b"GET /t/big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        await stuck[1].drain()
+        await asyncio.wait_for(stuck[0].readuntil(b"\r\n\r\n"), WAIT)
+        # From now on the stuck subscriber reads nothing: its kernel buffers fill, then the
+        # server's write buffer, then the hub drops.
+        fast, _ = await pid_client(f"ws://127.0.0.1:{app.port}/t/big")
+        await asyncio.sleep(0.2)
+        pid = app.worker_pid()
+        before = rss_kib(pid)
+        for i in range(count):
+            await fast.send(chunk)
+            if i % 64 == 63:  # keep the fast subscriber in step, as a reading client is
+                for _ in range(64):
+                    assert await asyncio.wait_for(fast.recv(), WAIT) == chunk
+        grown = rss_kib(pid) - before
+        assert grown < 16 * 1024, f"the server grew by {grown} KiB"
+        await fast.close()
+        stuck[1].close()
+
+    app = PubSubApp(redis_server.url, workers=1)
+    try:
+        run(main(app), timeout=60)
+    finally:
+        code, err = app.stop()
+    assert code == 0, err
