@@ -44,6 +44,8 @@ class Scenario:
     conns: int = 1
     quick_conns: int = 1
     sides: tuple[str, ...] = ("server", "client")
+    #: permessage-deflate negotiated (each library's default settings), JSON-like text.
+    compress: bool = False
 
     def n_conns(self, quick: bool) -> int:
         return self.quick_conns if quick else self.conns
@@ -67,9 +69,21 @@ SCENARIOS: dict[str, Scenario] = {
                  conns=1000, quick_conns=100, window=4, sides=("server",)),
         Scenario("idle_10k", "idle", "idle memory, 10000 open conns", "KiB/conn",
                  conns=10000, quick_conns=1000, sides=("server",)),
+        # permessage-deflate negotiated: only libraries that compress take part.
+        Scenario("z_rt_500_json", "rt", "deflate, round trip, ~500 B JSON text", "msg/s",
+                 size=500, sides=("server",), compress=True),
+        Scenario("z_pipe_500_json", "pipe", "deflate, 100 in flight, ~500 B JSON text",
+                 "msg/s", size=500, window=100, sides=("server",), compress=True),
+        Scenario("z_pipe_4k_json", "pipe", "deflate, 100 in flight, ~4 KiB JSON text",
+                 "msg/s", size=4096, window=100, sides=("server",), compress=True),
+        Scenario("z_fanout_1000", "fanout", "deflate, 1 ~500 B JSON msg to 1000 subscribers",
+                 "deliv/s", size=500, conns=1000, quick_conns=100, window=4,
+                 sides=("server",), compress=True),
     )
 }
 QUICK_SCENARIOS = ("rt_32_text", "pipe_32_text", "storm_500", "fanout_1000", "idle_10k")
+#: The libraries that implement permessage-deflate (picows and the raw floor do not).
+COMPRESSING_LIBS = ("wskit", "websockets", "aiohttp")
 
 
 def payload_for(s: Scenario) -> bytes:
@@ -121,27 +135,40 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
 CLIENT_CLOSE = client_frame(OP_CLOSE, (1000).to_bytes(2, "big"))
 
 
-def upgrade_request(path: str, port: int) -> bytes:
-    """The opening handshake, written by hand; no extensions, so compression stays off."""
+def upgrade_request(path: str, port: int, extensions: str = "") -> bytes:
+    """The opening handshake, written by hand; no extensions unless asked for."""
+    offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
     return (
         f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n"
-        f"Sec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
     ).encode()
 
 
-def check_upgrade_response(head: bytes) -> str | None:
-    """None if `head` (up to the blank line) is a valid 101 for WS_KEY, else the problem."""
+def check_upgrade_response(head: bytes, compress: bool = False) -> str | None:
+    """None if `head` (up to the blank line) is a valid 101 for WS_KEY, else the problem.
+
+    Without `compress` no extension may be negotiated; with it, permessage-deflate must be.
+    """
     lines = head.decode("latin-1").split("\r\n")
     if not lines[0].startswith("HTTP/1.1 101"):
         return f"bad status line {lines[0]!r}"
+    accepted = deflate = False
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "sec-websocket-accept":
-            return None if value.strip() == WS_ACCEPT else "bad Sec-WebSocket-Accept"
+            if value.strip() != WS_ACCEPT:
+                return "bad Sec-WebSocket-Accept"
+            accepted = True
         if name.strip().lower() == "sec-websocket-extensions":
-            return f"extension negotiated: {value.strip()}"
-    return "no Sec-WebSocket-Accept"
+            if not compress or not value.strip().startswith("permessage-deflate"):
+                return f"extension negotiated: {value.strip()}"
+            deflate = True
+    if not accepted:
+        return "no Sec-WebSocket-Accept"
+    if compress and not deflate:
+        return "permessage-deflate was not negotiated"
+    return None
 
 
 # --- processes, loops and /proc ---

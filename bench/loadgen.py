@@ -29,6 +29,14 @@ from bench.common import (
     server_frame,
     upgrade_request,
 )
+from bench.compressed import (
+    OFFER,
+    FrameCounter,
+    check_first,
+    client_frames,
+    negotiated,
+    scenario_messages,
+)
 
 # The generator never parses echoed frames on the hot path: an echo of a masked client frame
 # is the same payload behind a 4-byte-shorter header, so completed messages are simply
@@ -42,7 +50,7 @@ CLOSE_FRAME_LEN = 4  # a server's close frame carrying only a status code
 class Conn(asyncio.Protocol):
     """One client socket: optional hand-made upgrade, then byte counting."""
 
-    def __init__(self, upgrade: bytes | None, keep: int = 0) -> None:
+    def __init__(self, upgrade: bytes | None, keep: int = 0, compress: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self.upgrade = upgrade
         self.handshaking = upgrade is not None
@@ -54,6 +62,10 @@ class Conn(asyncio.Protocol):
         self.keep = keep
         self.first = bytearray()
         self.on_rx: Callable[[Conn, int], None] | None = None
+        # With compression: the negotiated parameters, and a hook that sees every read.
+        self.compress = compress
+        self.params: dict[str, int | bool] = {}
+        self.on_data: Callable[[bytes], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -70,10 +82,12 @@ class Conn(asyncio.Protocol):
                 if len(self.head) > 16384:
                     self._fail("handshake response too long")
                 return
-            problem = check_upgrade_response(bytes(self.head[:end]))
+            problem = check_upgrade_response(bytes(self.head[:end]), self.compress)
             if problem is not None:
                 self._fail(problem)
                 return
+            if self.compress:
+                self.params = negotiated(bytes(self.head[:end])) or {}
             self.handshaking = False
             data = bytes(self.head[end + 4 :])
             self.head = bytearray()
@@ -84,6 +98,8 @@ class Conn(asyncio.Protocol):
         if len(self.first) < self.keep:
             self.first += data[: self.keep - len(self.first)]
         self.rx += n
+        if self.on_data is not None:
+            self.on_data(data)
         if self.on_rx is not None:
             self.on_rx(self, n)
 
@@ -122,25 +138,29 @@ class LoadGen:
 
     # --- helpers ---
 
-    async def open(self, path: str, keep: int = 0, hello: bytes = b"") -> Conn:
+    async def open(self, path: str, keep: int = 0, hello: bytes = b"",
+                   compress: bool = False) -> Conn:
         loop = asyncio.get_running_loop()
-        req = None if self.raw else upgrade_request(path, self.port)
+        req = None if self.raw else upgrade_request(path, self.port, OFFER if compress else "")
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: Conn(req, keep), HOST, self.port), CONNECT_TIMEOUT
+            loop.create_connection(lambda: Conn(req, keep, compress), HOST, self.port),
+            CONNECT_TIMEOUT,
         )
         await asyncio.wait_for(conn.upgraded, CONNECT_TIMEOUT)
         if hello:
             conn.transport.write(hello)
         return conn
 
-    async def open_many(self, n: int, path: str, hello: bytes = b"") -> tuple[list[Conn], str]:
+    async def open_many(self, n: int, path: str, hello: bytes = b"",
+                        compress: bool = False) -> tuple[list[Conn], str]:
         """Open up to n connections in concurrent batches; stop at the first failing batch."""
         conns: list[Conn] = []
         error = ""
         while len(conns) < n:
             k = min(BATCH, n - len(conns))
             got = await asyncio.gather(
-                *(self.open(path, hello=hello) for _ in range(k)), return_exceptions=True
+                *(self.open(path, hello=hello, compress=compress) for _ in range(k)),
+                return_exceptions=True,
             )
             for g in got:
                 if isinstance(g, BaseException):
@@ -356,6 +376,146 @@ class LoadGen:
         finally:
             await self.close_all(conns)
 
+    # --- scenarios with permessage-deflate ---
+
+    def _messages(self, s: Scenario) -> list[bytes]:
+        cache: dict[str, list[bytes]] = self.__dict__.setdefault("_msg_cache", {})
+        if s.name not in cache:
+            cache[s.name] = scenario_messages(s)
+        return cache[s.name]
+
+    async def zpipeline(self, s: Scenario) -> dict[str, Any]:
+        """Round trips or a window of compressed messages in flight on one connection."""
+        messages = self._messages(s)
+        conn = await self.open("/echo", compress=True)
+        frames = client_frames(messages, int(conn.params["client_max_window_bits"]))
+        counter = FrameCounter()
+        window, nframes = s.window, len(frames)
+        loop = asyncio.get_running_loop()
+        drained: asyncio.Future[None] = loop.create_future()
+        state = {"sent": 0, "next": 0, "stop": False}
+
+        def send(k: int) -> None:
+            i = state["next"]
+            out = []
+            for _ in range(k):
+                out.append(frames[i])
+                i = i + 1 if i + 1 < nframes else 0
+            state["next"] = i
+            state["sent"] += k
+            conn.transport.write(b"".join(out))
+
+        def on_data(data: bytes) -> None:
+            counter.feed(data)
+            if state["stop"]:
+                if counter.frames >= state["sent"] and not drained.done():
+                    drained.set_result(None)
+                return
+            k = counter.frames + window - state["sent"]
+            if k > 0:
+                send(k)
+
+        marks: list[int] = []
+
+        def count() -> int:
+            marks.append(counter.rx)
+            return counter.frames
+
+        conn.on_data = on_data
+        send(window)
+        try:
+            n, wall, cpu = await self.window(count)
+            state["stop"] = True
+            if counter.frames >= state["sent"] and not drained.done():
+                drained.set_result(None)
+            await asyncio.wait_for(drained, 10)
+        finally:
+            conn.on_data = None
+            await self.close_all([conn])
+        problem = check_first(counter, messages[0], conn.params)
+        if problem:
+            return {"error": problem}
+        return {"count": n, "elapsed": wall, "cpu": cpu,
+                "extra": {"wire_bytes": (marks[1] - marks[0]) / max(n, 1),
+                          "text_bytes": sum(map(len, messages)) / nframes,
+                          "params": conn.params}}
+
+    async def zfanout(self, s: Scenario, n_subs: int) -> dict[str, Any]:
+        """One compressed publication to every subscriber, a window of them in flight."""
+        messages = self._messages(s)
+        conns, error = await self.open_many(n_subs, "/fanout", compress=True)
+        try:
+            if error:
+                return {"error": f"only {len(conns)} of {n_subs} subscribers: {error}"}
+            pub = conns[0]
+            frames = client_frames(messages, int(pub.params["client_max_window_bits"]))
+            nframes = len(frames)
+            counters = [FrameCounter() for _ in conns]
+            await asyncio.sleep(0.3)  # as in fanout(): let every server register its subscribers
+            total = [0]
+            loop = asyncio.get_running_loop()
+            first_round: asyncio.Future[None] = loop.create_future()
+            state = {"published": 0, "next": 0, "stop": False}
+            window = s.window
+
+            def publish(k: int) -> None:
+                i = state["next"]
+                out = []
+                for _ in range(k):
+                    out.append(frames[i])
+                    i = i + 1 if i + 1 < nframes else 0
+                state["next"] = i
+                state["published"] += k
+                pub.transport.write(b"".join(out))
+
+            def on_data_for(counter: FrameCounter) -> Callable[[bytes], None]:
+                def on_data(data: bytes) -> None:
+                    total[0] += counter.feed(data)
+                    if not first_round.done():
+                        if total[0] >= n_subs:
+                            first_round.set_result(None)
+                        return
+                    if state["stop"]:
+                        return
+                    k = total[0] // n_subs + window - state["published"]
+                    if k > 0:
+                        publish(k)
+                return on_data
+
+            for c, counter in zip(conns, counters, strict=True):
+                c.on_data = on_data_for(counter)
+            publish(1)
+            try:
+                await asyncio.wait_for(first_round, 10)
+            except asyncio.TimeoutError:
+                got = sum(1 for c in counters if c.frames)
+                return {"error": f"first message reached {got} of {n_subs} subscribers"}
+            for counter in counters:
+                problem = check_first(counter, messages[0], pub.params)
+                if problem:
+                    return {"error": f"delivery: {problem}"}
+            publish(window)
+            marks: list[int] = []
+
+            def count() -> int:
+                marks.append(sum(c.rx for c in counters))
+                return total[0]
+
+            n, wall, cpu = await self.window(count)
+            state["stop"] = True
+            end = time.perf_counter() + 5
+            while total[0] < state["published"] * n_subs and time.perf_counter() < end:
+                await asyncio.sleep(0.02)
+            return {"count": n, "elapsed": wall, "cpu": cpu,
+                    "extra": {"subscribers": n_subs,
+                              "wire_bytes": (marks[1] - marks[0]) / max(n, 1),
+                              "text_bytes": sum(map(len, messages)) / nframes,
+                              "params": pub.params}}
+        finally:
+            for c in conns:
+                c.on_data = None
+            await self.close_all(conns)
+
     async def idle(self, _s: Scenario, n_conns: int) -> dict[str, Any]:
         # Warm the server's allocator and lazy imports so the delta is per-connection cost.
         warm, _ = await self.open_many(100, "/echo")
@@ -387,7 +547,12 @@ class LoadGen:
             for i in range(1 if s.kind == "idle" else runs):
                 await self.settle()
                 try:
-                    if s.kind in ("rt", "pipe", "bulk"):
+                    if s.compress and s.kind in ("rt", "pipe"):
+                        res = await asyncio.wait_for(self.zpipeline(s), self.duration + 30)
+                    elif s.compress and s.kind == "fanout":
+                        res = await asyncio.wait_for(
+                            self.zfanout(s, s.n_conns(quick)), self.duration + 60)
+                    elif s.kind in ("rt", "pipe", "bulk"):
                         res = await asyncio.wait_for(self.pipeline(s), self.duration + 30)
                     elif s.kind == "storm":
                         res = await asyncio.wait_for(

@@ -22,11 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumtime)")
     ap.add_argument("--save", type=Path, help="keep the .prof file here")
+    ap.add_argument("--compress", action="store_true",
+                    help="permessage-deflate on (implied by the z_ scenarios)")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="wskit-prof-") as tmp:
         prof = args.save or Path(tmp) / "server.prof"
-        srv = Server(args.lib, args.loop, Path(tmp), extra=["--profile", str(prof)])
+        compress = args.compress or SCENARIOS[args.scenario].compress
+        srv = Server(args.lib, args.loop, Path(tmp),
+                     extra=["--profile", str(prof), *(["--compress"] if compress else [])])
         try:
             problem = srv.wait_ready()
             if problem:

@@ -21,7 +21,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.common import EXIT_UNAVAILABLE, HOST, LIBS, LOOPS, QUICK_SCENARIOS, SCENARIOS
+from bench.common import (
+    COMPRESSING_LIBS,
+    EXIT_UNAVAILABLE,
+    HOST,
+    LIBS,
+    LOOPS,
+    QUICK_SCENARIOS,
+    SCENARIOS,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -62,6 +70,11 @@ class Cell:
         out.update(median=statistics.median(values), min=min(values), max=max(values))
         cpu = [r["cpu"] / r["count"] * 1e6 for r in ok if r.get("cpu") and r.get("count")]
         out["cpu_us"] = statistics.median(cpu) if cpu else None
+        wire = [r["extra"]["wire_bytes"] for r in ok if "wire_bytes" in r.get("extra", {})]
+        if wire:
+            # Bytes the server wrote per message (per delivery for fan-out), headers included.
+            out["wire_bytes"] = statistics.median(wire)
+            out["text_bytes"] = ok[0]["extra"]["text_bytes"]
         if errors:
             out["failed_runs"] = len(errors)
         return out
@@ -156,8 +169,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(lib: str, loop: str, logdir: Path) -> Iterator[Server]:
-    srv = Server(lib, loop, logdir)
+def server(lib: str, loop: str, logdir: Path, extra: list[str] | None = None) -> Iterator[Server]:
+    srv = Server(lib, loop, logdir, extra)
     try:
         yield srv
     finally:
@@ -229,32 +242,42 @@ def run_server_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path
                     log: Any) -> None:
     # Idle memory first, on the fresh process, so earlier scenarios' buffers do not hide
     # or inflate the per-connection cost.
-    names = sorted((n for n in plan.scenarios if "server" in SCENARIOS[n].sides),
-                   key=lambda n: SCENARIOS[n].kind != "idle")
-    if not names:
-        return
+    wanted = sorted((n for n in plan.scenarios if "server" in SCENARIOS[n].sides),
+                    key=lambda n: SCENARIOS[n].kind != "idle")
+    # One server process per library without compression, and one with it for the
+    # scenarios that negotiate permessage-deflate (only the libraries that compress).
+    groups = [([n for n in wanted if not SCENARIOS[n].compress], False),
+              ([n for n in wanted if SCENARIOS[n].compress], True)]
     for loop in plan.loops:
         for lib in plan.libs:
-            t0 = time.monotonic()
-            for n in names:
-                cells[("server", n, lib, loop)] = Cell("server", n, lib, loop)
-            with server(lib, loop, logdir) as srv:
-                problem = srv.wait_ready()
-                if not problem:
-                    records, problem = run_driver(
-                        ["bench.loadgen", "--port", str(srv.port), "--pid", str(srv.proc.pid),
-                         "--proto", "raw" if lib == "raw" else "ws", *plan.driver_args(names)],
-                        plan.budget(names), logdir, f"loadgen-{lib}-{loop}")
-                    for r in records:
-                        cells[("server", r["scenario"], lib, loop)].runs.append(r)
-                    if srv.proc.poll() is not None and not problem:
-                        problem = f"server died: {srv.tail()}"
-            for n in names:
-                c = cells[("server", n, lib, loop)]
-                if problem and not c.ok_runs():
-                    c.error = problem
-            print(f"  server {lib:<10} {loop:<7} {time.monotonic() - t0:5.1f} s"
-                  + (f"  ({problem})" if problem else ""), file=log, flush=True)
+            for names, compress in groups:
+                if names and (not compress or lib in COMPRESSING_LIBS):
+                    _serve_and_load(plan, cells, logdir, log, lib, loop, names, compress)
+
+
+def _serve_and_load(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path, log: Any,
+                    lib: str, loop: str, names: list[str], compress: bool) -> None:
+    t0 = time.monotonic()
+    for n in names:
+        cells[("server", n, lib, loop)] = Cell("server", n, lib, loop)
+    with server(lib, loop, logdir, ["--compress"] if compress else None) as srv:
+        problem = srv.wait_ready()
+        if not problem:
+            records, problem = run_driver(
+                ["bench.loadgen", "--port", str(srv.port), "--pid", str(srv.proc.pid),
+                 "--proto", "raw" if lib == "raw" else "ws", *plan.driver_args(names)],
+                plan.budget(names), logdir, f"loadgen-{lib}-{loop}")
+            for r in records:
+                cells[("server", r["scenario"], lib, loop)].runs.append(r)
+            if srv.proc.poll() is not None and not problem:
+                problem = f"server died: {srv.tail()}"
+    for n in names:
+        c = cells[("server", n, lib, loop)]
+        if problem and not c.ok_runs():
+            c.error = problem
+    label = lib + (" deflate" if compress else "")
+    print(f"  server {label:<18} {loop:<7} {time.monotonic() - t0:5.1f} s"
+          + (f"  ({problem})" if problem else ""), file=log, flush=True)
 
 
 def run_client_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path,
@@ -358,7 +381,7 @@ COLUMNS = ("scenario", "library", "loop", "median", "spread (min–max)", "CPU �
 
 
 def table(summaries: list[dict[str, Any]], side: str) -> str:
-    rows = [s for s in summaries if s["side"] == side]
+    rows = [s for s in summaries if s["side"] == side and not SCENARIOS[s["scenario"]].compress]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for s in rows:
         scen = f"{s['scenario']} ({s['unit']})"
@@ -375,6 +398,55 @@ def table(summaries: list[dict[str, Any]], side: str) -> str:
     return "\n".join(lines)
 
 
+DEFLATE_COLUMNS = ("scenario", "library", "loop", "median", "spread (min–max)", "CPU µs/msg",
+                   "wire B/msg", "× websockets", "× aiohttp")
+
+
+def deflate_table(summaries: list[dict[str, Any]]) -> str:
+    """The permessage-deflate cells: CPU and bytes written per message, ratios to both peers."""
+    by_key = {(s["side"], s["scenario"], s["lib"], s["loop"]): s for s in summaries}
+    rows = [s for s in summaries if SCENARIOS[s["scenario"]].compress]
+    lines = ["| " + " | ".join(DEFLATE_COLUMNS) + " |", "|" + "---|" * len(DEFLATE_COLUMNS)]
+    for s in rows:
+        scen = f"{s['scenario']} ({s['unit']})"
+        if "error" in s:
+            lines.append(f"| {scen} | {s['lib']} | {s['loop']} | {s['error'][:80]} "
+                         "| – | – | – | – | – |")
+            continue
+        ratios = []
+        for ref in ("websockets", "aiohttp"):
+            r = by_key.get((s["side"], s["scenario"], ref, s["loop"]))
+            ok = r is not None and "error" not in r and r.get("cpu_us") and s.get("cpu_us")
+            ratios.append(f"{s['cpu_us'] / r['cpu_us']:.2f}" if ok and r else "–")
+        cpu = _num(s["cpu_us"]) if s.get("cpu_us") else "–"
+        wire = f"{s['wire_bytes']:.0f}" if s.get("wire_bytes") else "–"
+        lines.append(f"| {scen} | {s['lib']} | {s['loop']} | {_num(s['median'])} "
+                     f"| {_num(s['min'])}–{_num(s['max'])} | {cpu} | {wire} "
+                     f"| {ratios[0]} | {ratios[1]} |")
+    return "\n".join(lines)
+
+
+def deflate_targets(summaries: list[dict[str, Any]]) -> list[str]:
+    """Issue 14's compression target: CPU at most 0.5x each peer's, bytes no more than theirs."""
+    by_key = {(s["side"], s["scenario"], s["lib"], s["loop"]): s for s in summaries}
+    lines = []
+    for s in summaries:
+        if s["lib"] != "wskit" or not SCENARIOS[s["scenario"]].compress or "error" in s:
+            continue
+        parts = []
+        for ref in ("websockets", "aiohttp"):
+            r = by_key.get((s["side"], s["scenario"], ref, s["loop"]))
+            if r is None or "error" in r or not r.get("cpu_us") or not s.get("cpu_us"):
+                continue
+            x = s["cpu_us"] / r["cpu_us"]
+            wire = (s.get("wire_bytes") or 0) / (r.get("wire_bytes") or 1)
+            met = "met" if x <= 0.5 and wire <= 1.0 else "NOT met"
+            parts.append(f"{ref} CPU {x:.2f}x, bytes {wire:.2f}x ({met})")
+        if parts:
+            lines.append(f"- {s['scenario']} {s['loop']}: " + "; ".join(parts))
+    return lines
+
+
 def _metric(s: dict[str, Any]) -> float | None:
     """What a cell is judged on: KiB per connection for idle memory, else CPU per message."""
     v = s.get("median") if s["unit"] == "KiB/conn" else s.get("cpu_us")
@@ -384,7 +456,7 @@ def _metric(s: dict[str, Any]) -> float | None:
 def targets(summaries: list[dict[str, Any]]) -> list[str]:
     """Issue 6's targets for wskit, checked against this run's cells."""
     by_key = {(s["side"], s["scenario"], s["lib"], s["loop"]): s for s in summaries}
-    wskit = [s for s in summaries if s["lib"] == "wskit"]
+    wskit = [s for s in summaries if s["lib"] == "wskit" and not SCENARIOS[s["scenario"]].compress]
     if not wskit:
         return ["- wskit was not measured in this run"]
     missing = [f"{s['side']} {s['scenario']} {s['loop']}" for s in wskit if _metric(s) is None]
@@ -454,9 +526,22 @@ def render(report: dict[str, Any]) -> str:
         "",
         table(report["results"], "client"),
         "",
+        "## Servers with permessage-deflate (each library's default settings; picows and "
+        "the floor do not compress)",
+        "",
+        "wire B/msg = bytes the server wrote per message (per delivery for fan-out), frame "
+        "headers included; × = CPU per message divided by that peer's in this run.",
+        "",
+        deflate_table(report["results"]),
+        "",
         "## Issue 6 targets for wskit (ratios of the medians above)",
         "",
         *targets(report["results"]),
+        "",
+        "## Issue 14 compression targets for wskit: CPU at most 0.5x each peer's, bytes on "
+        "the wire no more than theirs",
+        "",
+        *deflate_targets(report["results"]),
         "",
     ]
     return "\n".join(out)

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.common import (
     BACKLOG,
+    COMPRESSING_LIBS,
     EXIT_UNAVAILABLE,
     HOST,
     MAX_MESSAGE,
@@ -25,7 +26,13 @@ from bench.fixed_echo import serve_fixed
 #   /fanout  on a text message starting with "pub:", sends it to every open /fanout connection
 #            (the sender included); other messages on /fanout are ignored.
 # Compression is off and keepalive pings are off everywhere, so the load generator can count
-# echoed bytes; each library keeps whatever UTF-8 validation it does by default.
+# echoed bytes; each library keeps whatever UTF-8 validation it does by default. With
+# --compress, permessage-deflate is on with each library's default settings (what its users
+# get); /fanout then sends each publication compressed as the library does it by default
+# for all subscribers, and the generator counts frames instead of bytes.
+
+#: Set by --compress before the server starts.
+COMPRESS = False
 
 
 class Unavailable(Exception):
@@ -165,8 +172,8 @@ async def serve_websockets(port: int) -> None:
                 await ws.send(msg)
 
     await serve(
-        handler, HOST, port, compression=None, max_size=MAX_MESSAGE, ping_interval=None,
-        backlog=BACKLOG,
+        handler, HOST, port, compression="deflate" if COMPRESS else None, max_size=MAX_MESSAGE,
+        ping_interval=None, backlog=BACKLOG,
     )
     await _forever()
 
@@ -183,7 +190,7 @@ async def serve_aiohttp(port: int) -> None:
     subs: set[Any] = set()
 
     async def echo(request: Any) -> Any:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_MESSAGE)
+        ws = web.WebSocketResponse(compress=COMPRESS, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -193,7 +200,7 @@ async def serve_aiohttp(port: int) -> None:
         return ws
 
     async def fanout(request: Any) -> Any:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_MESSAGE)
+        ws = web.WebSocketResponse(compress=COMPRESS, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         subs.add(ws)
         try:
@@ -235,7 +242,8 @@ def _accepted(fn: Callable[..., Any], wanted: dict[str, Any]) -> dict[str, Any]:
 def wskit_app_kwargs(app_cls: Callable[..., Any]) -> dict[str, Any]:
     """Constructor arguments for a comparable wskit server; compression off is mandatory."""
     kwargs = _accepted(app_cls, {
-        "compression": None, "ping_interval": None, "max_message_size": MAX_MESSAGE,
+        "compression": "deflate" if COMPRESS else None, "ping_interval": None,
+        "max_message_size": MAX_MESSAGE,
         "max_size": MAX_MESSAGE,
         # The idle scenario holds 10,000 connections plus a few the runner opens around them.
         "max_connections": 20_000,
@@ -258,6 +266,8 @@ async def serve_wskit(port: int) -> None:
 
     subs: set[Any] = set()
     broadcast = wskit.broadcast
+    # With compression, subscribers get the publication compressed, as from the other two.
+    fanout_kwargs = _accepted(broadcast, {"compress": True}) if COMPRESS else {}
 
     @app.websocket("/echo")  # type: ignore[untyped-decorator]
     def echo(req: Any, ws: Any) -> None:
@@ -271,7 +281,7 @@ async def serve_wskit(port: int) -> None:
         def on_text(ws: Any, text: str) -> None:
             if text.startswith("pub:"):
                 # One frame built once for every subscriber (wskit.broadcast).
-                broadcast(subs, text, max_buffered=None)
+                broadcast(subs, text, max_buffered=None, **fanout_kwargs)
 
         stream = ws.on_text(on_text)
         if hasattr(stream, "finally_"):
@@ -298,7 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     ap.add_argument("--profile", metavar="FILE", help="write cProfile stats here on SIGTERM")
+    ap.add_argument("--compress", action="store_true",
+                    help="permessage-deflate on, with the library's default settings")
     args = ap.parse_args(argv)
+    global COMPRESS
+    COMPRESS = args.compress
+    if COMPRESS and args.lib not in COMPRESSING_LIBS:
+        print(f"UNAVAILABLE: {args.lib} does not compress", file=sys.stderr, flush=True)
+        return EXIT_UNAVAILABLE
     raise_nofile()
     prof = None
     if args.profile:

@@ -9,6 +9,9 @@ from pathlib import Path
 LIBS = ["wskit", "picows", "websockets", "aiohttp", "raw"]
 SCENARIOS = ["rt_32_text", "rt_1k_bin", "pipe_32_text", "pipe_1k_bin", "bulk_1m_bin",
              "storm_500", "fanout_1000", "idle_10k"]
+#: With permessage-deflate: only the libraries that compress.
+DEFLATE_SCENARIOS = ["z_rt_500_json", "z_pipe_500_json", "z_pipe_4k_json", "z_fanout_1000"]
+DEFLATE_LIBS = ["wskit", "websockets", "aiohttp"]
 
 
 def _number(value: float | None) -> str:
@@ -48,6 +51,29 @@ def summarize(path: Path) -> str:
                 parts.append(_number(value))
             row.append(" / ".join(parts))
         lines.append(f"| {side} | {scenario} | " + " | ".join(row) + " |")
+    zrows = [n for n in DEFLATE_SCENARIOS if any(k[1] == n for k in cells)]
+    if zrows:
+        lines += [
+            "",
+            "With permessage-deflate negotiated (each library's defaults), server side: CPU µs "
+            "per message, asyncio / uvloop, then bytes written per message (uvloop).",
+            "",
+            "| scenario | " + " | ".join(DEFLATE_LIBS) + " | "
+            + " | ".join(f"{lib} B/msg" for lib in DEFLATE_LIBS) + " |",
+            "|---|" + "---|" * (2 * len(DEFLATE_LIBS)),
+        ]
+        for scenario in zrows:
+            cpu, wire = [], []
+            for lib in DEFLATE_LIBS:
+                parts = []
+                for loop in ("asyncio", "uvloop"):
+                    cell = cells.get(("server", scenario, lib, loop))
+                    parts.append(_number(cell.get("cpu_us") if cell else None))
+                cpu.append(" / ".join(parts))
+                cell = cells.get(("server", scenario, lib, "uvloop"))
+                value = cell.get("wire_bytes") if cell else None
+                wire.append(f"{value:.0f}" if value else "–")
+            lines.append(f"| {scenario} | " + " | ".join(cpu) + " | " + " | ".join(wire) + " |")
     return "\n".join(lines)
 
 

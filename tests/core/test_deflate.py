@@ -41,6 +41,10 @@ def codec(**overrides: Any) -> PerMessageDeflate:
         "remote_max_window_bits": 15,
         "local_max_window_bits": 15,
         "min_size": 0,
+        # The exact bytes below are zlib's, always compressed: the other libraries and the
+        # fallback to uncompressed messages have their own tests.
+        "library": "zlib",
+        "uncompressed_fallback": False,
     }
     options.update(overrides)
     return PerMessageDeflate(**options)

@@ -6,6 +6,7 @@ import functools
 import random
 import zlib
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .errors import LocalError, MessageTooBig, NegotiationError, ProtocolError
 from .extensions import Extension, ExtensionFactory
@@ -15,8 +16,36 @@ __all__ = [
     "DEFAULT_SERVER_WINDOW_BITS",
     "PerMessageDeflate",
     "PerMessageDeflateFactory",
+    "compress_libraries",
     "deflate_memory_estimate",
 ]
+
+
+class _Compressor(Protocol):
+    def compress(self, data: Any, /) -> bytes: ...
+    def flush(self, mode: int, /) -> bytes: ...
+
+
+try:
+    # ISA-L's deflate (the `isal` extra): several times faster than zlib at its levels 1-3,
+    # for a ratio between zlib's levels 1 and 6 on JSON-sized messages.
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover - exercised where the extra is not installed
+    _isal = None  # type: ignore[assignment]
+
+
+def compress_libraries() -> tuple[str, ...]:
+    """The deflate libraries this process can compress with: "zlib", and "isal" if installed."""
+    return ("zlib", "isal") if _isal is not None else ("zlib",)
+
+
+def _isal_level(level: int) -> int:
+    """ISA-L's level (0-3) for a zlib level (-1-9): 1-3 -> 1, default and 4-6 -> 2, 7-9 -> 3."""
+    if level == 0:
+        return 0
+    if 1 <= level <= 3:
+        return 1
+    return 3 if level >= 7 else 2
 
 _NAME = "permessage-deflate"
 _Params = list[tuple[str, "str | None"]]
@@ -81,18 +110,76 @@ def _window_9_fits_in_8(level: int, mem_level: int) -> bool:
     return out == probe
 
 
-def _new_compressor(window_bits: int, level: int, mem_level: int) -> zlib._Compress:
-    if window_bits > 8:
-        return zlib.compressobj(level, zlib.DEFLATED, -window_bits, mem_level)
-    # RFC 7692 §7.1.2.1: the peer decodes with a 256-byte window, which zlib cannot compress
-    # with; use 512 bytes when this zlib keeps its distances under 256 (see above), else
-    # run-length matches only (distance 1), which any window can decode, at a cost in ratio.
-    if _window_9_fits_in_8(level, mem_level):
-        return zlib.compressobj(level, zlib.DEFLATED, -9, mem_level)
-    return zlib.compressobj(level, zlib.DEFLATED, -9, mem_level, zlib.Z_RLE)
+def _new_compressor(
+    window_bits: int, level: int, mem_level: int, library: str, history: bytes
+) -> _Compressor:
+    """A raw deflate stream primed with ``history``, the end of what the peer has inflated.
+
+    Without history no dictionary at all, so zlib's output does not depend on whether a
+    connection's compressor is new or has just been rebuilt.
+    """
+    strategy = zlib.Z_DEFAULT_STRATEGY
+    if window_bits <= 8:
+        # RFC 7692 §7.1.2.1: the peer decodes with a 256-byte window, which zlib cannot
+        # compress with; use 512 bytes when this zlib keeps its distances under 256 (see
+        # above), else run-length matches only (distance 1), which any window can decode, at
+        # a cost in ratio. (The history is at most 256 bytes: within the peer's window.)
+        window_bits = 9
+        if not _window_9_fits_in_8(level, mem_level):
+            strategy = zlib.Z_RLE
+    elif library == "isal" and level != 0:
+        isal_level = _isal_level(level)
+        if history:
+            return _isal.compressobj(
+                isal_level, _isal.DEFLATED, -window_bits, mem_level, zdict=history
+            )
+        return _isal.compressobj(
+            isal_level, _isal.DEFLATED, -window_bits, mem_level
+        )
+    if history:
+        return zlib.compressobj(level, zlib.DEFLATED, -window_bits, mem_level, strategy, history)
+    return zlib.compressobj(level, zlib.DEFLATED, -window_bits, mem_level, strategy)
 
 
-def _check_zlib_options(compress_level: int, mem_level: int, min_size: int) -> None:
+class _Window:
+    """The last ``limit`` bytes of a stream of messages: what an LZ77 window holds.
+
+    Kept as the messages themselves (appending is cheap) and joined only when read.
+    """
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        if len(data) >= self.limit:
+            self.parts = [data[-self.limit :]]
+            self.size = self.limit
+            return
+        parts = self.parts
+        parts.append(data)
+        self.size += len(data)
+        while self.size - len(parts[0]) >= self.limit:
+            self.size -= len(parts.pop(0))
+
+    def value(self) -> bytes:
+        parts = self.parts
+        if len(parts) > 1:
+            joined = b"".join(parts)[-self.limit :]
+            self.parts, self.size = [joined], len(joined)
+            return joined
+        return parts[0] if parts else b""
+
+    def clear(self) -> None:
+        self.parts, self.size = [], 0
+
+
+def _check_zlib_options(
+    compress_level: int, mem_level: int, min_size: int, library: str = "auto"
+) -> None:
     """The zlib tuning shared by the codec and its factory, checked once for both."""
     if not -1 <= compress_level <= 9:
         raise ValueError(f"compress_level must be between -1 and 9, not {compress_level}")
@@ -100,6 +187,14 @@ def _check_zlib_options(compress_level: int, mem_level: int, min_size: int) -> N
         raise ValueError(f"mem_level must be between 1 and 9, not {mem_level}")
     if min_size < 0:
         raise ValueError(f"min_size must not be negative, not {min_size}")
+    if library not in ("auto", *compress_libraries()):
+        raise ValueError(
+            f"library must be 'auto' or one of {compress_libraries()}, not {library!r}"
+        )
+
+
+def _resolve_library(library: str) -> str:
+    return ("isal" if _isal is not None else "zlib") if library == "auto" else library
 
 def _check_window_bits(name: str, bits: int) -> None:
     if not 8 <= bits <= _MAX_WINDOW_BITS:
@@ -110,8 +205,15 @@ class PerMessageDeflate(Extension):
     """The permessage-deflate codec for one connection, with the negotiated parameters.
 
     "local" is this endpoint's compressor (its outgoing messages), "remote" the peer's, which
-    this endpoint decompresses. zlib objects are created on first use and, without context
-    takeover, dropped after each message, so idle connections hold no zlib memory.
+    this endpoint decompresses. zlib objects are created on first use and dropped after each
+    message without context takeover. With context takeover, the codec also keeps the end of
+    each direction's stream (what the LZ77 windows hold: at most 2**window_bits bytes), so
+    ``park()`` can drop both zlib objects of an idle connection (some 40 KiB) and rebuild
+    them later, primed with those bytes, as if they had never gone.
+
+    ``library`` chooses who compresses: "zlib" (the standard library), "isal" (ISA-L, the
+    ``isal`` extra; ``compress_level`` maps to its levels 0-3), or "auto": isal when it is
+    installed. Decompression is always zlib's, whose output bound is relied on.
     """
 
     name = _NAME
@@ -127,10 +229,12 @@ class PerMessageDeflate(Extension):
         compress_level: int = 6,
         mem_level: int = 5,
         min_size: int = 32,
+        library: str = "auto",
+        uncompressed_fallback: bool = True,
     ) -> None:
         _check_window_bits("remote_max_window_bits", remote_max_window_bits)
         _check_window_bits("local_max_window_bits", local_max_window_bits)
-        _check_zlib_options(compress_level, mem_level, min_size)
+        _check_zlib_options(compress_level, mem_level, min_size, library)
         self.remote_no_context_takeover = remote_no_context_takeover
         self.local_no_context_takeover = local_no_context_takeover
         self.remote_max_window_bits = remote_max_window_bits
@@ -138,8 +242,18 @@ class PerMessageDeflate(Extension):
         self.compress_level = compress_level
         self.mem_level = mem_level
         self.min_size = min_size
-        self._compressor: zlib._Compress | None = None
+        self.library = _resolve_library(library)
+        self.uncompressed_fallback = uncompressed_fallback
+        self._compressor: _Compressor | None = None
         self._decompressor: zlib._Decompress | None = None
+        # The peer's window of our messages and ours of its messages, while context takeover
+        # keeps them (RFC 7692 §7.1.1); None where each message starts from an empty one.
+        self._sent = None if local_no_context_takeover else _Window(1 << local_max_window_bits)
+        self._received = (
+            None if remote_no_context_takeover else _Window(1 << remote_max_window_bits)
+        )
+        # Whether a compressed message is half received (its decompressor must stay).
+        self._in_message = False
         # Bytes received after a block with BFINAL set, in the current message; None before it.
         self._trailer: bytes | None = None
 
@@ -156,26 +270,38 @@ class PerMessageDeflate(Extension):
     ) -> tuple[bytes, bool]:
         """Compress a whole outgoing message; returns (payload, RSV1 for its first frame).
 
-        Messages shorter than ``min_size``, or sent with ``compress=False``, go out as they
-        are with RSV1 clear (RFC 7692 §6: compression is per message) and leave the context
-        untouched.
+        Messages shorter than ``min_size``, sent with ``compress=False``, or (with
+        ``uncompressed_fallback``) that would not shrink, go out as they are with RSV1 clear
+        (RFC 7692 §6: compression is per message) and leave the context untouched.
         """
         size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         if not compress or size < self.min_size:
             return (payload if isinstance(payload, bytes) else bytes(payload)), False
         compressor = self._compressor
+        sent = self._sent
         if compressor is None:
             compressor = self._compressor = _new_compressor(
-                self.local_max_window_bits, self.compress_level, self.mem_level
+                self.local_max_window_bits, self.compress_level, self.mem_level, self.library,
+                sent.value() if sent is not None else b"",
             )
         # A sync flush ends the output on a byte boundary with an empty stored block,
         # 00 00 ff ff, which the sender removes (RFC 7692 §7.2.1). An empty message thus
         # compresses to a single 0x00 byte (RFC 7692 §7.2.3.6).
         data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        if self.local_no_context_takeover:
+        if self.uncompressed_fallback and len(data) - len(_TAIL) >= size:
+            # It did not shrink: sent as it is, it costs the peer nothing to inflate. The
+            # compressor has taken the message into its window, which the peer's will not
+            # hold: rebuild it from the bytes the peer does hold.
+            self._compressor = None
+            return (payload if isinstance(payload, bytes) else bytes(payload)), False
+        if sent is None:
             # RFC 7692 §7.1.1.1, §7.1.1.2: without context takeover each message starts from
             # an empty window; dropping the compressor also frees its memory until the next.
             self._compressor = None
+        else:
+            sent.add(
+                payload if isinstance(payload, bytes) else bytes(payload[-sent.limit :])
+            )
         return data[: -len(_TAIL)], True
 
     def shared_encoding(self) -> tuple[object, ...] | None:
@@ -184,7 +310,18 @@ class PerMessageDeflate(Extension):
         if not self.local_no_context_takeover:
             return None
         return (_NAME, self.local_max_window_bits, self.compress_level, self.mem_level,
-                self.min_size)
+                self.min_size, self.library, self.uncompressed_fallback)
+
+    def park(self) -> None:
+        """Drop the zlib objects of an idle connection; the next message rebuilds them.
+
+        With context takeover they are rebuilt primed with the end of each stream, which the
+        codec keeps, so the peer sees no difference. A message being received keeps its
+        decompressor until it ends.
+        """
+        self._compressor = None
+        if not self._in_message:
+            self._decompressor = None
 
     def decode(
         self, payload: bytes | bytearray | memoryview, rsv1: bool, fin: bool, max_length: int
@@ -200,8 +337,11 @@ class PerMessageDeflate(Extension):
             return payload
         decompressor = self._decompressor
         if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(
-                wbits=-self.remote_max_window_bits
+            history = self._received.value() if self._received is not None else b""
+            decompressor = self._decompressor = (
+                zlib.decompressobj(wbits=-self.remote_max_window_bits, zdict=history)
+                if history
+                else zlib.decompressobj(wbits=-self.remote_max_window_bits)
             )
         allowance = max(max_length, 0)
         try:
@@ -231,6 +371,10 @@ class PerMessageDeflate(Extension):
         except zlib.error as exc:
             self._end_message(reset=True)
             raise ProtocolError(f"invalid compressed data: {exc}") from exc
+        if self._received is not None and out:
+            # What the peer's compressor may refer to next (a BFINAL stream clears it below).
+            self._received.add(out)
+        self._in_message = not fin
         if fin:
             # RFC 7692 §7.2.2: keep the window for the next message unless the peer agreed not
             # to use it; a stream ended by BFINAL cannot continue, so it restarts empty.
@@ -246,6 +390,9 @@ class PerMessageDeflate(Extension):
         self._trailer = None
         if reset:
             self._decompressor = None
+            self._in_message = False
+            if self._received is not None:
+                self._received.clear()
 
 
 @dataclass
@@ -330,6 +477,8 @@ class PerMessageDeflateFactory(ExtensionFactory):
         compress_level: int = 6,
         mem_level: int = 5,
         min_size: int = 32,
+        library: str = "auto",
+        uncompressed_fallback: bool = True,
         is_client: bool,
     ) -> None:
         if server_max_window_bits is not None:
@@ -338,7 +487,9 @@ class PerMessageDeflateFactory(ExtensionFactory):
             client_max_window_bits, bool
         ):
             _check_window_bits("client_max_window_bits", client_max_window_bits)
-        _check_zlib_options(compress_level, mem_level, min_size)
+        _check_zlib_options(compress_level, mem_level, min_size, library)
+        self.library = library
+        self.uncompressed_fallback = uncompressed_fallback
         self.is_client = is_client
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
@@ -394,6 +545,8 @@ class PerMessageDeflateFactory(ExtensionFactory):
             compress_level=self.compress_level,
             mem_level=self.mem_level,
             min_size=self.min_size,
+            library=self.library,
+            uncompressed_fallback=self.uncompressed_fallback,
         )
 
     def _require_role(self, client: bool) -> None:

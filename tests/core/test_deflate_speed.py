@@ -1,0 +1,285 @@
+"""permessage-deflate's fast paths (RFC 7692): parked codecs, the fallback to uncompressed
+messages, and ISA-L as the compressor; bytes in, bytes out against an independent zlib."""
+
+from __future__ import annotations
+
+import os
+import random
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wskit.core import deflate
+from wskit.core.deflate import PerMessageDeflate, PerMessageDeflateFactory, compress_libraries
+
+BIG = 1 << 30
+TAIL = b"\x00\x00\xff\xff"
+JSON = [
+    (b'{"type":"trade","seq":%d,"sym":"ALPHA%d","px":%d.25,"qty":%d,"side":"buy"}'
+     % (i, i % 7, 100 + i * 13 % 900, i * 37 % 5000)) * 3
+    for i in range(40)
+]
+
+
+def _require_isal() -> None:
+    # The `isal` extra is part of the `test` extra: in CI its absence is a failure.
+    if os.environ.get("CI") == "true":
+        __import__("isal")
+    elif "isal" not in compress_libraries():
+        pytest.skip("the isal extra is not installed")
+
+
+@pytest.fixture
+def needs_isal() -> None:
+    _require_isal()
+
+
+@pytest.fixture(params=["zlib", "isal"])
+def library(request: pytest.FixtureRequest) -> str:
+    if request.param == "isal":
+        _require_isal()
+    return str(request.param)
+
+
+def codec(**overrides: Any) -> PerMessageDeflate:
+    options: dict[str, Any] = {
+        "remote_no_context_takeover": False,
+        "local_no_context_takeover": False,
+        "remote_max_window_bits": 12,
+        "local_max_window_bits": 12,
+    }
+    options.update(overrides)
+    return PerMessageDeflate(**options)
+
+
+class Peer:
+    """The receiving end as RFC 7692 §7.2.2 describes it, on plain zlib: one raw inflate
+    stream per direction for the whole connection (context takeover), fed only by the
+    messages that had RSV1 set."""
+
+    def __init__(self, window_bits: int) -> None:
+        self.window_bits = window_bits
+        self.inflate = zlib.decompressobj(wbits=-window_bits)
+
+    def receive(self, data: bytes, rsv1: bool) -> bytes:
+        if not rsv1:
+            return data
+        # One byte of output per call, so every distance is checked against the window kept
+        # between calls (within one call zlib resolves them into its own fresh output).
+        out = bytearray()
+        data += TAIL
+        while chunk := self.inflate.decompress(data, 1):
+            out += chunk
+            data = self.inflate.unconsumed_tail
+        return bytes(out)
+
+
+class TestPark:
+    """Parking drops the zlib objects; the streams go on as if they had never gone."""
+
+    def test_parked_sender_stays_in_step_with_the_peer(self, library: str) -> None:
+        sender, peer = codec(library=library), Peer(12)
+        for message in JSON:
+            data, rsv1 = sender.encode(message)
+            assert rsv1
+            assert peer.receive(data, rsv1) == message
+            sender.park()
+            assert sender._compressor is None
+
+    def test_parking_keeps_the_ratio(self, library: str) -> None:
+        """The rebuilt compressor refers to earlier messages just as the live one did."""
+        live, parked = codec(library=library), codec(library=library)
+        live_bytes = parked_bytes = 0
+        for message in JSON:
+            live_bytes += len(live.encode(message)[0])
+            parked_bytes += len(parked.encode(message)[0])
+            parked.park()
+        fresh_bytes = sum(len(codec(library=library).encode(m)[0]) for m in JSON)
+        assert parked_bytes < 0.6 * fresh_bytes
+        assert parked_bytes <= 1.05 * live_bytes
+
+    def test_parked_receiver_inflates_references_to_earlier_messages(self) -> None:
+        """A peer with context takeover refers back into earlier messages (§7.2.3.2)."""
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -12, 9)
+        receiver = codec()
+        for message in JSON:
+            data = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+            assert len(data) < len(message) / 3
+            assert receiver.decode(data, True, True, BIG) == message
+            receiver.park()
+            assert receiver._decompressor is None
+
+    def test_history_is_the_window(self) -> None:
+        """Only the last 2**bits bytes are kept: what the peer's window can refer to."""
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -9, 9)
+        sender, receiver = codec(local_max_window_bits=9), codec(remote_max_window_bits=9)
+        for message in [b"x" * 700, *JSON[:5], bytes(range(256)) * 3, *JSON[5:9]]:
+            data = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+            assert receiver.decode(data, True, True, BIG) == message
+            receiver.park()
+            _, rsv1 = sender.encode(message)
+            sender.park()
+            assert rsv1
+        assert receiver._received is not None and sender._sent is not None
+        assert len(receiver._received.value()) == 512 == len(sender._sent.value())
+        assert receiver._received.value() == (b"".join(JSON[5:9]))[-512:]
+
+    def test_fragmented_message_keeps_its_decompressor(self) -> None:
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -12)
+        message = b"".join(JSON[:4])
+        data = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        receiver = codec()
+        first = receiver.decode(data[:50], True, False, BIG)
+        receiver.park()
+        assert receiver._decompressor is not None
+        rest = receiver.decode(data[50:], True, True, BIG)
+        assert first + rest == message
+        receiver.park()
+        assert receiver._decompressor is None
+        again = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        assert len(again) < 20  # all of it a reference into the previous message
+        assert receiver.decode(again, True, True, BIG) == message
+
+    def test_final_block_empties_the_window(self) -> None:
+        """§7.2.3.4: after a block with BFINAL set the next message starts a new stream."""
+        receiver = codec()
+        finished = zlib.compressobj(6, zlib.DEFLATED, -12)
+        data = finished.compress(JSON[0]) + finished.flush(zlib.Z_FINISH)
+        assert receiver.decode(data, True, True, BIG) == JSON[0]
+        assert receiver._received is not None and receiver._received.value() == b""
+        receiver.park()
+        fresh = zlib.compressobj(6, zlib.DEFLATED, -12)
+        data = (fresh.compress(JSON[1]) + fresh.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        assert receiver.decode(data, True, True, BIG) == JSON[1]
+
+    def test_no_context_takeover_keeps_no_history(self) -> None:
+        ext = codec(local_no_context_takeover=True, remote_no_context_takeover=True)
+        data, _ = ext.encode(JSON[0])
+        assert ext._sent is None and ext._received is None and ext._compressor is None
+        assert ext.decode(data, True, True, BIG) == JSON[0]
+        assert ext._decompressor is None
+        ext.park()
+
+    @given(
+        messages=st.lists(
+            st.tuples(
+                st.sampled_from(JSON) | st.binary(max_size=600),
+                st.booleans(),  # park after this message
+                st.integers(0, 3),  # cuts: frames of the compressed message
+            ),
+            min_size=1, max_size=12,
+        ),
+        bits=st.integers(8, 15),
+        library=st.sampled_from(compress_libraries()),
+        fallback=st.booleans(),
+    )
+    @settings(max_examples=150, deadline=None)
+    def test_round_trip(self, messages: list[tuple[bytes, bool, int]], bits: int,
+                        library: str, fallback: bool) -> None:
+        sender = codec(local_max_window_bits=bits, library=library,
+                       uncompressed_fallback=fallback, min_size=0)
+        receiver = codec(remote_max_window_bits=bits)
+        peer = Peer(bits)
+        for message, park, cuts in messages:
+            data, rsv1 = sender.encode(message)
+            assert peer.receive(data, rsv1) == message
+            size = max(1, len(data) // (cuts + 1))
+            frames = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+            out = b"".join(
+                bytes(receiver.decode(f, rsv1, i == len(frames) - 1, BIG))
+                for i, f in enumerate(frames)
+            )
+            assert out == message
+            if park:
+                sender.park()
+                receiver.park()
+
+
+class TestUncompressedFallback:
+    """RFC 7692 §6: a message may go out uncompressed; one that would grow does."""
+
+    def test_incompressible_message_is_sent_as_it_is(self, library: str) -> None:
+        sender, peer = codec(library=library), Peer(12)
+        noise = bytearray(random.Random(6).randbytes(800))
+        data, rsv1 = sender.encode(noise)
+        assert (data, rsv1) == (bytes(noise), False)
+        assert type(data) is bytes
+        # The peer never saw the noise in its window, and the next message must not refer
+        # to it: the compressor is rebuilt from the bytes the peer holds.
+        for message in [bytes(noise), *JSON[:3]]:
+            data, rsv1 = sender.encode(message)
+            assert peer.receive(data, rsv1) == message
+
+    def test_off_compresses_everything(self) -> None:
+        noise = random.Random(6).randbytes(800)
+        data, rsv1 = codec(uncompressed_fallback=False).encode(noise)
+        assert rsv1 and len(data) > len(noise)
+
+    def test_message_that_shrinks_is_compressed(self) -> None:
+        data, rsv1 = codec().encode(JSON[0])
+        assert rsv1 and len(data) < len(JSON[0])
+
+
+class TestLibraries:
+    """Who compresses: zlib, or ISA-L when installed; decompression is always zlib's."""
+
+    def test_zlib_is_always_there(self) -> None:
+        assert compress_libraries()[0] == "zlib"
+        assert codec(library="zlib").library == "zlib"
+
+    def test_auto_prefers_isal(self, needs_isal: None) -> None:
+        assert compress_libraries() == ("zlib", "isal")
+        assert codec().library == "isal"
+        assert PerMessageDeflateFactory(is_client=False).library == "auto"
+
+    def test_auto_without_isal(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(deflate, "_isal", None)
+        assert compress_libraries() == ("zlib",)
+        assert codec().library == "zlib"
+        with pytest.raises(ValueError, match="library must be"):
+            codec(library="isal")
+
+    @pytest.mark.parametrize("library", ["zlib-ng", "", "ISAL"])
+    def test_unknown_library(self, library: str) -> None:
+        with pytest.raises(ValueError, match="library must be"):
+            codec(library=library)
+        with pytest.raises(ValueError, match="library must be"):
+            PerMessageDeflateFactory(is_client=True, library=library)
+
+    @pytest.mark.parametrize(
+        ("level", "isal_level"),
+        [(-1, 2), (0, 0), (1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2), (7, 3), (8, 3), (9, 3)],
+    )
+    def test_isal_levels(self, level: int, isal_level: int) -> None:
+        assert deflate._isal_level(level) == isal_level
+
+    @pytest.mark.parametrize("level", range(-1, 10))
+    @pytest.mark.parametrize("bits", range(8, 16))
+    def test_isal_output_stays_within_the_window(
+        self, needs_isal: None, level: int, bits: int
+    ) -> None:
+        """Distances beyond 2**bits would fail a peer with that window (§7.1.2.1)."""
+        rng = random.Random(bits)
+        message = b"".join(rng.randbytes(period) * 3 for period in (200, 300, 600, 5000))
+        sender, peer = codec(library="isal", local_max_window_bits=bits,
+                             compress_level=level), Peer(bits)
+        for _ in range(2):
+            data, rsv1 = sender.encode(message)
+            assert peer.receive(data, rsv1) == message
+
+    def test_level_0_is_zlib_stored_blocks(self, needs_isal: None) -> None:
+        """zlib's level 0 means no compression; ISA-L's 0 compresses, so zlib keeps it."""
+        data, rsv1 = codec(library="isal", compress_level=0,
+                           uncompressed_fallback=False).encode(JSON[0])
+        assert rsv1 and len(data) > len(JSON[0])
+
+    def test_factory_passes_its_choices_on(self) -> None:
+        factory = PerMessageDeflateFactory(is_client=False, library="zlib",
+                                           uncompressed_fallback=False)
+        accepted = factory.accept_offer([[]])
+        assert accepted is not None
+        ext = accepted[1]
+        assert (ext.library, ext.uncompressed_fallback) == ("zlib", False)
