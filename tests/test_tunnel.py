@@ -146,3 +146,36 @@ def test_proxy_refuses_the_target(run: Any, proxies: dict[str, str]) -> None:
         assert f"refused to open a tunnel to 127.0.0.1:{port}" in str(info.value)
 
     run(main())
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5h", "socks5"])
+def test_tls_inside_the_tunnel_uses_the_urls_host_name(run: Any, proxies: dict[str, str],
+                                                       kind: str) -> None:
+    """The certificate names only "localhost" (not 127.0.0.1, the proxy's address): the
+    handshake succeeds only if the server name sent and verified is the URL's host."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    names: list[str | None] = []
+    server_context.sni_callback = lambda sock, name, context: names.append(name)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    app = quiet_app()
+    app.websocket("echo", echo)
+
+    async def main() -> None:
+        async with serving(app, ssl=server_context, scheme="wss") as base:
+            url = base.replace("127.0.0.1", "localhost") + "/echo"
+            async with quiet_connect(url, proxy=proxy_url(proxies, kind),
+                                     ssl=client_context) as ws:
+                ws.send("secret")
+                assert await ws.receive() == f"secret via localhost:{app.port}"
+            # And without the proxy, by address, the same certificate is refused.
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await quiet_connect(base + "/echo", ssl=client_context, proxy=None)
+        assert names[0] == "localhost"
+
+    run(main())

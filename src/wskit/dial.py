@@ -125,7 +125,7 @@ async def open_connection(options: ClientOptions) -> WebSocket:
     progress = _Progress()
     try:
         ws, protocol = await asyncio.wait_for(_follow(options, progress), options.open_timeout)
-    except TimeoutError as exc:
+    except (TimeoutError, asyncio.TimeoutError) as exc:  # the same class from Python 3.11 on
         raise TimeoutError(
             f"timed out after {options.open_timeout:g} s opening {options.uri.url} "
             f"while {progress.stage} (open_timeout= waits longer)"

@@ -102,7 +102,7 @@ async def _pause(delay: float, stop: asyncio.Event | None) -> bool:
         return False
     try:
         await asyncio.wait_for(stop.wait(), delay)
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
         return False
     return True
 
