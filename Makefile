@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NODE_PEER := tests/interop/node
 
-.PHONY: install serve test lint typecheck bench bench-quick fuzz clean docs
+.PHONY: install serve test lint typecheck bench bench-quick bench-hub fuzz clean docs
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard src/wskit/*.c)
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: install
 
 bench-quick: install
 	$(PY) -m bench.run --quick
+
+bench-hub: install
+	$(PY) -m bench.hub
 
 fuzz: install
 	$(PY) -m pytest -q tests/fuzz --hypothesis-profile=long
