@@ -325,3 +325,47 @@ def test_never_reading_subscriber_keeps_server_memory_bounded(
     finally:
         code, err = app.stop()
     assert code == 0, err
+
+
+def test_supervisor_restarts_a_crash_looping_worker_with_growing_delays(tmp_path: Path) -> None:
+    """A worker that keeps dying young is restarted after 0.1 s, then 0.2 s...; one that
+    lives on is kept; SIGTERM ends them all with status 0."""
+    script = tmp_path / "loop.py"
+    script.write_text(textwrap.dedent(f"""
+        import logging, os, signal, sys, time
+        from wskit.workers import supervise
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        starts = {str(tmp_path)!r}
+
+        def worker(listener):
+            n = len(os.listdir(starts))
+            open(os.path.join(starts, str(os.getpid())), "w").close()
+            listener.ready()
+            if n < 3:
+                return 3  # dies at once, three times
+            stop = []
+            signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+            while not stop:
+                time.sleep(0.02)
+            return 0
+
+        os.remove(os.path.join(starts, "loop.py"))
+        sys.exit(supervise(worker, workers=1, host="127.0.0.1", port=0))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], env=python_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + WAIT
+        while len(list(tmp_path.iterdir())) < 4:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert re.findall(r"exited with status 3; restarting it in ([\d.]+) s", log) == [
+        "0.1", "0.2", "0.4"]
