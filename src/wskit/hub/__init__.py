@@ -14,6 +14,7 @@ from ..websocket import WebSocket
 from .history import Format, HistoryPolicy, Subscription, unchanged
 
 if TYPE_CHECKING:
+    from .presence import Presence, PresenceFormat
     from .recovery import Recovery
 
 __all__ = ["Backplane", "Hub", "HubError", "HubStats", "Subscription"]
@@ -82,6 +83,12 @@ class Hub:
     that changes when its history is lost; ``subscribe(ws, topic, since=(epoch, offset))``
     replays what was missed (hub/recovery.py). ``format(topic, offset, epoch, data)`` makes
     what subscribers receive of each publication, once per worker (default: the data).
+
+    ``subscribe(ws, topic, info=...)`` makes ``ws`` a member of the topic's presence
+    (``await hub.presence(topic)``, across workers); ``presence_events=True`` sends it the
+    join and leave events, made by ``presence_format(topic, event, member_id, info)``
+    (default: JSON). Through Redis, the members of a worker that died are gone from the
+    presence within ``presence_ttl`` seconds (hub/presence.py).
     """
 
     def __init__(
@@ -96,6 +103,8 @@ class Hub:
         history: int | Mapping[str, int | tuple[int, float | None]] | None = None,
         history_ttl: float | None = None,
         format: Format = unchanged,
+        presence_ttl: float = 30.0,
+        presence_format: PresenceFormat | None = None,
         **redis_options: Any,
     ) -> None:
         check_slow_policy(slow)
@@ -130,6 +139,11 @@ class Hub:
             from .recovery import Recovery
 
             self._recovery = Recovery(policy, format, self._send, self._members)
+        if presence_ttl <= 0:
+            raise ValueError("presence_ttl is a positive number of seconds")
+        self.presence_ttl = presence_ttl
+        self._presence_format = presence_format
+        self._presence: Presence | None = None
 
     def __repr__(self) -> str:
         where = "in-process" if self.url is None else self.url
@@ -150,9 +164,12 @@ class Hub:
             self._backplane = RedisBackplane(
                 self.url, self._deliver_remote,
                 deliver_positioned=recovery.deliver if recovery is not None else None,
+                deliver_presence=self._presence_received,
                 **self._redis_options)
             if recovery is not None:
                 recovery.use_redis(self._backplane)
+            if self._presence is not None:
+                self._presence.use_redis(self._backplane)
         return self._backplane
 
     async def start(self) -> Hub:
@@ -168,6 +185,8 @@ class Hub:
         link, self._backplane = self._backplane, None
         if self._recovery is not None:
             await self._recovery.close()
+        if self._presence is not None:
+            await self._presence.close()
         if link is not None:
             await link.close()
 
@@ -180,16 +199,23 @@ class Hub:
     # -- subscriptions -----------------------------------------------------------------------
 
     def subscribe(self, ws: WebSocket, topic: str, *,
-                  since: tuple[str, int] | None = None) -> Awaitable[Subscription]:
+                  since: tuple[str, int] | None = None, info: Any = None,
+                  presence_events: bool = False) -> Awaitable[Subscription]:
         """Subscribe ``ws`` to ``topic`` until ``unsubscribe`` or the end of the connection.
 
         Returns an awaitable that is done once messages published elsewhere on the topic
         reach this worker (at once without Redis); a plain handler may ignore it. It gives
         a Subscription: on a topic with history, the topic's epoch and offset, and with
         ``since=(epoch, offset)`` (the last publication the peer had), whether every later
-        publication was replayed to ``ws`` before the live ones (``recovered``).
+        publication was replayed to ``ws`` before the live ones (``recovered``). With
+        ``info`` (JSON, e.g. a name) it is a member of the topic's presence; with
+        ``presence_events`` it receives the topic's join and leave events.
         """
         _check_topic(topic)
+        if info is not None:
+            from .presence import encode_info
+
+            encode_info(info)  # not JSON or too big: fails here, before anything changes
         if ws.is_closed:
             raise HubError("cannot subscribe a closed connection")
         topics = self._by_socket.get(ws)
@@ -210,9 +236,46 @@ class Hub:
             members[ws] = None
             link = self._link()
             ready = link.subscribe(topic) if link is not None else _done_future()
-            return self._subscribed(ws, topic, since, ready, new=True)
-        members[ws] = None
-        return self._subscribed(ws, topic, since, self._ready(topic), new=True)
+            subscribed = self._subscribed(ws, topic, since, ready, new=True)
+        else:
+            members[ws] = None
+            subscribed = self._subscribed(ws, topic, since, self._ready(topic), new=True)
+        if info is None and not presence_events:
+            return subscribed
+        return asyncio.ensure_future(self._join(ws, topic, info, presence_events, subscribed))
+
+    async def _join(self, ws: WebSocket, topic: str, info: Any, events: bool,
+                    subscribed: Awaitable[Subscription]) -> Subscription:
+        subscription = await subscribed
+        if topic in self._by_socket.get(ws, ()):
+            await self._presence_of().join(ws, topic, info, events)
+        return subscription
+
+    def _presence_of(self) -> Presence:
+        if self._presence is None:
+            from .presence import Presence, presence_json
+
+            self._presence = Presence(self._send, self._presence_format or presence_json,
+                                      self.presence_ttl)
+            link = self._backplane
+            if link is None:
+                self._link()  # a Redis hub makes its backplane, which takes the presence
+            else:
+                from .redis import RedisBackplane
+
+                if isinstance(link, RedisBackplane):
+                    self._presence.use_redis(link)
+        return self._presence
+
+    def _presence_received(self, topic: str, body: bytes) -> None:
+        if self._presence is not None:
+            self._presence.received(topic, body)
+
+    async def presence(self, topic: str) -> dict[str, Any]:
+        """Member id -> info of every subscriber of ``topic`` that gave ``info``, on every
+        worker (through Redis: those whose worker's heartbeat is within presence_ttl)."""
+        _check_topic(topic)
+        return await self._presence_of().members(topic)
 
     def _ready(self, topic: str) -> asyncio.Future[None]:
         link = self._backplane
@@ -249,6 +312,8 @@ class Hub:
         del members[ws]
         if self._recovery is not None:
             self._recovery.left(ws, topic, not members)
+        if self._presence is not None:
+            self._presence.leave(ws, topic)
         if not members:
             del self._topics[topic]
             link = self._backplane

@@ -36,12 +36,16 @@ TEXT, BINARY = 1, 2
 #: A publication of a topic with history (hub/redis_history.py writes them) carries its
 #: position after the origin: ``b"<offset> <epoch> "`` in ASCII, then the message.
 TEXT_AT, BINARY_AT = 3, 4
+#: A presence event (hub/redis_presence.py): JSON after the origin.
+PRESENCE = 5
 HEADER = 9
 ORIGIN_BYTES = 8
 
 Deliver = Callable[[str, "str | bytes"], None]
 #: ``deliver_positioned(topic, message, epoch, offset)``
 DeliverPositioned = Callable[[str, "str | bytes", str, int], None]
+#: ``deliver_presence(topic, body)``
+DeliverPresence = Callable[[str, bytes], None]
 
 
 def encode(origin: bytes, message: str | bytes) -> bytes:
@@ -321,11 +325,13 @@ class RedisBackplane:
         max_batch: int = 256,
         health_interval: float | None = 15.0,
         deliver_positioned: DeliverPositioned | None = None,
+        deliver_presence: DeliverPresence | None = None,
     ) -> None:
         self.target = parse_url(url)
         self.url = url
         self.deliver = deliver
         self.deliver_positioned = deliver_positioned
+        self.deliver_presence = deliver_presence
         self.prefix = prefix.encode()
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -465,6 +471,11 @@ class RedisBackplane:
             return
         if data[:1] and data[0] & 0x0F in (TEXT_AT, BINARY_AT):
             self._received_positioned(channel, data)
+            return
+        if data[:1] == bytes((VERSION << 4 | PRESENCE,)) and len(data) >= HEADER:
+            if data[1:HEADER] != self.origin and self.deliver_presence is not None:
+                self.deliver_presence(channel[len(self.prefix):].decode(errors="replace"),
+                                      data[HEADER:])
             return
         try:
             origin, message = decode(data)

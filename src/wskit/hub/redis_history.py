@@ -16,7 +16,7 @@ try:
 except ImportError as exc:  # pragma: no cover - hub/redis.py raised already
     raise ImportError("history in Redis needs the redis package") from exc
 
-__all__ = ["META_TTL", "RedisHistory", "history_keys"]
+__all__ = ["META_TTL", "RedisHistory", "history_keys", "slot_base"]
 
 #: Seconds a topic's position (epoch, last offset) is kept after its last publication or
 #: read, and at least its history's ttl: past it, the next use starts a new epoch.
@@ -68,17 +68,22 @@ return {epoch, top, first, redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', AR
 """
 
 
-def history_keys(channel: bytes) -> tuple[bytes, bytes]:
-    """(meta hash, stream) of the topic whose channel is ``channel``, in the channel's
-    Redis Cluster slot (a script may only touch one slot, and it publishes on the channel)."""
+def slot_base(channel: bytes) -> bytes:
+    """The start of the key names of a topic, in its channel's Redis Cluster slot (a script
+    may only touch one slot, and the history script publishes on the channel)."""
     start = channel.find(b"{")
     end = channel.find(b"}", start + 1) if start != -1 else -1
     if end > start + 1:
-        base = channel  # its own hash tag decides its slot, and so the keys'
-    elif b"}" not in channel:
-        base = b"{" + channel + b"}"
-    else:
-        raise ValueError("a topic with history cannot have a '}' without a '{' before it")
+        return channel  # its own hash tag decides its slot, and so the keys'
+    if b"}" not in channel:
+        return b"{" + channel + b"}"
+    raise ValueError("a topic with history or presence cannot have a '}' without a '{' "
+                     "before it")
+
+
+def history_keys(channel: bytes) -> tuple[bytes, bytes]:
+    """(meta hash, stream) of the topic whose channel is ``channel``."""
+    base = slot_base(channel)
     return base + b":meta", base + b":history"
 
 
