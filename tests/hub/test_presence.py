@@ -1,5 +1,5 @@
 """Presence in the Hub: members with their info across workers, join and leave events, and the
-members of a worker killed with SIGKILL expiring within presence_ttl (real Redis, real processes)."""
+members of a worker killed with SIGKILL expiring within presence_ttl (real Redis and processes)."""
 
 from __future__ import annotations
 
