@@ -422,3 +422,25 @@ def test_the_websocket_table_lists_every_member() -> None:
     missing = sorted(members - documented - INTERNAL_MEMBERS)
     assert not missing, f"WebSocket members missing from the README's table: {missing}"
     assert members >= INTERNAL_MEMBERS
+
+
+@pytest.mark.parametrize("command", ["serve", "connect"])
+def test_the_usage_blocks_name_every_option(command: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's ``python -m wskit COMMAND ...`` block lists every option of ``--help``."""
+    from wskit import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    # Each option line of the help: its spellings ("-k, --insecure"), before the description.
+    spellings = [re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", line.split("  ")[0])
+                 for line in (line.strip() for line in capsys.readouterr().out.splitlines())
+                 if line.startswith("-")]
+    options = [names for names in spellings if names and "--help" not in names]
+    assert len(options) >= 4
+    blocks = [b.code for b in parse(README.read_text(encoding="utf-8"))
+              if b.lang == "text" and b.code.startswith(f"python -m wskit {command} ")]
+    assert len(blocks) == 1, f"one usage block for {command}"
+    missing = [names[-1] for names in options if not any(
+        re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", blocks[0]) for name in names)]
+    assert not missing, f"options of `{command}` missing from the README's usage: {missing}"
