@@ -444,3 +444,15 @@ def test_the_usage_blocks_name_every_option(command: str,
     missing = [names[-1] for names in options if not any(
         re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", blocks[0]) for name in names)]
     assert not missing, f"options of `{command}` missing from the README's usage: {missing}"
+
+
+def test_app_run_is_documented_with_every_argument() -> None:
+    """The README's ``app.run(...)`` names every parameter of ``App.run``, with its default."""
+    reference = _api_reference(README.read_text(encoding="utf-8"))
+    found = re.search(r"`app\.run\((.*?)\)`", reference)
+    assert found is not None
+    documented = dict(re.findall(r"(\w+)=([^,]+)", found.group(1)))
+    parameters = inspect.signature(wskit.App.run).parameters
+    assert set(documented) == set(parameters) - {"self"}
+    for name, value in documented.items():
+        assert ast.literal_eval(value) == parameters[name].default, name
