@@ -783,3 +783,28 @@ def test_uvicorn_command_line_with_wskit(tmp_path: Any) -> None:
     assert status in (0, -signal.SIGTERM), output
     assert "Finished server process" in output
     assert '127.0.0.1:' in output and '"WebSocket /echo" [accepted]' in output
+
+
+def test_tls_scope_scheme_and_large_messages(run: Any, tmp_path: Any) -> None:
+    """uvicorn serving TLS hands wskit an SSL transport: the scheme is wss, messages flow."""
+    from tls_util import certificate_authority, client_context
+
+    pem = tmp_path / "server.pem"
+    certificate_authority().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(pem))
+    schemes: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        schemes.append(scope["scheme"])
+        await echo_app(scope, receive, send)
+
+    async def main() -> None:
+        async with uvicorn_serving(app, ssl_certfile=str(pem), ssl_keyfile=str(pem)) as (
+            _, port
+        ), client(f"wss://127.0.0.1:{port}/", ssl=client_context(), max_size=None) as ws:
+            for message in ("over TLS", bytes(range(256)) * 8192, "x" * 300_000):
+                await ws.send(message)
+                assert await ws.recv() == message
+        assert schemes == ["wss"]
+
+    run(main())

@@ -69,7 +69,8 @@ class UvicornConfig(Protocol):
     ws_ping_timeout: float | None
     ws_per_message_deflate: bool
 
-    def load(self) -> None: ...
+    def load(self) -> None:
+        """Import the app and fill ``loaded_app`` (uvicorn does it before serving)."""
 
 
 class UvicornServerState(Protocol):
@@ -83,7 +84,11 @@ class UvicornServerState(Protocol):
 class ClientDisconnected(OSError):
     """Raised by the ASGI ``send`` once the connection is closed (ASGI spec 2.4).
 
-    ``code`` is the close code the disconnect carried (1006 when the TCP connection dropped).
+    Starlette and FastAPI turn it into their ``WebSocketDisconnect``.
+
+    Args:
+        code: The close code of the disconnect (1006 when the TCP connection dropped).
+        reason: The close reason ("" when none was given).
     """
 
     def __init__(self, code: int = 1006, reason: str = "") -> None:
@@ -96,6 +101,17 @@ def limits_from_config(config: UvicornConfig) -> Limits:
     """wskit's limits for uvicorn's ``ws_*`` settings (the rest keep wskit's defaults).
 
     The opening handshake has no timeout of its own: the ASGI app decides when to accept.
+    A ping interval of 0 turns keepalive off, as None does.
+
+    Args:
+        config: uvicorn's ``Config`` (read: ``ws_max_size``, ``ws_max_queue``,
+            ``ws_ping_interval``, ``ws_ping_timeout``).
+
+    Returns:
+        The limits of each connection served with that config.
+
+    Raises:
+        ValueError: When a setting is out of range (``ws_max_queue`` below 1, a size of 0).
     """
     return Limits(
         max_message_size=config.ws_max_size,
@@ -129,6 +145,18 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
     ``connection_made(transport)`` and ``data_received(request_head)`` with the request it
     already read, then hands the transport over. ``shutdown()`` closes with 1012 (or refuses
     with 503 a request still waiting for the app).
+
+    Args:
+        config: uvicorn's ``Config``: the app, ``root_path``, ``asgi_version`` and the
+            ``ws_*`` settings (see [limits_from_config][wskit.asgi.limits_from_config]).
+        server_state: uvicorn's ``ServerState``: this protocol joins its ``connections``
+            while the TCP connection lasts, puts the app's task in its ``tasks`` and sends its
+            ``default_headers`` (``server``, ``date``) with the 101 response.
+        app_state: The lifespan state; each connection's scope gets a shallow copy.
+        _loop: Ignored (uvicorn's protocols accept it); the running loop is used.
+
+    Raises:
+        ValueError: When uvicorn's ``ws_*`` settings are out of range.
     """
 
     def __init__(
@@ -169,6 +197,11 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
     # -- uvicorn's side ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport uvicorn hands over and note the addresses and the scheme.
+
+        Args:
+            transport: The connection's transport (TCP or TLS).
+        """
         super().connection_made(transport)
         self.server_state.connections.add(self)
         self.client = _address(transport.get_extra_info("peername"))
@@ -176,6 +209,11 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         self.scheme = "wss" if transport.get_extra_info("sslcontext") is not None else "ws"
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The TCP connection is gone: the app's next ``receive`` returns the disconnect.
+
+        Args:
+            exc: The transport's error, or None after a regular close.
+        """
         self.server_state.connections.discard(self)
         self._lost = True
         super().connection_lost(exc)
@@ -308,7 +346,14 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         self._server_close(self.ws, code, reason)
 
     async def asgi_receive(self) -> Message:
-        """The ASGI ``receive``: ``websocket.connect`` first, then messages, then disconnect."""
+        """The ASGI ``receive`` callable given to the app.
+
+        Returns:
+            ``{"type": "websocket.connect"}`` first; once accepted, each message as
+            ``websocket.receive`` (``text`` or ``bytes``), in order; then
+            ``websocket.disconnect`` with the ``code`` and ``reason`` (1006 when the
+            connection was lost or refused before accepting), on every later call too.
+        """
         if not self._connect_sent:
             self._connect_sent = True
             return {"type": "websocket.connect"}
@@ -335,7 +380,25 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         return {"type": "websocket.receive", "bytes": message}
 
     async def asgi_send(self, message: Message) -> None:
-        """The ASGI ``send``: accept, refuse or deny, then send messages and close."""
+        """The ASGI ``send`` callable given to the app.
+
+        Before accepting: ``websocket.accept`` (``subprotocol``, ``headers``),
+        ``websocket.close`` (refuses with 403) or ``websocket.http.response.start`` followed by
+        ``websocket.http.response.body`` parts (a denial response). Once accepted:
+        ``websocket.send`` (exactly one of ``text`` and ``bytes``; waits while the write
+        buffer is over its limit) and ``websocket.close`` (``code``, default 1000, and
+        ``reason``; starts the closing handshake and returns).
+
+        Args:
+            message: The ASGI event.
+
+        Raises:
+            ClientDisconnected: The connection is closed (or was refused) already.
+            RuntimeError: The event is not allowed in this state, or is invalid: a
+                subprotocol the client did not offer, a reserved header, an HTTP status
+                out of 200-599, a ``send`` without ``text`` or ``bytes``.
+            ValueError: A close code that may not be sent, or a reason over 123 bytes.
+        """
         kind = message["type"]
         if self._lost or (self.ws is not None and self.ws.is_closed):
             raise self._disconnected()
