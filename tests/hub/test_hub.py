@@ -281,6 +281,33 @@ class TestRedisInOneProcess:
 
         run(main())
 
+    def test_cluster_topic_left_before_its_shard_is_known(
+            self, run: Callable[..., Any], redis_cluster: RedisCluster) -> None:
+        """A connection that leaves a topic before the hub learned which shard serves it
+        leaves no SSUBSCRIBE behind, and an awaited subscribe is done, not cancelled."""
+
+        async def main() -> None:
+            import redis.asyncio as aioredis
+
+            hub = wskit.Hub(redis_cluster.url)
+            async with hub, worker(hub) as (_, url):
+                ws = await client(url + "/t/early-0")
+                member = hub.subscribers("early-0")[0]
+                for i in range(1, 6):
+                    ready = hub.subscribe(member, f"early-{i}")
+                    hub.unsubscribe(member, f"early-{i}")
+                    await asyncio.wait_for(ready, 5)
+                await asyncio.sleep(0.3)
+                left = []
+                for node in redis_cluster.nodes:
+                    probe = aioredis.Redis(port=node.port)
+                    left += await probe.execute_command("PUBSUB", "SHARDCHANNELS", "wskit:*")
+                    await probe.aclose()
+                assert left == [b"wskit:early-0"]
+                await ws.close()
+
+        run(main())
+
     def test_redis_killed_and_restarted(self, run: Callable[..., Any],
                                         own_redis: RedisServer,
                                         caplog: pytest.LogCaptureFixture) -> None:

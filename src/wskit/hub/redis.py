@@ -178,8 +178,10 @@ class _Link:
     def remove(self, channel: bytes) -> None:
         self.channels.discard(channel)
         self.confirmed.discard(channel)
+        # Nothing to wait for any more: done, not cancelled (a cancellation would reach the
+        # caller who awaits subscribe() as if its own task were cancelled).
         for waiter in self.waiters.pop(channel, ()):
-            waiter.cancel()
+            _resolve(waiter)
         self._command(self.owner.unsubscribe_command, channel)
 
     def _command(self, command: str, channel: bytes) -> None:
@@ -292,7 +294,7 @@ class _Link:
             await asyncio.gather(task, return_exceptions=True)
         for waiters in self.waiters.values():
             for waiter in waiters:
-                waiter.cancel()
+                _resolve(waiter)
         self.waiters.clear()
 
 
@@ -351,6 +353,9 @@ class RedisBackplane:
         self.closing = False
         self._links: dict[tuple[str, int], _Link] = {}
         self._channel_link: dict[bytes, _Link] = {}
+        # Channels with a local subscriber; on a cluster a channel may be wanted before its
+        # node (and so its link) is known.
+        self._wanted: set[bytes] = set()
         self._queue: deque[tuple[bytes, bytes, asyncio.Future[None]]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._client: Any = None
@@ -420,6 +425,7 @@ class RedisBackplane:
 
     def subscribe(self, topic: str) -> asyncio.Future[None]:
         channel = self.prefix + topic.encode()
+        self._wanted.add(channel)
         link = self._channel_link.get(channel)
         if link is not None:
             return link.ready(channel)
@@ -443,6 +449,10 @@ class RedisBackplane:
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
                 delay = min(self.max_reconnect_delay, delay * 2)
         else:
+            _resolve(future)
+            return
+        if channel not in self._wanted:  # its last subscriber left meanwhile
+            _resolve(future)
             return
         if channel in self._channel_link:  # subscribed meanwhile by another call
             ready = self._channel_link[channel].ready(channel)
@@ -461,6 +471,7 @@ class RedisBackplane:
 
     def unsubscribe(self, topic: str) -> None:
         channel = self.prefix + topic.encode()
+        self._wanted.discard(channel)
         link = self._channel_link.pop(channel, None)
         if link is not None:
             link.remove(channel)
@@ -545,6 +556,7 @@ class RedisBackplane:
         links = list(self._links.values())
         self._links.clear()
         self._channel_link.clear()
+        self._wanted.clear()
         await asyncio.gather(*(link.close() for link in links))
         writer = self._writer
         if writer is not None:
@@ -560,9 +572,9 @@ class RedisBackplane:
 
 
 def _chain(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    else:
-        target.set_result(None)
+    _resolve(target)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
