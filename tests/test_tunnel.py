@@ -179,3 +179,42 @@ def test_tls_inside_the_tunnel_uses_the_urls_host_name(run: Any, proxies: dict[s
         assert names[0] == "localhost"
 
     run(main())
+
+
+def test_the_cli_through_proxies(proxies: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    from cli_process import WAIT, Server, python_env
+
+    def wskit_connect(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in python_env().items() if "proxy" not in k.lower()}
+        return subprocess.run([sys.executable, "-m", "wskit", "connect", *args], input="hi\n",
+                              text=True, capture_output=True, timeout=WAIT,
+                              env={**environment, **env})
+
+    with Server() as server:
+        url = f"{server.ws_url}/echo"
+        done = wskit_connect(url, http_proxy=proxies["http-auth"])
+        assert done.returncode == 1
+        assert done.stderr.strip() == (
+            f"error: the proxy {proxies['http-auth']} requires authentication (HTTP 407 Proxy "
+            "Authentication Required): put user:password@ in the proxy URL")
+        done = wskit_connect("--proxy", with_credentials(proxies["http-auth"]), url)
+        assert done.returncode == 0 and done.stdout == "< hi\n", done.stderr
+        done = wskit_connect("--proxy", f"socks5h://{proxies['socks']}", url)
+        assert done.returncode == 0 and done.stdout == "< hi\n", done.stderr
+        done = wskit_connect("--proxy", "none", url, http_proxy=proxies["http-auth"])
+        assert done.returncode == 0 and done.stdout == "< hi\n", done.stderr
+        done = wskit_connect("--proxy", "ftp://x", url)
+        assert done.returncode == 2 and "unsupported proxy" in done.stderr
+
+
+def test_a_missing_proxy_program_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxies fixture must fail, not skip, when CI=true and the program is missing."""
+    import conftest
+
+    monkeypatch.setattr(conftest, "IN_CI", True)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(pytest.fail.Exception, match="tinyproxy is required in CI"):
+        conftest.require_program("tinyproxy")

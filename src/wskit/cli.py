@@ -23,6 +23,7 @@ from .client import connect, parse_uri
 from .core import limits
 from .core.close import CloseCode
 from .core.errors import InvalidHandshake, WSKitError
+from .core.proxy import parse_proxy_url
 from .demo import create_app
 from .hub import Hub
 from .lineedit import LineEditor, terminal_mode
@@ -292,6 +293,7 @@ async def connect_interactive(
     handle_signals: bool = True,
     open_timeout: float | None = 10.0,
     unix: str | None = None,
+    proxy: str | bool | None = True,
 ) -> int:
     """Send each line read from ``stdin_fd`` as text and print what arrives; the exit status.
 
@@ -309,6 +311,7 @@ async def connect_interactive(
             compression="deflate" if compression else None,
             open_timeout=open_timeout,
             unix=unix,
+            proxy=proxy,
         )
     except InvalidHandshake as exc:
         status = "" if str(exc.status) in exc.reason else f" (HTTP {exc.status})"
@@ -424,6 +427,8 @@ def _header(value: str) -> tuple[str, str]:
 def _connect_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         parse_uri(args.url)
+        if args.proxy not in (None, "none"):
+            parse_proxy_url(args.proxy)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
@@ -437,6 +442,7 @@ def _connect_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             compression=not args.no_compression,
             open_timeout=args.open_timeout,
             unix=args.unix,
+            proxy=None if args.proxy == "none" else (args.proxy or True),
         ))
     except KeyboardInterrupt:  # pragma: no cover - only where signal handlers are unsupported
         return 130
@@ -555,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="give up opening after this long (default: %(default)s)")
     connect_parser.add_argument("--unix", metavar="PATH",
                                 help="connect to a unix domain socket instead of the URL's host")
+    connect_parser.add_argument("--proxy", metavar="URL",
+                                help="http://[user:pw@]host:port, socks5://, socks5h://, or "
+                                     "'none' (default: from the environment, as curl reads it)")
 
     fuzz_parser = commands.add_parser(
         "fuzzingclient", help="run the Autobahn|Testsuite cases as a client (echo)",
