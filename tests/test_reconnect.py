@@ -144,6 +144,26 @@ class TestAsyncFor:
 
         run(main())
 
+    def test_connections_dropped_soon_after_opening_back_off_too(self, run: Any,
+                                                                caplog: Any) -> None:
+        from wskit.reconnect import reconnecting
+
+        async def main() -> None:
+            script = [("close", 1011)] * 3 + [("close", 1000)]
+            async with scripted(script) as (url, _):
+                options = wskit.connect(url, **FAST).options
+                # Each connection lives far less than the maximum (5 s): the waits grow.
+                policy = RetryPolicy(initial=0.01, factor=2.0, maximum=5.0, uniform=lambda: 1.0)
+                async for ws in reconnecting(options, policy):
+                    await ws.receive()
+                    ws.send("bye")
+            waits = [r.getMessage().rsplit("in ", 1)[1] for r in caplog.records
+                     if "reconnecting in" in r.getMessage()]
+            assert waits == ["0.01 s", "0.02 s", "0.04 s"]
+
+        caplog.set_level(logging.WARNING, logger="wskit.client")
+        run(main())
+
     def test_a_4xx_refusal_raises_at_once(self, run: Any) -> None:
         async def main() -> None:
             async with scripted([403]) as (url, log):

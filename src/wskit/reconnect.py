@@ -112,7 +112,11 @@ async def reconnecting(options: ClientOptions, policy: RetryPolicy,
     """Yield a connected WebSocket; once it has ended, wait and yield the next, until a
     normal end (then stop) or an error that is not retried (then raise it), or ``stop``."""
     url = options.uri.url
+    loop = asyncio.get_running_loop()
     attempt = 0
+    # Connections in a row that ended (abnormally) before living ``policy.maximum`` seconds:
+    # a server that accepts and drops at once is backed off from like one that refuses.
+    short_lived = 0
     while stop is None or not stop.is_set():
         try:
             ws = await open_connection(options)
@@ -129,6 +133,7 @@ async def reconnecting(options: ClientOptions, policy: RetryPolicy,
         if attempt:
             logger.info("%s: connected after %d failed attempts", url, attempt)
         attempt = 0
+        opened_at = loop.time()
         try:
             yield ws
             await ws.wait_closed()
@@ -137,7 +142,8 @@ async def reconnecting(options: ClientOptions, policy: RetryPolicy,
                 await ws.close()
         if (stop is not None and stop.is_set()) or not policy.end_is_retried(ws):
             return
-        delay = policy.delay(0)
+        short_lived = short_lived + 1 if loop.time() - opened_at < policy.maximum else 0
+        delay = policy.delay(max(0, short_lived - 1))
         logger.warning("%s: connection ended (%s %s); reconnecting in %.2f s", url, ws.close_code,
                        ws.close_reason or ws.error or "", delay)
         if await _pause(delay, stop):
