@@ -30,6 +30,7 @@ from .loop import run
 from .reconnect import ReconnectingWebSocket
 from .request import Request
 from .response import Response
+from .resume import Positions, resuming
 from .routes import Routes
 from .server import App
 from .websocket import Stream, WebSocket
@@ -54,6 +55,7 @@ __all__ = [
     "MessageTooBig",
     "NegotiationError",
     "PayloadNotUTF8",
+    "Positions",
     "PreparedFrame",
     "ProtocolError",
     "ProxyError",
@@ -68,5 +70,6 @@ __all__ = [
     "__version__",
     "broadcast",
     "connect",
+    "resuming",
     "run",
 ]

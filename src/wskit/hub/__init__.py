@@ -11,13 +11,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..broadcast import DEFAULT_MAX_BUFFERED, FanOut, check_slow_policy
 from ..core.errors import WSKitError
 from ..websocket import WebSocket
-from .history import Format, HistoryPolicy, Subscription, unchanged
+from .history import (
+    Format,
+    HistoryPolicy,
+    Subscription,
+    envelope,
+    parse_since,
+    subscribed_message,
+    unchanged,
+)
 
 if TYPE_CHECKING:
     from .presence import Presence, PresenceFormat
     from .recovery import Recovery
 
-__all__ = ["Backplane", "Hub", "HubError", "HubStats", "Subscription"]
+__all__ = ["Backplane", "Hub", "HubError", "HubStats", "Subscription", "envelope",
+           "parse_since", "subscribed_message"]
 
 logger = logging.getLogger("wskit.hub")
 

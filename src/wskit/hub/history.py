@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -18,8 +20,11 @@ __all__ = [
     "Publication",
     "Subscription",
     "check_since",
+    "envelope",
     "new_epoch",
+    "parse_since",
     "plan_recovery",
+    "subscribed_message",
     "unchanged",
 ]
 
@@ -39,6 +44,43 @@ def unchanged(topic: str, offset: int | None, epoch: str | None,
               data: str | bytes) -> str | bytes:
     """The default format: subscribers get the data as it was published."""
     return data
+
+
+def envelope(topic: str, offset: int | None, epoch: str | None, data: str | bytes) -> str:
+    """A format for ``Hub(format=...)``: the small JSON envelope the browser client, the demo
+    and wskit.resume read: ``{"type": "publication", "topic", "offset", "epoch", "data"}``
+    (binary data in base64, with ``"binary": true``)."""
+    message: dict[str, object] = {"type": "publication", "topic": topic, "offset": offset,
+                                  "epoch": epoch}
+    if isinstance(data, str):
+        message["data"] = data
+    else:
+        message["data"] = base64.b64encode(data).decode("ascii")
+        message["binary"] = True
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def subscribed_message(subscription: Subscription) -> str:
+    """What the server may send after ``subscribe``, in the envelope's shape: ``{"type":
+    "subscribed", "topic", "epoch", "offset", "recovered", "replayed"}``; the client then
+    knows its position even before any publication."""
+    return json.dumps({"type": "subscribed", "topic": subscription.topic,
+                       "epoch": subscription.epoch, "offset": subscription.offset,
+                       "recovered": subscription.recovered, "replayed": subscription.replayed},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_since(values: Sequence[str], *, max_topics: int = 1000) -> dict[str, tuple[str, int]]:
+    """Positions sent by a client as ``since=<topic>:<epoch>:<offset>`` query parameters
+    (``req.query.get_all("since")``): topic -> (epoch, offset). Malformed ones are left out;
+    past ``max_topics``, the rest too."""
+    found: dict[str, tuple[str, int]] = {}
+    for value in values[:max_topics]:
+        topic, _, rest = value.rpartition(":")
+        topic, _, epoch = topic.rpartition(":")
+        if topic and epoch and rest.isdigit() and len(rest) <= 18:
+            found[topic] = (epoch, int(rest))
+    return found
 
 
 def new_epoch() -> str:
