@@ -158,6 +158,7 @@ done:
 typedef struct {
     PyObject *expect_mask;
     PyObject *allowed_rsv;
+    PyObject *batch;
     PyObject *max_size;
     PyObject *msg_left;
     PyObject *msg_rsv1;
@@ -379,7 +380,7 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer writable;
     const unsigned char *buf;
     Py_ssize_t end, pos = 0;
-    long long max_size = 0, left = 0, allowed_rsv = 0;
+    long long max_size = 0, left = 0, allowed_rsv = 0, batch = 0;
     int expect_mask, decode, in_place, have_rsv = 0, ok = 0;
     unsigned long long need = 0; /* 0: the loop ran out of bytes, so need 2 */
 
@@ -418,6 +419,16 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (expect_mask < 0) {
         return NULL;
     }
+    /* Frames one call appends at most: the caller keeps the rest of the input for later. */
+    obj = PyObject_GetAttr(parser, st->batch);
+    if (obj == NULL) {
+        return NULL;
+    }
+    ok = as_limit(obj, &batch);
+    Py_DECREF(obj);
+    if (ok < 0) {
+        return NULL;
+    }
     if (in_place) {
         if (PyObject_GetBuffer(data, &writable, PyBUF_WRITABLE) < 0) {
             /* Read-only or strided: the pure version refuses both with this TypeError. */
@@ -451,6 +462,11 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         unsigned long long length = (unsigned long long)(b1 & 0x7F), total;
         Py_ssize_t head = 2;
 
+        if ((long long)PyList_GET_SIZE(out) >= batch) {
+            /* Enough for one call: the caller keeps the rest and parses it later. */
+            need = 2;
+            break;
+        }
         if (rsv && !have_rsv) {
             obj = PyObject_GetAttr(parser, st->allowed_rsv);
             if (obj == NULL) {
@@ -803,6 +819,7 @@ speedups_exec(PyObject *module)
     INTERN(msg_left, "msg_left");
     INTERN(msg_rsv1, "msg_rsv1");
     INTERN(need, "need");
+    INTERN(batch, "batch");
     INTERN(partial, "partial");
 #undef INTERN
     return 0;
@@ -823,6 +840,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->msg_rsv1);
     Py_CLEAR(st->need);
     Py_CLEAR(st->partial);
+    Py_CLEAR(st->batch);
     return 0;
 }
 

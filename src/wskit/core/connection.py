@@ -19,6 +19,7 @@ from .errors import (
     PayloadNotUTF8,
     ProtocolError,
     RemoteError,
+    without_traceback,
 )
 from .extensions import Extension
 from .frames import (
@@ -29,7 +30,7 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
-from .limits import MAX_MESSAGE_SIZE
+from .limits import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 from .masking import apply_mask
 
 __all__ = [
@@ -212,10 +213,13 @@ class Connection:
         "_decoder",
         "_early",
         "_eof",
+        "_backlog",
         "_extension",
         "_fragments",
+        "_held",
         "_initiated",
         "_msg_compressed",
+        "_msg_frames",
         "_msg_opcode",
         "_msg_size",
         "_out",
@@ -225,6 +229,9 @@ class Connection:
         "close_reason",
         "close_sent",
         "error",
+        "max_batch_bytes",
+        "max_batch_messages",
+        "max_fragments",
         "max_message_size",
         "parser",
         "role",
@@ -239,14 +246,31 @@ class Connection:
         role: Role,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_fragments: int = MAX_FRAGMENTS,
+        max_batch_messages: int = MAX_BATCH_MESSAGES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
         extensions: Sequence[Extension] = (),
         state: State = State.OPEN,
     ) -> None:
         if max_message_size <= 0:
             raise ValueError("max_message_size must be positive")
+        if max_fragments < 1 or max_batch_messages < 1 or max_batch_bytes < 1:
+            raise ValueError("max_fragments, max_batch_messages and max_batch_bytes must be "
+                             "at least 1")
         self.role = role
         self.state = state
         self.max_message_size = max_message_size
+        #: Frames one message may come in (1009 beyond): each costs a frame's work even empty.
+        self.max_fragments = max_fragments
+        #: ``receive_data`` returns after this many messages or this many message bytes, and
+        #: keeps the rest of the input for later (``events_pending``): the caller hands
+        #: bounded work to its listeners per read, however much one read decodes into.
+        self.max_batch_messages = max_batch_messages
+        self.max_batch_bytes = max_batch_bytes
+        # The frames of a batch cut short by the budget, and input that came meanwhile.
+        self._held: list[_frames.RawFrame] | None = None
+        self._backlog: list[bytes] = []
+        self._msg_frames = 0
         self.parser = FrameParser(expect_mask=role is Role.SERVER, max_size=max_message_size)
         # RFC 6455 §5.3: a client masks every frame it sends.
         self._client = role is Role.CLIENT
@@ -328,7 +352,11 @@ class Connection:
         return bool(self._early)
 
     def connection_lost(self) -> None:
-        """The transport is gone; the connection is CLOSED (1006 if no close was received)."""
+        """The transport is gone; the connection is CLOSED (1006 if no close was received).
+
+        Every buffer is dropped now (input, fragments, the codec and its windows), so a closed
+        connection holds no memory until its objects are collected.
+        """
         if self.close_code is None:
             # RFC 6455 §7.1.5: closed without a Close frame.
             self.close_code = CloseCode.ABNORMAL_CLOSURE
@@ -337,6 +365,13 @@ class Connection:
         self._close_queued = False
         self._out.clear()
         self._early.clear()
+        self.parser.clear()
+        self._held = None
+        self._backlog = []
+        self._fragments = []
+        self._decoder = None
+        self._peek = None
+        self._extension = None
 
     def receive_eof(self) -> None:
         """The peer half-closed (FIN): after a failure, the transport may go now."""
@@ -392,8 +427,17 @@ class Connection:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    @property
+    def events_pending(self) -> bool:
+        """Whether the last ``receive_data`` stopped at its budget (``max_batch_messages`` or
+        ``max_batch_bytes``) with input left: call ``receive_data(b"")`` for the rest, after
+        letting other work run. Input fed meanwhile is kept behind it, in order."""
+        return self.state <= _LOCAL_CLOSING and (
+            self._held is not None or bool(self._backlog) or self.parser.ready)
+
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the network; returns the events they complete."""
+        """Feed bytes from the network; returns the events they complete (see
+        ``events_pending``)."""
         state = self.state
         if state is not _OPEN and state is not _LOCAL_CLOSING:
             if state is State.CONNECTING:
@@ -403,8 +447,24 @@ class Connection:
             return []
         events: list[Event] = []
         parser = self.parser
+        frames = self._held
+        if frames is not None:
+            # The rest of a batch cut short: first, and what came meanwhile waits behind it.
+            self._held = None
+            if data:
+                self._backlog.append(data)
+            data = b""
+        elif self._backlog:
+            if data:
+                self._backlog.append(data)
+            data = b"".join(self._backlog)
+            self._backlog = []
+        messages = self.max_batch_messages
+        budget = self.max_batch_bytes
         try:
-            for b0, payload in parser.feed_raw(data):
+            if frames is None:
+                frames = parser.feed_raw(data)
+            for index, (b0, payload) in enumerate(frames):
                 # The fast path: a whole message in one final frame, without RSV bits, while
                 # no fragmented message is open (RFC 6455 §5.4); the parser decoded valid text.
                 if b0 == 0x81 and not self._msg_opcode:
@@ -419,15 +479,25 @@ class Connection:
                     # _handle_frame refuses before reading the payload.
                     frame = Frame(b0 & 0x0F, payload, b0 & 0x80 != 0,  # type: ignore[arg-type]
                                   b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0)
+                    before = len(events)
                     self._handle_frame(frame, events)
                     if self.state is State.CLOSED or self.state is State.REMOTE_CLOSING:
                         break
+                    if len(events) == before or (type(events[-1]) is not TextMessage
+                                                 and type(events[-1]) is not BinaryMessage):
+                        continue
+                # A message: count it against the budget of this call.
+                messages -= 1
+                budget -= len(events[-1].data)  # type: ignore[attr-defined]
+                if (messages <= 0 or budget <= 0) and index + 1 < len(frames):
+                    self._held = frames[index + 1 :]
+                    return events
             else:
                 # A bad frame behind the good ones of this chunk: fail after handling them.
                 if parser.error is not None:
                     raise parser.error
                 if parser.partial is not None:
-                    self._check_partial(parser.partial, data)
+                    self._check_partial(parser.partial)
         except RemoteError as exc:
             self._fail(exc, events)
         return events
@@ -460,7 +530,7 @@ class Connection:
         else:
             self._close_frame(frame, events)
 
-    def _check_partial(self, partial: tuple[int, int, bytes, int], data: bytes) -> None:
+    def _check_partial(self, partial: tuple[int, int, bytes, int]) -> None:
         """RFC 6455 §8.1: fail on invalid UTF-8 as soon as it arrives, even inside a text frame
         whose payload is incomplete. The bytes are only checked here; the whole frame is
         decoded again when complete."""
@@ -482,8 +552,8 @@ class Connection:
                 decoder.setstate(base.getstate())
         if have <= done:
             return
-        # The bytes not checked yet are the end of this read (the header came before them).
-        chunk: bytes | bytearray | memoryview = data[len(data) - (have - done) :]
+        # The bytes not checked yet are the last ones buffered (the header came before them).
+        chunk = self.parser.tail(have - done)
         if key:
             turn = done % 4
             chunk = apply_mask(chunk, key[turn:] + key[:turn])
@@ -496,6 +566,13 @@ class Connection:
 
     def _data_frame(self, frame: Frame, events: list[Event]) -> None:
         payload = frame.payload
+        fin = frame.fin
+        if not fin or self._msg_frames:
+            self._msg_frames += 1
+            if self._msg_frames > self.max_fragments:
+                # Each frame costs work even when empty: bounded like the size (1009).
+                raise MessageTooBig(
+                    f"message in more than {self.max_fragments} fragments")
         extension = self._extension
         if extension is not None and self._msg_compressed:
             payload = extension.decode(
@@ -504,9 +581,8 @@ class Connection:
         size = self._msg_size + len(payload)
         if size > self.max_message_size:
             raise MessageTooBig(f"message exceeds the limit of {self.max_message_size} bytes")
-        fin = frame.fin
         if self._msg_opcode == _OP_TEXT:
-            if fin and not self._fragments:
+            if fin and not self._fragments and self._decoder is None:
                 text = _decode_text(payload)
                 self._msg_opcode = 0
                 events.append(TextMessage(text))
@@ -521,13 +597,17 @@ class Connection:
                 raise PayloadNotUTF8("invalid UTF-8 in a text message") from None
             if not fin:
                 _check_pending_surrogate(decoder)
-            self._fragments.append(piece)
+            if piece:  # an empty fragment costs no entry (a peer may send millions)
+                self._fragments.append(piece)
         else:
             if fin and not self._fragments:
                 self._msg_opcode = 0
+                self._msg_frames = 0
+                self._msg_size = 0
                 events.append(BinaryMessage(payload))
                 return
-            self._fragments.append(payload)
+            if payload:
+                self._fragments.append(payload)
         if fin:
             parts = self._fragments
             self._fragments = []
@@ -538,6 +618,7 @@ class Connection:
                 events.append(BinaryMessage(b"".join(parts)))  # type: ignore[arg-type]
             self._msg_opcode = 0
             self._msg_size = 0
+            self._msg_frames = 0
         else:
             # The parser refuses the next fragment from its header if it brings more than
             # the rest of the limit; this count checks what a codec decoded.
@@ -564,8 +645,21 @@ class Connection:
             self.should_close_transport = True
         events.append(CloseReceived(code, reason))
 
+    def fail(self, error: RemoteError) -> list[Event]:
+        """Fail the connection for a rule of the caller's that the peer broke (e.g. a
+        ``PolicyViolation``, 1008): the same as a fault found in the input. Returns the events
+        (a ``Failed``); then write ``data_to_send()`` and close the transport."""
+        if self.state is not _OPEN and self.state is not _LOCAL_CLOSING:
+            raise InvalidState(f"fail() in state {self.state.name}")
+        events: list[Event] = []
+        self._fail(error, events)
+        return events
+
     def _fail(self, error: RemoteError, events: list[Event]) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send a Close if we may, then drop TCP."""
+        # Its traceback would keep this call's frames alive (the read, the inflated output)
+        # as long as the error is kept: the error is all the caller needs.
+        without_traceback(error)
         if self.state is State.OPEN:
             self._out.append(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
             self._close_queued = _has_message(events)
@@ -578,6 +672,8 @@ class Connection:
         self.state = State.CLOSED
         self.should_close_transport = True
         self._fragments = []
+        self._held = None
+        self._backlog = []
         events.append(Failed(error))
 
     # -- sending -----------------------------------------------------------------------------

@@ -5,6 +5,8 @@ See docs/architecture.md, "Errors".
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from .close import CloseCode
 
 __all__ = [
@@ -20,10 +22,14 @@ __all__ = [
     "MessageTooBig",
     "NegotiationError",
     "PayloadNotUTF8",
+    "PolicyViolation",
     "ProtocolError",
     "RemoteError",
     "WSKitError",
+    "without_traceback",
 ]
+
+E = TypeVar("E", bound=BaseException)
 
 
 class WSKitError(Exception):
@@ -71,6 +77,12 @@ class MessageTooBig(RemoteError):
     """A frame or message exceeds the configured limit (RFC 6455 §7.4.1, close code 1009)."""
 
     close_code = CloseCode.MESSAGE_TOO_BIG
+
+
+class PolicyViolation(RemoteError):
+    """The peer broke a rule of this endpoint rather than of the RFC (close code 1008)."""
+
+    close_code = CloseCode.POLICY_VIOLATION
 
 
 class InvalidHandshake(WSKitError):
@@ -129,3 +141,18 @@ class KeepaliveTimeout(ConnectionClosedError, TimeoutError):
 
     def __init__(self, reason: str = "keepalive ping timeout") -> None:
         super().__init__(CloseCode.INTERNAL_ERROR, reason)
+
+
+def without_traceback(error: E) -> E:
+    """``error`` with its traceback, and those of its causes, dropped: a kept error then holds
+    no frames (nor their locals: buffers, the connection) alive until the cycle collector."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        todo += (exc.__cause__, exc.__context__)
+    return error

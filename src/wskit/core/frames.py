@@ -64,14 +64,21 @@ _LARGE_FRAME = 64 * 1024
 _SPARE_MAX = 2
 _spare: list[bytearray] = []
 _refcount = getattr(sys, "getrefcount", None)  # CPython's; elsewhere buffers are not kept
+#: Frames one ``feed`` returns at most; the rest of the input waits in the parser (``ready``),
+#: so a read of tiny frames never becomes an unbounded list (DESIGN.md §6).
+DEFAULT_BATCH_FRAMES = 1024
 
 
-def _take_buffer(size: int) -> bytearray:
+def _start_buffer(first: memoryview) -> bytearray:
+    """The assembly buffer of a large frame, holding what arrived so far: a spare buffer if one
+    is kept, else exactly these bytes. It grows as the rest arrives (``_feed_large``), never
+    to the length the header declares at once: a header costs nothing until its bytes come."""
     try:
         buf = _spare.pop()  # one atomic step, so two threads never take the same buffer
     except IndexError:
-        return bytearray(size)
-    return buf if len(buf) >= size else bytearray(size)
+        return bytearray(first)
+    buf[: len(first)] = first
+    return buf
 
 
 class Frame:
@@ -197,6 +204,7 @@ class FrameParser:
         "_chunks",
         "_large",
         "allowed_rsv",
+        "batch",
         "error",
         "expect_mask",
         "lent",
@@ -207,7 +215,10 @@ class FrameParser:
         "partial",
     )
 
-    def __init__(self, *, expect_mask: bool, max_size: int, allowed_rsv: int = 0) -> None:
+    def __init__(self, *, expect_mask: bool, max_size: int, allowed_rsv: int = 0,
+                 batch: int = DEFAULT_BATCH_FRAMES) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         #: Whether frames must be masked (a server reading a client) or must not be.
         self.expect_mask = expect_mask
         #: Largest data payload accepted, checked from each header: per message when the
@@ -220,6 +231,8 @@ class FrameParser:
         self.msg_rsv1 = 0
         #: Bit mask of the RSV bits (0x70) that a negotiated extension gives a meaning to.
         self.allowed_rsv = allowed_rsv
+        #: Frames one ``feed`` returns at most (then ``ready`` says more are buffered).
+        self.batch = batch
         #: The peer's error found behind the frames the last ``feed`` returned, if any.
         self.error: RemoteError | None = None
         self._chunks: list[bytes] = []
@@ -229,8 +242,9 @@ class FrameParser:
         #: The data frame whose payload is still arriving, as (opcode, rsv1 bit, mask key or
         #: b"", header length), or None; its payload bytes so far are ``buffered - header``.
         self.partial: tuple[int, int, bytes, int] | None = None
-        # The large frame being received: a view of exactly its size into its buffer.
-        self._large: memoryview | None = None
+        # The large frame being received: its buffer, filled up to ``_buffered`` bytes, grown
+        # (doubling, up to ``need``) as the bytes arrive.
+        self._large: bytearray | None = None
         #: The buffer of the last large frame, whose payload views the last feed handed out;
         #: see ``release``.
         self.lent: bytearray | None = None
@@ -239,6 +253,32 @@ class FrameParser:
     def buffered(self) -> int:
         """How many received bytes wait for the rest of their frame."""
         return self._buffered
+
+    @property
+    def ready(self) -> bool:
+        """Whether buffered bytes may hold complete frames (a ``feed`` stopped at ``batch``):
+        ``feed(b"")`` returns them."""
+        return bool(self._chunks) and self._buffered >= self.need
+
+    def tail(self, n: int) -> bytes | bytearray | memoryview:
+        """The last ``n`` bytes buffered (those of the partial frame that arrived last)."""
+        if n <= 0:
+            return b""
+        large = self._large
+        if large is not None:
+            fill = self._buffered
+            return memoryview(large)[fill - n : fill]
+        last = self._chunks[-1] if self._chunks else b""
+        return last[len(last) - n :] if n < len(last) else last
+
+    def clear(self) -> None:
+        """Drop every buffered byte (the connection is gone): nothing waits for the collector."""
+        self._chunks.clear()
+        self._large = None
+        self.lent = None
+        self.partial = None
+        self._buffered = 0
+        self.need = 2
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return every frame now complete, in order."""
@@ -289,9 +329,7 @@ class FrameParser:
             need = self.need
             if need >= _LARGE_FRAME and self.partial is not None:
                 # A large data frame whose header is here: assemble it in place.
-                view = memoryview(_take_buffer(need))[:need]
-                view[:rest] = memoryview(data)[pos:]
-                self._large = view
+                self._large = _start_buffer(memoryview(data)[pos:])
             else:
                 self._chunks.append(data[pos:])
             self._buffered = rest
@@ -312,14 +350,21 @@ class FrameParser:
             _spare.append(buf)
 
     def _feed_large(self, data: bytes, decode_text: bool) -> list[RawFrame]:
-        view = self._large
-        assert view is not None
+        buf = self._large
+        assert buf is not None
+        need = self.need
         fill = self._buffered
-        take = min(len(view) - fill, len(data))
-        view[fill : fill + take] = memoryview(data)[:take]
-        fill += take
-        if fill < len(view):
-            self._buffered = fill
+        take = min(need - fill, len(data))
+        end = fill + take
+        if end > len(buf):
+            # Room for the bytes that came, doubling (so copies stay linear), never beyond
+            # the frame: memory follows what the peer actually sent, not what it declared.
+            grown = bytearray(min(need, max(2 * len(buf), end)))
+            grown[:fill] = memoryview(buf)[:fill]
+            buf = self._large = grown
+        buf[fill:end] = memoryview(data)[:take]
+        if end < need:
+            self._buffered = end
             return []
         self._large = None
         self._buffered = 0
@@ -327,8 +372,8 @@ class FrameParser:
         frames: list[RawFrame] = []
         self.partial = None
         # Exactly one frame, whose header was checked when it began.
+        view = memoryview(buf)[:need]
         parse_frames(self, view, frames, decode_text)
-        buf = view.obj
         del view
         if take < len(data):
             try:
@@ -339,7 +384,7 @@ class FrameParser:
                 self._chunks.clear()
                 self._buffered = 0
         # Set last, so that the feed of the bytes behind the frame does not take it back.
-        self.lent = buf  # type: ignore[assignment]
+        self.lent = buf
         return frames
 
 
@@ -358,12 +403,17 @@ def parse_frames_python(
     and come as memoryviews of it (any other buffer raises ``TypeError``).
     """
     expect_mask = parser.expect_mask
+    batch = parser.batch
     in_place = type(data) is not bytes
     if in_place:
         data = _writable_view(data)
     end = len(data)
     pos = 0
     while end - pos >= 2:
+        if len(out) >= batch:
+            # Enough for one call: the caller keeps the rest and parses it later (``ready``).
+            parser.need = 2
+            break
         b0 = data[pos]
         b1 = data[pos + 1]
         opcode = b0 & 0x0F

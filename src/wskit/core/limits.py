@@ -9,7 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_MESSAGES",
     "MAX_CONNECTIONS",
+    "MAX_FRAGMENTS",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_LINE_LENGTH",
@@ -42,6 +45,12 @@ MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16 * 1024
 #: Open WebSocket connections a server accepts before answering 503.
 MAX_CONNECTIONS = 10_000
+#: Frames one message may come in (conformance suites send 65,536); 1009 beyond.
+MAX_FRAGMENTS = 100_000
+#: Messages, and message bytes, one read hands to listeners before the event loop runs
+#: others (one message may be larger than the bytes).
+MAX_BATCH_MESSAGES = 100
+MAX_BATCH_BYTES = 1 << 20
 
 
 class Limits:
@@ -49,6 +58,9 @@ class Limits:
 
     __slots__ = (
         "close_timeout",
+        "max_batch_bytes",
+        "max_batch_messages",
+        "max_fragments",
         "max_header_bytes",
         "max_headers",
         "max_line_length",
@@ -73,9 +85,15 @@ class Limits:
         max_line_length: int = MAX_LINE_LENGTH,
         max_headers: int = MAX_HEADERS,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        max_fragments: int = MAX_FRAGMENTS,
+        max_batch_messages: int = MAX_BATCH_MESSAGES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
+        if max_fragments < 1 or max_batch_messages < 1 or max_batch_bytes < 1:
+            raise ValueError("max_fragments, max_batch_messages and max_batch_bytes must be "
+                             "at least 1")
         if max_message_size <= 0:
             raise ValueError("max_message_size must be positive")
         self.max_message_size = max_message_size
@@ -88,6 +106,11 @@ class Limits:
         self.max_line_length = max_line_length
         self.max_headers = max_headers
         self.max_header_bytes = max_header_bytes
+        #: Frames one message may come in (1009 beyond).
+        self.max_fragments = max_fragments
+        #: Messages, and message bytes, handed to listeners before yielding to the event loop.
+        self.max_batch_messages = max_batch_messages
+        self.max_batch_bytes = max_batch_bytes
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
