@@ -54,6 +54,9 @@ class App(Routes):
         ping_interval: float | None = defaults.PING_INTERVAL,
         ping_timeout: float | None = defaults.PING_TIMEOUT,
         max_header_bytes: int = defaults.MAX_HEADER_BYTES,
+        max_fragments: int = defaults.MAX_FRAGMENTS,
+        max_batch_messages: int = defaults.MAX_BATCH_MESSAGES,
+        max_batch_bytes: int = defaults.MAX_BATCH_BYTES,
     ) -> None:
         super().__init__()
         self.router = Router()
@@ -66,6 +69,9 @@ class App(Routes):
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             max_header_bytes=max_header_bytes,
+            max_fragments=max_fragments,
+            max_batch_messages=max_batch_messages,
+            max_batch_bytes=max_batch_bytes,
         )
         self.compression = compression
         self.subprotocols = list(subprotocols)

@@ -29,6 +29,7 @@ from .core.errors import (
     ConnectionClosedOK,
     InvalidState,
     KeepaliveTimeout,
+    without_traceback,
 )
 from .core.extensions import Extension
 
@@ -68,10 +69,11 @@ class Stream:
     to it soon (in the next loop iteration, in the order attached).
     """
 
-    __slots__ = ("_catchers", "_ended", "_error", "_finalizers", "_ws")
+    __slots__ = ("_catchers", "_ended", "_error", "_finalizers", "_loop")
 
     def __init__(self, ws: WebSocket) -> None:
-        self._ws = ws
+        # The loop, not the WebSocket: a handle kept by its WebSocket must not refer back.
+        self._loop = ws._loop
         self._catchers: list[Callable[[BaseException], Any]] = []
         self._finalizers: list[Callable[[], Any]] = []
         self._ended = False
@@ -82,7 +84,7 @@ class Stream:
         if not self._ended:
             self._catchers.append(fn)
         elif self._error is not None:
-            self._ws._loop.call_soon(self._ws._run_hook, fn, self._error)
+            self._loop.call_soon(_run_hook, self._loop, fn, self._error)
         return self
 
     def finally_(self, fn: Callable[[], Any]) -> Stream:
@@ -90,7 +92,7 @@ class Stream:
         if not self._ended:
             self._finalizers.append(fn)
         else:
-            self._ws._loop.call_soon(self._ws._run_hook, fn)
+            self._loop.call_soon(_run_hook, self._loop, fn)
         return self
 
     def _end(self, error: BaseException | None) -> None:
@@ -462,13 +464,17 @@ class WebSocket:
 
     def _listener_failed(self, exc: BaseException, what: str = "a listener") -> None:
         """User code raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch."""
-        if self._error is None:
-            self._error = exc
         if self._finished:
             logger.error("%s raised after the connection ended", what, exc_info=exc)
-            return
-        logger.error("%s raised; closing %s with 1011", what, self.remote_address, exc_info=exc)
-        self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
+        else:
+            logger.error("%s raised; closing %s with 1011", what, self.remote_address,
+                         exc_info=exc)
+        if self._error is None:
+            # Logged with its traceback; kept without it, so its frames (and their locals)
+            # are not held as long as the connection is.
+            self._error = without_traceback(exc)
+        if not self._finished:
+            self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     # -- receive / iterate -------------------------------------------------------------------
 
@@ -632,7 +638,7 @@ class WebSocket:
                 str(exc) if exc else "connection lost without a close frame",
             )
             if exc is not None:
-                error.__cause__ = exc
+                error.__cause__ = without_traceback(exc)
         elif error is None and not conn.clean:
             # The peer closed with an error code (see core.close.is_clean; our own
             # close(code) is never an error, nor an application's 4000-4999 code).
@@ -650,7 +656,8 @@ class WebSocket:
             self._end_streams()
         # Otherwise coroutine listeners still have messages received before the end: the
         # handles end (catch, then finally_) once those calls are done.
-        for hook in self._on_finish:
+        hooks, self._on_finish = self._on_finish, []
+        for hook in hooks:
             self._run_hook(hook, self)
         if not self._closed_future.done():
             self._closed_future.set_result(None)
@@ -671,14 +678,16 @@ class WebSocket:
         for stream in streams:
             for finalizer in stream._finalizers:
                 self._run_hook(finalizer)
+        # Nothing will be called any more: let go of the functions (closures over this
+        # WebSocket, often), so that no cycle outlives the connection.
+        for stream in streams:
+            stream._catchers = []
+            stream._finalizers = []
+        self._text = self._binary = self._on_ping = self._on_pong = None
+        self._async_calls.clear()
 
     def _run_hook(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                self._loop.create_task(_await(result))
-        except Exception:
-            logger.exception("a catch/finally_ handler raised")
+        _run_hook(self._loop, fn, *args)
 
     @property
     def error(self) -> BaseException | None:
@@ -704,6 +713,15 @@ def _call_with_view(fn: Callable[..., Any], ws: WebSocket, data: Any) -> None:
             view.release()
         except BufferError:
             pass
+
+
+def _run_hook(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            loop.create_task(_await(result))
+    except Exception:
+        logger.exception("a catch/finally_ handler raised")
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -9,18 +9,27 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core.connection import Connection, Role, State
-from ..core.errors import RemoteError
+from ..core.errors import PolicyViolation, RemoteError
 from ..core.extensions import Extension
 from ..core.limits import Limits
 
 if TYPE_CHECKING:
     from ..websocket import WebSocket
 
-__all__ = ["WebSocketProtocol"]
+__all__ = ["BATCH", "QUEUE", "WRITE", "WebSocketProtocol"]
 
 logger = logging.getLogger("wskit")
 
 _REMOTE_CLOSING = State.REMOTE_CLOSING
+_OPEN = State.OPEN
+# Why reading is paused; it resumes once no reason is left.
+#: The inbox or the queue of coroutine-listener calls is full (or a hook runs).
+QUEUE = 1
+#: The write buffer is over its high-water mark: reading would make output we cannot write.
+WRITE = 2
+#: The last read decoded more than one batch; the rest is handed out on the next iterations.
+BATCH = 4
+_ALL = QUEUE | WRITE | BATCH
 #: Seconds without input after which a failed TLS connection is closed (see ``_linger``).
 _QUIET = 0.25
 # Reads land in one buffer per thread, shared by that thread's connections (each copies out at
@@ -62,8 +71,12 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None
         self.ws: WebSocket | None = None
-        self._reading_paused = False
+        self._reading_paused = False  # whether the transport's reading is paused
+        self._pause_reasons = 0  # QUEUE | WRITE | BATCH
         self._write_paused = False
+        # Bytes of pongs queued while the write buffer was not empty (the peer not reading).
+        self._blocked_pongs = 0
+        self._batch_scheduled = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_timer: asyncio.TimerHandle | None = None
         self._open_timer: asyncio.TimerHandle | None = None
@@ -107,6 +120,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # Pongs go out first; a Close only after the listeners have answered the messages
         # that arrived before it (RFC 6455 §5.5.1: no data frames after our Close).
         out = conn.data_to_send(hold_close=True)
+        replies = len(out)
         if events:
             ws = self.ws
             assert ws is not None
@@ -130,6 +144,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                 out = conn.data_to_send()
         if out:
             self.write(out)
+        if replies:
+            self._count_replies(conn, replies)
         parser = conn.parser
         if parser.lent is not None:
             # The listeners are done with the payload views of a large frame (valid during the
@@ -139,6 +155,46 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             parser.release()
         if conn.state >= _REMOTE_CLOSING:
             self._after_close_handshake()
+        elif conn.events_pending and not self._batch_scheduled:
+            # Fairness: the rest of this read waits for the next loop iteration, so other
+            # connections run in between; reading waits too (the rest is already here).
+            self._batch_scheduled = True
+            self.pause_reading(BATCH)
+            self.loop.call_soon(self._next_batch)
+
+    def _next_batch(self) -> None:
+        self._batch_scheduled = False
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.conn is None:
+            return
+        if self._pause_reasons & (QUEUE | WRITE):
+            # The rest waits like unread input would: resume_reading() calls us again.
+            return
+        self.data_received(b"")
+        if not self._batch_scheduled:
+            self.resume_reading(BATCH)
+
+    def _count_replies(self, conn: Connection, replies: int) -> None:
+        """Pongs queued behind bytes the peer does not take are counted: once they pass
+        ``write_limit`` while the buffer is over it, the peer is cut (1008), rather than
+        answered without bound while it does not read."""
+        transport = self.transport
+        assert transport is not None
+        size = transport.get_write_buffer_size()
+        if not size:
+            self._blocked_pongs = 0
+            return
+        self._blocked_pongs += replies
+        limit = self.limits.write_limit
+        if size <= limit or self._blocked_pongs <= limit or conn.state > State.LOCAL_CLOSING:
+            return
+        events = conn.fail(PolicyViolation("too many pings while the connection does not read"))
+        ws = self.ws
+        assert ws is not None
+        ws._dispatch(events)
+        out = conn.data_to_send()
+        if out:
+            self.write(out)
 
     def eof_received(self) -> bool | None:
         # Returning None lets asyncio close the transport; connection_lost follows.
@@ -146,9 +202,12 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.conn is not None:
+            self.pause_reading(WRITE)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.resume_reading(WRITE)
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -165,10 +224,15 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        if self.ws is not None:
-            self.ws._finish(exc)
+        ws = self.ws
+        if ws is not None:
+            # The WebSocket keeps its protocol (for its state); the protocol lets go of it, so
+            # the two are not a cycle that only the collector can free.
+            self.ws = None
+            ws._finish(exc)
         else:
             self._handshake_lost(exc)
+        self._pending_leftover = b""
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -201,8 +265,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
+        limits = self.limits
         self.conn = Connection(
-            role, max_message_size=self.limits.max_message_size, extensions=extensions
+            role, max_message_size=limits.max_message_size, max_fragments=limits.max_fragments,
+            max_batch_messages=limits.max_batch_messages, max_batch_bytes=limits.max_batch_bytes,
+            extensions=extensions,
         )
         self.ws = WebSocket(self, request, subprotocol, list(extensions), response_headers)
         self._pending_leftover = leftover
@@ -231,14 +298,23 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self.transport.write(b"".join(corked))
             corked.clear()
 
-    def pause_reading(self) -> None:
+    def pause_reading(self, reason: int = QUEUE) -> None:
+        """Stop reading for ``reason`` (QUEUE, WRITE or BATCH) until it is resumed."""
+        self._pause_reasons |= reason
         transport = self.transport
         if not self._reading_paused and transport is not None and not transport.is_closing():
             self._reading_paused = True
             transport.pause_reading()
 
-    def resume_reading(self) -> None:
-        if self._reading_paused and self.transport is not None:
+    def resume_reading(self, reason: int = QUEUE) -> None:
+        """Drop ``reason`` (every reason with ``_ALL``); reading resumes once none is left."""
+        self._pause_reasons &= ~reason
+        if (self._pause_reasons == BATCH and not self._batch_scheduled and self.conn is not None
+                and self.conn.events_pending):
+            # A batch held back by a full inbox or write buffer may go on now.
+            self._batch_scheduled = True
+            self.loop.call_soon(self._next_batch)
+        if self._reading_paused and not self._pause_reasons and self.transport is not None:
             self._reading_paused = False
             if not self.transport.is_closing():
                 self.transport.resume_reading()
@@ -288,7 +364,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             # TLS cannot half-close: close once the peer stopped sending for a moment (it has
             # read our Close frame by then, and answered it).
             self._quiet_timer = self.loop.call_later(_QUIET, self.close_transport)
-        self.resume_reading()
+        # Input is discarded from now on: it makes no output, so nothing holds reading back.
+        self.resume_reading(_ALL)
         self.start_close_timer()
         self.ws._finish(None)
 
