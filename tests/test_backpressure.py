@@ -232,6 +232,28 @@ def test_a_closed_connection_is_freed_without_the_collector(
         gc.enable()
 
 
+def test_a_full_inbox_holds_back_the_rest_of_a_read(run: Callable[..., Any]) -> None:
+    """Nobody calls receive(): the inbox takes max_queue messages plus the batch that filled it,
+    and the rest of the read waits undecoded; receive() then gets all 200, in order."""
+    sockets: list[wskit.WebSocket] = []
+
+    async def main() -> None:
+        app = app_with(lambda req, ws: sockets.append(ws), max_queue=4, max_batch_messages=10)
+        await app.start("127.0.0.1", 0)
+        client = await RawClient.open(app.port)
+        client.writer.write(b"".join(client_frame(TEXT, b"%d" % i) for i in range(200)))
+        await until(lambda: bool(sockets) and len(sockets[0]._inbox) >= 4, "the inbox fills")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert 4 <= len(sockets[0]._inbox) <= 4 + 10
+        got = [await sockets[0].receive() for _ in range(200)]
+        assert got == [str(i) for i in range(200)]
+        client.writer.close()
+        await app.shutdown(timeout=1.0)
+
+    run(main(), timeout=30)
+
+
 @pytest.mark.parametrize("limit_name", ["max_fragments", "max_batch_messages",
                                         "max_batch_bytes"])
 def test_limits_refuse_nonsense(limit_name: str) -> None:
