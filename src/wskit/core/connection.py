@@ -208,12 +208,12 @@ class Connection:
     """
 
     __slots__ = (
+        "_backlog",
         "_client",
         "_close_queued",
         "_decoder",
         "_early",
         "_eof",
-        "_backlog",
         "_extension",
         "_fragments",
         "_held",
