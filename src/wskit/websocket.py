@@ -9,7 +9,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 from .core.close import CloseCode
 from .core.connection import (
@@ -35,6 +35,7 @@ from .core.extensions import Extension
 
 if TYPE_CHECKING:
     from .aio.protocol import WebSocketProtocol
+    from .core.limits import Limits
 
 __all__ = ["Delivery", "Message", "Stream", "WebSocket"]
 
@@ -659,6 +660,9 @@ class WebSocket:
         hooks, self._on_finish = self._on_finish, []
         for hook in hooks:
             self._run_hook(hook, self)
+        # The protocol may keep this WebSocket (its close code is asked after the end); this
+        # WebSocket lets go of the protocol, so the two are no cycle only the collector frees.
+        self._protocol = cast("WebSocketProtocol", _Detached(self._protocol.limits))
         if not self._closed_future.done():
             self._closed_future.set_result(None)
 
@@ -713,6 +717,27 @@ def _call_with_view(fn: Callable[..., Any], ws: WebSocket, data: Any) -> None:
             view.release()
         except BufferError:
             pass
+
+
+class _Detached:
+    """What a finished WebSocket refers to instead of its protocol: the calls that may still
+    come (a receive() resuming reading, buffered_amount, an abort at shutdown) do nothing."""
+
+    __slots__ = ("limits",)
+
+    buffered_amount = 0
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def _nothing(self, *args: Any) -> None:
+        pass
+
+    write = pause_reading = resume_reading = close_transport = start_close_timer = abort = (
+        _nothing)
+
+    async def drain(self) -> None:
+        pass
 
 
 def _run_hook(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

@@ -226,9 +226,6 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                 waiter.set_result(None)
         ws = self.ws
         if ws is not None:
-            # The WebSocket keeps its protocol (for its state); the protocol lets go of it, so
-            # the two are not a cycle that only the collector can free.
-            self.ws = None
             ws._finish(exc)
         else:
             self._handshake_lost(exc)
