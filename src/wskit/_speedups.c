@@ -794,10 +794,169 @@ done:
     return result;
 }
 
+/* ---- HTTP heads (the opening handshake): split_head, the twin of http.split_head_python ---- */
+
+/* RFC 9110 §5.6.2 tchar, and §5.5 field-value characters (VCHAR, obs-text, SP, HTAB). */
+static unsigned char head_tchar[256];
+static unsigned char head_vchar[256];
+
+static void
+init_head_tables(void)
+{
+    const char *punct = "!#$%&'*+-.^_`|~";
+    int c;
+    for (c = 0; c < 256; c++) {
+        head_tchar[c] = (unsigned char)((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+                                        (c >= 'a' && c <= 'z') ||
+                                        (c != 0 && strchr(punct, c) != NULL));
+        head_vchar[c] = (unsigned char)(c == '\t' || (c >= 0x20 && c <= 0x7e) || c >= 0x80);
+    }
+}
+
+PyDoc_STRVAR(split_head_doc,
+"split_head(data, max_line_length, max_headers, max_header_bytes, /)\n--\n\n"
+"(start line, [(name, value), ...], end) of a complete, valid HTTP head at the start of\n"
+"data, within the limits; None for anything else, which the line parser then handles.");
+
+/* Only the common case: a head complete in data, every line valid and within the limits.
+   Anything else (incomplete, malformed, too large) gives None, so every error comes from the
+   one line-by-line parser in http.py, with its exact message and status. */
+static PyObject *
+split_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer buf;
+    Py_ssize_t limits[3];
+    PyObject *result = NULL, *start = NULL, *fields = NULL;
+    const unsigned char *p;
+    Py_ssize_t n, pos, lf, count = 0, header_bytes = 0;
+    int i;
+    (void)module;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError,
+                     "split_head() takes exactly 4 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    for (i = 0; i < 3; i++) {
+        limits[i] = PyNumber_AsSsize_t(args[i + 1], PyExc_OverflowError);
+        if (limits[i] == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (get_contiguous_buffer(args[0], &buf, "data") < 0) {
+        return NULL;
+    }
+    p = (const unsigned char *)buf.buf;
+    n = buf.len;
+
+    /* The start line: no empty lines before it, no CR inside it, within the line limit. */
+    if (n == 0 || p[0] == '\r' || p[0] == '\n') {
+        goto none;
+    }
+    lf = -1;
+    for (pos = 0; pos < n; pos++) {
+        if (p[pos] == '\n') {
+            lf = pos;
+            break;
+        }
+        if (p[pos] == '\r' && !(pos + 1 < n && p[pos + 1] == '\n')) {
+            goto none;
+        }
+    }
+    if (lf < 1 || p[lf - 1] != '\r' || lf - 1 > limits[0]) {
+        goto none;
+    }
+    start = PyBytes_FromStringAndSize((const char *)p, lf - 1);
+    fields = PyList_New(0);
+    if (start == NULL || fields == NULL) {
+        goto error;
+    }
+    pos = lf + 1;
+    for (;;) {
+        Py_ssize_t line_end, colon, vstart, vend, j;
+        PyObject *name, *value, *pair;
+
+        if (pos + 1 < n && p[pos] == '\r' && p[pos + 1] == '\n') {
+            pos += 2; /* the empty line: the head is complete */
+            break;
+        }
+        /* One header line: CRLF-terminated, no bare CR or LF, within the limits. */
+        lf = -1;
+        for (j = pos; j < n; j++) {
+            if (p[j] == '\n') {
+                lf = j;
+                break;
+            }
+            if (p[j] == '\r' && !(j + 1 < n && p[j + 1] == '\n')) {
+                goto none;
+            }
+        }
+        if (lf <= pos || p[lf - 1] != '\r') {
+            goto none;
+        }
+        line_end = lf - 1;
+        header_bytes += line_end - pos + 2;
+        if (line_end - pos > limits[0] || header_bytes > limits[2] || count >= limits[1]) {
+            goto none;
+        }
+        /* field-name ":" OWS field-value OWS (RFC 9112 §5), the name a token. */
+        colon = pos;
+        while (colon < line_end && head_tchar[p[colon]]) {
+            colon++;
+        }
+        if (colon == pos || colon == line_end || p[colon] != ':') {
+            goto none;
+        }
+        vstart = colon + 1;
+        vend = line_end;
+        while (vstart < vend && (p[vstart] == ' ' || p[vstart] == '\t')) {
+            vstart++;
+        }
+        while (vend > vstart && (p[vend - 1] == ' ' || p[vend - 1] == '\t')) {
+            vend--;
+        }
+        for (j = vstart; j < vend; j++) {
+            if (!head_vchar[p[j]]) {
+                goto none;
+            }
+        }
+        name = PyUnicode_DecodeASCII((const char *)p + pos, colon - pos, NULL);
+        if (name == NULL) {
+            goto error;
+        }
+        value = PyUnicode_DecodeLatin1((const char *)p + vstart, vend - vstart, NULL);
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto error;
+        }
+        pair = PyTuple_Pack(2, name, value);
+        Py_DECREF(name);
+        Py_DECREF(value);
+        if (pair == NULL || PyList_Append(fields, pair) < 0) {
+            Py_XDECREF(pair);
+            goto error;
+        }
+        Py_DECREF(pair);
+        count++;
+        pos = lf + 1;
+    }
+    result = Py_BuildValue("(OOn)", start, fields, pos);
+    goto error; /* releases what is held either way */
+
+none:
+    result = Py_NewRef(Py_None);
+error:
+    Py_XDECREF(start);
+    Py_XDECREF(fields);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL, parse_frames_doc},
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
+    {"split_head", (PyCFunction)(void (*)(void))split_head, METH_FASTCALL, split_head_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -806,6 +965,7 @@ speedups_exec(PyObject *module)
 {
     speedups_state *st = get_state(module);
 
+    init_head_tables();
 #define INTERN(field, text)                                 \
     do {                                                    \
         st->field = PyUnicode_InternFromString(text);       \

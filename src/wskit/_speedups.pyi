@@ -16,3 +16,9 @@ def build_frame(
     b0: int, payload: bytes | bytearray | memoryview, key: bytes | bytearray | memoryview | None, /
 ) -> bytes:
     """Header byte ``b0``, length, optional masking ``key`` and payload as one frame (§5.2)."""
+
+def split_head(
+    data: bytes | bytearray, max_line_length: int, max_headers: int, max_header_bytes: int, /
+) -> tuple[bytes, list[tuple[str, str]], int] | None:
+    """(start line, fields, end) of a complete, valid HTTP head at the start of ``data``, or
+    None (RFC 9112 §2-§5); the twin of ``wskit.core.http.split_head_python``."""

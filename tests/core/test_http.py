@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wskit.core import http, masking
 from wskit.core.errors import InvalidHandshake, InvalidState
 from wskit.core.http import (
     Headers,
@@ -27,6 +31,25 @@ REQUEST = (
     b"Sec-WebSocket-Version: 13\r\n"
     b"\r\n"
 )
+
+
+@pytest.fixture(autouse=True, params=["C", "python", "lines"])
+def head_parser(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs with the one-step split_head in C, in Python, and without it (each
+    line parsed on its own): the same results and errors (tests/core/test_head_speedups.py)."""
+    compiled = getattr(masking.speedups, "split_head", None)
+    if request.param == "C" and compiled is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("wskit._speedups.split_head is not built")
+        pytest.skip("the C speed-ups are not built")
+    chosen = {"C": compiled, "python": http.split_head_python,
+              "lines": lambda *args: None}[request.param]
+    saved = http.split_head
+    http.split_head = chosen  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        http.split_head = saved
 
 
 def parse_request(data: bytes, **limits: int) -> Request:

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from .errors import InvalidHandshake, NegotiationError
 from .extensions import Extension, ExtensionFactory, ExtensionParams
-from .http import Headers, Request, Response, serialize_request, serialize_response
+from .http import (
+    Headers,
+    Request,
+    Response,
+    serialize_fields,
+    serialize_request,
+    serialize_response,
+)
 
 __all__ = [
     "GUID",
@@ -494,18 +501,24 @@ def accept_request(
         accepted_params.append((factory.name, params))
         accepted.append(extension)
 
-    fields = [
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", accept_key(key)),  # RFC 6455 §4.2.2 step 5.4
-    ]
+    fields = []
     if subprotocol is not None:
         fields.append(("Sec-WebSocket-Protocol", subprotocol))
     if accepted_params:
         fields.append(("Sec-WebSocket-Extensions", serialize_extension_header(accepted_params)))
     fields.extend(extra)
-    response = serialize_response(101, fields)
+    # The fixed part is built once (_HEAD_101); only the fields that vary are checked here.
+    response = b"".join((
+        _HEAD_101, accept_key(key).encode("ascii"), b"\r\n",  # RFC 6455 §4.2.2 step 5.4
+        serialize_fields(fields) if fields else b"", b"\r\n",
+    ))
     return response, HandshakeResult(subprotocol, accepted, req.headers)
+
+
+#: Every 101 response up to the Sec-WebSocket-Accept value (RFC 6455 §4.2.2 step 5).
+_HEAD_101 = serialize_response(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")])[
+    :-2
+] + b"Sec-WebSocket-Accept: "
 
 
 def reject(status: int, body: str | bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> bytes:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .errors import InvalidHandshake, InvalidState
 from .limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_LINE_LENGTH
+from .masking import speedups
 
 __all__ = [
     "Headers",
@@ -18,8 +19,11 @@ __all__ = [
     "RequestParser",
     "Response",
     "ResponseParser",
+    "serialize_fields",
     "serialize_request",
     "serialize_response",
+    "split_head",
+    "split_head_python",
 ]
 
 # RFC 9110 §5.6.2: token = 1*tchar.
@@ -34,6 +38,9 @@ _TARGET = re.compile(rb"[\x21-\x7e]+")
 _TARGET_STR = re.compile(r"[\x21-\x7e]+")
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"(HTTP/[0-9]\.[0-9]) ([1-5][0-9][0-9])(?: (.*))?", re.DOTALL)
+
+# One header line as split_head_python accepts it: token ":" OWS value OWS (RFC 9112 §5).
+_FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
 
 _SP_HTAB = b" \t"
 # RFC 9112 §2.2 asks servers to ignore "at least one" empty line before the request line; a few
@@ -202,6 +209,18 @@ class _HeadParser:
 
     def _advance(self) -> bool:
         buf = self._buffer
+        if not self._in_headers and not self._pos and not self._empty_lines:
+            # The common case in one step: the whole head is here and valid (split_head).
+            head = split_head(buf, self.max_line_length, self.max_headers, self.max_header_bytes)
+            if head is not None:
+                start, fields, end = head
+                self._on_start_line(start)
+                self._in_headers = True
+                add = self._headers.add
+                for name, value in fields:
+                    add(name, value)
+                self._pos = self._scan = end
+                return self._on_head_complete()
         while True:
             end = buf.find(b"\n", self._scan)
             if end < 0:
@@ -308,6 +327,39 @@ class _HeadParser:
         self.leftover = bytes(self._buffer[self._pos :])
         self._buffer.clear()
         self._pos = self._scan = 0
+
+
+def split_head_python(
+    data: bytes | bytearray, max_line_length: int, max_headers: int, max_header_bytes: int
+) -> tuple[bytes, list[tuple[str, str]], int] | None:
+    """(start line, [(name, value), ...], end) of a complete, valid head at the start of data.
+
+    Only the common case, in one step: the head ends in data (CRLF CRLF), with no empty line
+    before the start line, no bare CR or LF, every header line a valid field (RFC 9112 §5,
+    RFC 9110 §5.5) and every limit kept. Anything else is None, and the line-by-line parser
+    (``_HeadParser``) then gives the same result or the error with its exact status. ``end``
+    is where the bytes after the head begin. ``split_head`` is its C twin when built.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or data[0] in b"\r\n":
+        return None
+    lines = bytes(data[:end]).split(b"\r\n")
+    start = lines[0]
+    if len(start) > max_line_length or b"\r" in start or b"\n" in start:
+        return None
+    if len(lines) - 1 > max_headers:
+        return None
+    fields = []
+    header_bytes = 0
+    match = _FIELD_LINE.fullmatch
+    for line in lines[1:]:
+        header_bytes += len(line) + 2
+        found = match(line)
+        if found is None or len(line) > max_line_length or header_bytes > max_header_bytes:
+            return None
+        name, value = found.groups()
+        fields.append((name.decode("ascii"), value.decode("latin-1")))
+    return start, fields, end + 4
 
 
 def _snippet(data: bytes, limit: int = 40) -> str:
@@ -478,6 +530,11 @@ def _encode_fields(headers: Iterable[tuple[str, str]]) -> list[bytes]:
     return lines
 
 
+def serialize_fields(headers: Iterable[tuple[str, str]]) -> bytes:
+    """Header lines, each ending in CRLF; raises ValueError for an invalid name or value."""
+    return b"".join(_encode_fields(headers))
+
+
 def serialize_request(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
     """The bytes of an HTTP/1.1 request head; raises ValueError for invalid input."""
     if not _TOKEN_STR.fullmatch(method):
@@ -515,3 +572,7 @@ def serialize_response(
         fields.append(("Content-Length", str(len(body))))
     status_line = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
     return b"".join([status_line, *_encode_fields(fields), b"\r\n", body])
+
+
+# The compiled twin when built (see frames.py); an older build leaves the pure one in place.
+split_head = getattr(speedups, "split_head", split_head_python)

@@ -1,0 +1,162 @@
+"""split_head, the one-step path of the HTTP head parser, against its twin and the line parser:
+the same heads, fields and ends, and through the parsers the same requests, responses and
+errors (RFC 9112 §2-§5, RFC 9110 §5.5)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wskit.core import http, masking
+from wskit.core.errors import InvalidHandshake
+from wskit.core.http import RequestParser, ResponseParser, split_head_python
+
+Split = Callable[[Any, int, int, int], Any]
+
+
+def _compiled() -> Split:
+    # The C speed-ups are built by `make install`; in CI their absence is a failure.
+    compiled = getattr(masking.speedups, "split_head", None)
+    if compiled is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("wskit._speedups.split_head is not built")
+        pytest.skip("the C speed-ups are not built")
+    return compiled  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def compiled() -> Split:
+    return _compiled()
+
+
+LIMITS = (8192, 100, 65536)
+GOOD = (
+    b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"X-Spaces: \t a  b \t\r\nX-Empty:\r\nX-Latin: caf\xe9\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class TestTwins:
+    def test_common_head(self, compiled: Split) -> None:
+        start, fields, end = split_head_python(GOOD + b"\x81\x00", *LIMITS)  # type: ignore[misc]
+        assert start == b"GET /chat?room=1 HTTP/1.1"
+        assert fields[4:7] == [("X-Spaces", "a  b"), ("X-Empty", ""), ("X-Latin", "café")]
+        assert end == len(GOOD)
+        for data in (GOOD + b"\x81\x00", bytearray(GOOD), memoryview(GOOD)):
+            if isinstance(data, memoryview):
+                data = bytes(data)
+            assert compiled(data, *LIMITS) == split_head_python(data, *LIMITS)
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b"", b"\r\n", b"\r\nGET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n", b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n\r\n", b"GET /\r HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", b"GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", b"GET / HTTP/1.1\r\n: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost a\r\n\r\n", b"GET / HTTP/1.1\r\nHo(st: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: \x1b\r\n\r\n", b"GET / HTTP/1.1\r\n\r\r\n\r\n",
+            b"X\r\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+        ],
+    )
+    def test_edge_cases(self, compiled: Split, data: bytes) -> None:
+        assert compiled(data, *LIMITS) == split_head_python(data, *LIMITS)
+
+    @pytest.mark.parametrize("limits", [(25, 100, 65536), (24, 100, 65536), (8192, 9, 65536),
+                                        (8192, 8, 65536), (8192, 100, 200), (8192, 100, 199)])
+    def test_limits(self, compiled: Split, limits: tuple[int, int, int]) -> None:
+        """Each limit exactly reached is fine; one byte or field past it is None."""
+        data = (b"GET /chat?room=1 HTTP/1.1\r\n" + b"".join(
+            b"X-%d: %s\r\n" % (i, b"v" * 15) for i in range(9)) + b"\r\n")
+        assert len(b"GET /chat?room=1 HTTP/1.1") == 25
+        assert sum(len(b"X-0: " + b"v" * 15) + 2 for _ in range(9)) == 198
+        assert compiled(data, *limits) == split_head_python(data, *limits)
+        ok = limits[0] >= 25 and limits[1] >= 9 and limits[2] >= 198
+        assert (compiled(data, *limits) is not None) == ok
+
+    def test_arguments(self, compiled: Split) -> None:
+        with pytest.raises(TypeError):
+            compiled("text", *LIMITS)
+        with pytest.raises(TypeError):
+            compiled(GOOD, 1, 2)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            compiled(GOOD, "1", 2, 3)
+        with pytest.raises(OverflowError):
+            compiled(GOOD, 1 << 70, 2, 3)
+
+
+PIECES = [
+    b"GET /a HTTP/1.1", b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 200 OK", b"\r\n",
+    b"\n", b"\r", b"Host: a", b"Upgrade: websocket", b"Content-Length: 3", b"X-V: \t v \t",
+    b" folded", b"Bad Name: v", b":", b"\x00", b"\x7f", b"\xe9", b"abc", b"\r\n\r\n", b"\t",
+]
+
+
+@st.composite
+def heads(draw: st.DrawFn) -> bytes:
+    """Mostly well-formed heads, with pieces that break them in every way the parser sees."""
+    parts = [draw(st.sampled_from(PIECES[:3])), b"\r\n"]
+    for _ in range(draw(st.integers(0, 8))):
+        parts.append(draw(st.sampled_from(PIECES[6:10]) | st.sampled_from(PIECES)))
+        parts.append(draw(st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"\n", b"", b"\r"])))
+    parts.append(draw(st.sampled_from([b"\r\n", b"\r\n", b"", b"\n"])))
+    parts.append(draw(st.binary(max_size=6)))
+    if draw(st.booleans()):
+        parts.insert(0, b"\r\n")
+    return b"".join(parts)
+
+
+limits = st.tuples(st.integers(1, 40), st.integers(0, 6), st.integers(0, 120))
+
+
+def outcome(parser_cls: type, data: bytes, cut: int, lim: tuple[int, int, int]) -> Any:
+    parser = parser_cls(max_line_length=lim[0], max_headers=lim[1], max_header_bytes=lim[2])
+    try:
+        first = parser.feed(data[:cut])
+        message = first if first is not None else parser.feed(data[cut:])
+    except InvalidHandshake as exc:
+        return ("error", str(exc), exc.status)
+    if message is None:
+        return None
+    fields = list(message.headers.raw_items())
+    if isinstance(message, http.Request):
+        return (message.method, message.target, fields, parser.leftover)
+    return (message.status, message.reason, fields, message.body, parser.leftover)
+
+
+class TestAgainstTheLineParser:
+    @given(data=heads(), lim=limits)
+    @settings(max_examples=400, deadline=None)
+    def test_twins_agree(self, data: bytes, lim: tuple[int, int, int]) -> None:
+        compiled = _compiled()
+        assert compiled(data, *lim) == split_head_python(data, *lim)
+        assert compiled(bytearray(data), *lim) == split_head_python(bytearray(data), *lim)
+
+    @given(data=heads(), lim=limits, cut=st.integers(0, 200),
+           parser_cls=st.sampled_from([RequestParser, ResponseParser]))
+    @settings(max_examples=400, deadline=None)
+    def test_same_outcome(self, data: bytes, lim: tuple[int, int, int], cut: int,
+                          parser_cls: type) -> None:
+        """With either twin, or with none (every head line by line), the same message or
+        the same error, fed whole or in two pieces."""
+        compiled = _compiled()
+        results = []
+        saved = http.split_head
+        try:
+            for split in (compiled, split_head_python, lambda *args: None):
+                http.split_head = split  # type: ignore[assignment]
+                results.append(outcome(parser_cls, data, min(cut, len(data)), lim))
+        finally:
+            http.split_head = saved
+        assert results[0] == results[1] == results[2]
+
+    def test_the_compiled_twin_is_the_one_used(self, compiled: Split) -> None:
+        assert http.split_head is compiled
