@@ -120,7 +120,10 @@ def test_serve_page_and_health(server: Server) -> None:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/html; charset=utf-8"
         page = response.read().decode()
-    assert "new WebSocket(" in page and "<title>wskit chat</title>" in page
+    assert '"/wskit.js"' in page and "<title>wskit chat</title>" in page
+    with urllib.request.urlopen(f"{server.url}/wskit.js", timeout=WAIT) as response:
+        assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert "new WebSocket(" in response.read().decode()
     with urllib.request.urlopen(f"{server.url}/health", timeout=WAIT) as response:
         assert response.read() == b"ok"
 

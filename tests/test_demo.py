@@ -14,6 +14,7 @@ import pytest
 import wskit
 import wskit.demo as demo_module
 from wskit.demo import MAX_NAME, SLOW_CLIENT_BYTES, ChatRooms, create_app, index_html
+from wskit.demo_rooms import client_script
 
 Run = Callable[..., Any]
 WAIT = 5.0
@@ -226,16 +227,18 @@ def test_page_and_health(run: Run) -> None:
 
 
 def test_page_is_self_contained() -> None:
-    """The page works offline: inline script and style, no external resources."""
+    """The page works offline: inline style, its script and the browser client it imports
+    from the same server (/wskit.js), no external resources."""
     page = index_html()
-    assert "new WebSocket(" in page
-    assert "<script>" in page and "<style>" in page
+    assert 'import { Client } from "/wskit.js";' in page
+    assert "new WebSocket(" in client_script()
+    assert '<script type="module">' in page and "<style>" in page
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=\"(?!data:)", page)
     assert "http://" not in page and "https://" not in page.replace('"https:"', "")
     # What members type is shown as text, never parsed as HTML.
     assert "innerHTML" not in page and "textContent" in page
-    # The page joins /chat/{room} with the name in the query, as the server expects.
-    assert '"/chat/" + encodeURIComponent(room)' in page
+    # The page joins /rooms/{room} with the name in the query, as the server expects.
+    assert '"/rooms/" + encodeURIComponent(room)' in page
     assert '"?name=" + encodeURIComponent(name)' in page
 
 
@@ -284,7 +287,8 @@ def test_two_browser_tabs_chat(run: Run, require: Callable[[str], str]) -> None:
                 await bob.click("#send")
                 await ada.wait_for_selector("#log li:has-text('hello ada')")
                 await bob.click("#join-button")  # Leave
-                await ada.wait_for_selector("#log li:has-text('bob left (1 member)')")
+                await ada.wait_for_selector("#log li:has-text('bob left')")
+                assert await ada.locator("#members li").all_text_contents() == ["ada"]
                 assert await bob.text_content("#status") == "left tabs"
                 assert errors == []
             finally:

@@ -24,8 +24,7 @@ from .core import limits
 from .core.close import CloseCode
 from .core.errors import InvalidHandshake, WSKitError
 from .core.proxy import parse_proxy_url
-from .demo import create_app
-from .hub import Hub
+from .demo import chat_hub, create_app
 from .lineedit import LineEditor, terminal_mode
 from .loop import run
 from .server import App
@@ -180,7 +179,7 @@ def _serve_command(args: argparse.Namespace) -> int:
             "%d workers without --redis: chat rooms will not span workers (members on "
             "different workers will not see each other's messages)", workers)
     try:
-        hub = Hub(args.redis) if args.redis else Hub()
+        hub = chat_hub(args.redis, presence_ttl=args.presence_ttl)
     except ValueError as exc:
         print(f"wskit serve: bad --redis URL: {exc}", file=sys.stderr)
         return 2
@@ -539,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--redis", metavar="URL",
                               help="join chat rooms across workers and hosts through Redis, "
                                    "e.g. redis://127.0.0.1:6379/0")
+    serve_parser.add_argument("--presence-ttl", type=_seconds, default=30.0, metavar="SECONDS",
+                              help="members of a worker that died leave the chat rooms' "
+                                   "presence within this time (default: %(default)s)")
     serve_parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                               help="default: %(default)s")
 

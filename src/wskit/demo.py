@@ -12,6 +12,7 @@ from typing import Any
 
 from .core.close import CloseCode
 from .core.errors import WSKitError
+from .demo_rooms import HISTORY, LiveRooms, chat_format, presence_event, script_response
 from .hub import Hub, HubError
 from .server import App, Request, Response
 from .websocket import WebSocket
@@ -40,10 +41,13 @@ def _name_of(req: Request, ws: WebSocket) -> str:
     return f"guest-{address[1]}" if isinstance(address, tuple) else "guest"
 
 
-def chat_hub(url: str | None = None) -> Hub:
+def chat_hub(url: str | None = None, *, presence_ttl: float = 30.0) -> Hub:
     """The hub the chat needs: in-process, or through Redis at ``url`` so that rooms span
-    workers and hosts; a member too slow to keep up is closed with 1013."""
-    return Hub(url, slow="close", max_buffered=SLOW_CLIENT_BYTES)
+    workers and hosts; a member too slow to keep up is closed with 1013. The page's rooms
+    (``room:*`` topics, demo_rooms.py) keep history and presence; members of a worker that
+    died leave them within ``presence_ttl`` seconds."""
+    return Hub(url, slow="close", max_buffered=SLOW_CLIENT_BYTES, history={"room:*": HISTORY},
+               format=chat_format, presence_format=presence_event, presence_ttl=presence_ttl)
 
 
 class ChatRooms:
@@ -151,6 +155,10 @@ def create_app(chat: ChatRooms | None = None, *, hub: Hub | None = None,
                     headers=[("Cache-Control", "no-cache")])
     app.websocket("echo", _echo)
     app.websocket("chat/{room}", chat.join)
+    # The page's rooms: history, resume and presence, with the browser client.
+    app.websocket("rooms/{room}", LiveRooms(chat.hub).join)
+    script = script_response()
+    app.get("wskit.js", lambda req: script)
     app.get("/", lambda req: page)
     app.get("health", lambda req: "ok")
     return app
