@@ -3,6 +3,7 @@ refusals (407, unreachable, SOCKS authentication), each with a clear error."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,7 +213,15 @@ def test_the_cli_through_proxies(proxies: dict[str, str]) -> None:
 
 def test_a_missing_proxy_program_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     """The proxies fixture must fail, not skip, when CI=true and the program is missing."""
-    import conftest
+    # ``import conftest`` finds whichever conftest.py pytest imported last (tests/core's or
+    # tests/interop's in a whole run): load this folder's own, by its path.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "suite_conftest", Path(__file__).with_name("conftest.py"))
+    assert spec is not None and spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
 
     monkeypatch.setattr(conftest, "IN_CI", True)
     monkeypatch.setenv("PATH", "/nonexistent")
