@@ -28,6 +28,7 @@ def test_hub_bench_quick(tmp_path: Path, require: Callable[[str], str]) -> None:
     for result in results:
         assert "error" not in result, result
         assert result["deliveries_per_s"] > 0 and result["cpu_us_per_delivery"] > 0
-    # One Redis PUBLISH per publish, however many subscribers.
-    assert results[1]["redis_calls_per_publish"] == pytest.approx(1.0, abs=0.1)
+    # One Redis PUBLISH per publish, however many subscribers (not 20); the window of
+    # messages in flight at the ends of a run blurs the ratio a little.
+    assert results[1]["redis_calls_per_publish"] == pytest.approx(1.0, abs=0.3)
     assert "| wskit Hub('redis://...'), 2 workers |" in out.with_suffix(".md").read_text()
