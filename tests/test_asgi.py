@@ -686,12 +686,14 @@ def test_many_messages_queued_while_the_app_is_busy_arrive_in_order(run: Any) ->
         await send({"type": "websocket.close"})
 
     async def main() -> None:
-        async with uvicorn_serving(app, ws_max_queue=4) as (_, port), client(
+        async with uvicorn_serving(app, ws_max_queue=4) as (server, port), client(
             f"ws://127.0.0.1:{port}/"
         ) as ws:
             sending = asyncio.ensure_future(
                 asyncio.gather(*(ws.send(f"m{i}") for i in range(500))))
-            await asyncio.sleep(0.05)
+            # ws_max_queue messages wait for the app, then wskit stops reading the socket.
+            (protocol,) = server.server_state.connections
+            await eventually(lambda: not protocol.transport.is_reading())
             go.set()
             await sending
             await asyncio.wait_for(ws.wait_closed(), WAIT)
@@ -806,5 +808,38 @@ def test_tls_scope_scheme_and_large_messages(run: Any, tmp_path: Any) -> None:
                 await ws.send(message)
                 assert await ws.recv() == message
         assert schemes == ["wss"]
+
+    run(main())
+
+
+def test_frames_sent_before_the_app_accepts_are_kept(run: Any) -> None:
+    """A client that does not wait for the 101 (RFC 6455 §4.1 says it should): its frames
+    wait until the app accepts, then reach it in order."""
+    from e2e import frame, upgrade_request
+
+    got: list[Any] = []
+    accept = asyncio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await accept.wait()
+        await send({"type": "websocket.accept"})
+        got.append(await receive())
+        got.append(await receive())
+
+    async def main() -> None:
+        async with uvicorn_serving(app) as (server, port):
+            peer = await raw_client(port, handshake=False)
+            peer.write(upgrade_request("/")[0])
+            await eventually(lambda: bool(server.server_state.tasks))  # uvicorn handed over
+            peer.write(frame(TEXT, b"early") + frame(BINARY, b"\x00bird"))
+            await asyncio.sleep(0.1)  # let them arrive before the app accepts
+            accept.set()
+            start, _ = await peer.read_head()
+            assert start.startswith("HTTP/1.1 101")
+            await eventually(lambda: len(got) == 2)
+            await peer.aclose()
+        assert got == [{"type": "websocket.receive", "text": "early"},
+                       {"type": "websocket.receive", "bytes": b"\x00bird"}]
 
     run(main())

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import wskit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Run in the fresh environment, from a directory without the checkout: import, the speed-ups
@@ -83,6 +85,8 @@ def test_build_install_and_smoke(tmp_path: Path) -> None:
     assert "smoke ok" in done.stdout
     script = python.parent / "wskit"
     assert "serve" in _run([str(script), "--help"], cwd=tmp_path).stdout
+    version = _run([str(python), "-m", "wskit", "--version"], cwd=tmp_path).stdout
+    assert version.strip() == f"wskit {wskit.__version__}"
 
     # No compiler: the build of the extension fails and the install goes on in pure Python.
     python = _venv(tmp_path / "no-c")
