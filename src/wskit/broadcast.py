@@ -79,6 +79,20 @@ def broadcast(
     The frame is built once for all server-side connections. A socket with more than
     ``max_buffered`` bytes queued is slow: ``slow="close"`` closes it with 1013 (try again
     later), ``slow="drop"`` skips this message for it; the same words and limit as ``Hub``.
+
+    Args:
+        sockets: The WebSockets to send to; those not open are skipped.
+        message: ``str`` for text, bytes-like for binary, or a ``PreparedFrame``.
+        compress: Compress with permessage-deflate where it was negotiated (once for the
+            connections without context takeover on the server's side).
+        max_buffered: Bytes already queued beyond which a socket is slow; None: no limit.
+        slow: ``"close"`` or ``"drop"``, what to do with a slow socket.
+
+    Returns:
+        How many sockets the message was written to.
+
+    Raises:
+        ValueError: ``slow`` is neither ``"close"`` nor ``"drop"``.
     """
     fan = FanOut(message, compress=compress, max_buffered=max_buffered, slow=slow)
     fan.send_to(sockets)

@@ -13,6 +13,11 @@ __all__ = ["run", "uvloop_available"]
 
 
 def uvloop_available() -> bool:
+    """Whether uvloop can be imported.
+
+    Returns:
+        True when uvloop is installed.
+    """
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -21,7 +26,19 @@ def uvloop_available() -> bool:
 
 
 def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool | None = None) -> T:
-    """``asyncio.run`` on uvloop by default when it is installed."""
+    """``asyncio.run`` on uvloop by default when it is installed.
+
+    Args:
+        main: The coroutine to run to completion in a new event loop.
+        use_uvloop: True to require uvloop, False for asyncio's loop; None (the default)
+            uses uvloop when it is installed.
+
+    Returns:
+        What ``main`` returns.
+
+    Raises:
+        ImportError: ``use_uvloop=True`` without uvloop installed.
+    """
     if use_uvloop is None:
         use_uvloop = uvloop_available()
     if use_uvloop:

@@ -23,7 +23,16 @@ class State(SimpleNamespace):
 
 
 class Request:
-    """What a handler learns of the upgrade request: method, path, query, headers, params."""
+    """What a handler learns of the upgrade request: method, path, query, headers, params.
+
+    The server makes one for each upgrade request and passes it to the hooks and the handler
+    (later it is ``ws.request``); programs do not create it.
+
+    Args:
+        raw: The parsed request head.
+        params: The path parameters of the matched route.
+        remote_address: ``(host, port)`` of the peer, as the socket gives it.
+    """
 
     __slots__ = ("_query", "_raw", "_state", "params", "remote_address", "response_headers",
                  "subprotocol")
@@ -44,14 +53,17 @@ class Request:
 
     @property
     def method(self) -> str:
+        """The request method (``"GET"`` for an upgrade)."""
         return self._raw.method
 
     @property
     def path(self) -> str:
+        """The path of the request target, without the query (``"/rooms/lobby"``)."""
         return self._raw.path
 
     @property
     def target(self) -> str:
+        """The request target as sent: path and query (``"/rooms/lobby?tag=a"``)."""
         return self._raw.target
 
     @property
@@ -64,6 +76,8 @@ class Request:
 
     @property
     def headers(self) -> Headers:
+        """The request's header fields: ``headers.get(name)``, ``headers.get_all(name)``,
+        names matched without regard to case."""
         return self._raw.headers
 
     @property

@@ -10,7 +10,17 @@ __all__ = ["Response"]
 
 
 class Response:
-    """A small HTTP response: a body, a status and headers (the Content-Type from the body)."""
+    """A small HTTP response: a body, a status and headers (the Content-Type from the body).
+
+    A plain route returns one; a ``before_upgrade`` hook returns one to refuse the upgrade.
+
+    Args:
+        body: The body; a ``str`` is sent as UTF-8.
+        status: The HTTP status code.
+        headers: Extra header fields, ``(name, value)`` pairs (Content-Length is computed).
+        content_type: The Content-Type; by default ``text/plain; charset=utf-8`` for a
+            ``str`` body and ``application/octet-stream`` for a ``bytes`` one.
+    """
 
     __slots__ = ("body", "headers", "status")
 
@@ -31,4 +41,12 @@ class Response:
             self.headers.append(("Content-Type", content_type))
 
     def to_bytes(self) -> bytes:
+        """The whole response as sent, with ``Connection: close``.
+
+        Returns:
+            The status line, the header fields and the body.
+
+        Raises:
+            ValueError: An invalid status, header name or value (CR or LF in it, say).
+        """
         return reject(self.status, self.body, self.headers)
