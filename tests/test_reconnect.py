@@ -259,8 +259,11 @@ class TestReconnectingWebSocket:
                         client.send("bye")  # the server ends this connection abnormally
                         await asyncio.wait_for(reopened.wait(), 10)
                         assert not ended  # the handles outlive each connection
+                # A replaced listener's handle still ends with the client, as on WebSocket.
+                client.on_binary(lambda c, data: None).finally_(lambda: ended.append("binary"))
+                client.on_buffer(lambda c, view: None).finally_(lambda: ended.append("buffer"))
                 await client.close()
-                assert ended == ["finally"]
+                assert ended == ["finally", "binary", "buffer"]
                 assert opened == [1, 2, 3]
                 assert "subscribe 3" in texts and "hello 4" in texts
                 assert len(log) == 4

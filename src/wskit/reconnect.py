@@ -13,7 +13,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
-from .core.errors import ConnectFailed, ConnectionClosed, InvalidHandshake, InvalidState
+from .core.errors import (
+    ConnectFailed,
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidState,
+)
 from .dial import open_connection
 from .options import ClientOptions, OnOpen
 from .websocket import Message, WebSocket
@@ -220,7 +226,10 @@ class ReconnectingWebSocket:
         #: How many connections were opened so far.
         self.connections = 0
         self.error: BaseException | None = None
-        self._listeners: dict[str, tuple[Callable[..., Any], Handle]] = {}
+        self._listeners: dict[str, Callable[..., Any]] = {}
+        # Every handle returned, replaced ones included: all end when the client stops (as
+        # on WebSocket).
+        self._handles: list[Handle] = []
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
@@ -280,15 +289,15 @@ class ReconnectingWebSocket:
         assert self._first is not None and self._done is not None
         error = self.error
         if not self._first.done():
-            self._first.set_exception(error or ConnectionClosed(1000, "closed before connecting"))
+            self._first.set_exception(error or ConnectionClosedOK(1000, "closed before connecting"))
             self._first.exception()  # retrieved here; _start re-raises it
-        for _, handle in self._listeners.values():
+        for handle in self._handles:
             handle._ended, handle._error = True, error
         if error is not None:
-            for _, handle in self._listeners.values():
+            for handle in self._handles:
                 for catcher in handle._catchers:
                     _run_hook(catcher, error)
-        for _, handle in self._listeners.values():
+        for handle in self._handles:
             for finalizer in handle._finalizers:
                 _run_hook(finalizer)
         self._done.set_result(None)
@@ -323,7 +332,8 @@ class ReconnectingWebSocket:
             # They share the binary slot, as on WebSocket: setting one replaces the other.
             self._listeners.pop("binary", None)
             self._listeners.pop("buffer", None)
-        self._listeners[slot] = (fn, handle)
+        self._listeners[slot] = fn
+        self._handles.append(handle)
         if self.ws is not None and not self.ws.is_closed:
             self._attach_one(self.ws, slot, fn)
         return handle
@@ -345,7 +355,7 @@ class ReconnectingWebSocket:
         return self._listen("pong", fn)
 
     def _attach(self, ws: WebSocket) -> None:
-        for slot, (fn, _) in self._listeners.items():
+        for slot, fn in self._listeners.items():
             self._attach_one(ws, slot, fn)
 
     def _attach_one(self, ws: WebSocket, slot: str, fn: Callable[..., Any]) -> None:
