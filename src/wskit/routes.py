@@ -103,7 +103,20 @@ class Routes:
                   before_upgrade: Hook | None = None) -> Any:
         """Register ``handler(req, ws)`` for ``path``; usable as ``@routes.websocket(path)``.
 
-        ``before_upgrade`` is a hook for this route only, run after the app's and the groups'.
+        Args:
+            path: The route's path; ``{name}`` segments are parameters (``req.params``).
+            handler: A plain function or a coroutine function called as
+                ``handler(req, ws)``; omit it to use the method as a decorator.
+            before_upgrade: A hook for this route only, run after the app's and the groups'.
+
+        Returns:
+            The handler (so that the decorator leaves the function as it is), or the
+            decorator when ``handler`` is omitted.
+
+        Raises:
+            TypeError: The handler or the hook cannot be called as documented.
+            ValueError: The path is malformed.
+            RuntimeError: This group is already mounted.
         """
         if before_upgrade is not None:
             check_callable(before_upgrade, "a before_upgrade hook", "hook(req)", "req")
@@ -128,7 +141,21 @@ class Routes:
     @overload
     def get(self, path: str, handler: HttpHandlerT) -> HttpHandlerT: ...
     def get(self, path: str, handler: HttpHandler | None = None) -> Any:
-        """Register a plain HTTP GET route: ``handler(req)`` returns a Response, str or bytes."""
+        """Register a plain HTTP GET route: ``handler(req)`` returns a Response, str or bytes.
+
+        Args:
+            path: The route's path; ``{name}`` segments are parameters.
+            handler: A function or coroutine function called as ``handler(req)``; omit it
+                to use the method as a decorator.
+
+        Returns:
+            The handler, or the decorator when ``handler`` is omitted.
+
+        Raises:
+            TypeError: The handler cannot be called as ``handler(req)``.
+            ValueError: The path is malformed.
+            RuntimeError: This group is already mounted.
+        """
 
         def register(fn: Callable[..., Any]) -> None:
             check_callable(fn, "an HTTP handler", "handler(req)", "req")
@@ -145,17 +172,41 @@ class Routes:
         return decorator
 
     def before_upgrade(self, fn: HookT) -> HookT:
-        """Set the hook ``fn(req)`` run before each upgrade to these routes; it may return a
-        Response to refuse, fill ``req.state``, add ``req.response_headers`` or set
-        ``req.subprotocol``. It may be async."""
+        """Set the hook ``fn(req)`` run before each upgrade to these routes; usable as a
+        decorator.
+
+        The hook may return a ``Response`` to refuse the upgrade, fill ``req.state``, add
+        ``req.response_headers`` or set ``req.subprotocol``; it may be async.
+
+        Args:
+            fn: The hook, called as ``fn(req)``.
+
+        Returns:
+            ``fn`` itself.
+
+        Raises:
+            TypeError: ``fn`` cannot be called as ``fn(req)``.
+            RuntimeError: This group is already mounted.
+        """
         check_callable(fn, "a before_upgrade hook", "hook(req)", "req")
         self._check_open()
         self.upgrade_hook = fn
         return fn
 
     def mount(self, prefix: str, routes: Routes) -> None:
-        """Add every route of ``routes`` under ``prefix`` (``"/api/v1"``, or with parameters:
-        ``"/tenants/{tenant}"``), with the group's hook in front of each route's own."""
+        """Add every route of ``routes`` under ``prefix``, with the group's hook in front of
+        each route's own.
+
+        Args:
+            prefix: The path prefix (``"/api/v1"``, or with parameters:
+                ``"/tenants/{tenant}"``).
+            routes: The group; its routes are copied, so add them (and its hook) first.
+
+        Raises:
+            TypeError: ``routes`` is not a ``wskit.Routes`` group (an App cannot be mounted).
+            ValueError: A group mounted on itself, or a resulting path that is malformed.
+            RuntimeError: This group is already mounted.
+        """
         if not isinstance(routes, Routes) or not routes.mountable:
             raise TypeError(f"mount takes a wskit.Routes group, not {type(routes).__name__}")
         if routes is self:
@@ -169,7 +220,15 @@ class Routes:
     # -- the one way in ----------------------------------------------------------------------
 
     def add(self, spec: RouteSpec) -> None:
-        """Add one route; every registration ends here (an App also compiles it for dispatch)."""
+        """Add one route; every registration ends here (an App also compiles it for dispatch).
+
+        Args:
+            spec: The route: its kind, path, handler, methods and hooks.
+
+        Raises:
+            ValueError: The path is malformed.
+            RuntimeError: This group is already mounted.
+        """
         self._check_open()
         Route(spec.path, spec.handler, spec.kind)  # a malformed path is refused now, not later
         self.specs.append(spec)

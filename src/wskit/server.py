@@ -35,7 +35,33 @@ Handler = Callable[..., Any]
 
 
 class App(Routes):
-    """A WebSocket server: routes, limits, hooks; ``run`` or ``serve`` it."""
+    """A WebSocket server: routes, limits, hooks; ``run`` or ``serve`` it.
+
+    Routes and hooks come from ``Routes`` (``websocket``, ``get``, ``before_upgrade``,
+    ``mount``). Each limit is an argument with a safe default (``wskit.core.limits``).
+
+    Args:
+        compression: ``"deflate"`` (permessage-deflate when the client offers it), None for
+            none, or configured ``PerMessageDeflateFactory`` objects.
+        subprotocols: The subprotocols accepted, in the server's order of preference.
+        origins: The ``Origin`` values allowed (403 for others); None allows every origin.
+            Put None in the set to also allow requests without an ``Origin``.
+        max_message_size: Largest message accepted, after decompression (1009 beyond).
+        max_queue: Messages (or coroutine-listener calls) kept before reading pauses.
+        max_connections: Open connections beyond which upgrades get 503.
+        write_limit: Write buffer high-water mark in bytes (``drain()`` waits below it).
+        open_timeout: Seconds for the opening handshake (None: no limit).
+        close_timeout: Seconds for the closing handshake before the connection is dropped.
+        ping_interval: Seconds between keepalive pings (None: no keepalive).
+        ping_timeout: Seconds a ping may wait for its pong before closing with 1011.
+        max_header_bytes: Largest upgrade request head, in bytes (431 beyond).
+        max_fragments: Frames one message may come in (1009 beyond).
+        max_batch_messages: Messages one read hands to listeners before others run.
+        max_batch_bytes: Message bytes one read hands to listeners before others run.
+
+    Raises:
+        ValueError: A limit out of range, or an unknown ``compression``.
+    """
 
     mountable = False
 
@@ -91,7 +117,14 @@ class App(Routes):
     # -- routes ------------------------------------------------------------------------------
 
     def add(self, spec: RouteSpec) -> None:
-        """Add one route (every ``websocket``, ``get`` and ``mount`` ends here) to the router."""
+        """Add one route (every ``websocket``, ``get`` and ``mount`` ends here) to the router.
+
+        Args:
+            spec: The route: its kind, path, handler, methods and hooks.
+
+        Raises:
+            ValueError: The path is invalid or already taken.
+        """
         super().add(spec)
         if spec.kind == "websocket":
             self.router.add_websocket(spec.path, spec.handler, spec.hooks)
@@ -113,8 +146,20 @@ class App(Routes):
     ) -> asyncio.Server:
         """Start listening and return at once; ``stop()`` or ``shutdown()`` ends it.
 
-        ``sock``: an already listening socket to serve instead of (host, port); ``unix``: the
-        path of a unix domain socket to listen on instead.
+        Args:
+            host: The address to listen on (None: every interface).
+            port: The TCP port; 0 picks a free one (then ``app.port`` says which).
+            ssl: A server ``ssl.SSLContext`` to serve ``wss://``.
+            reuse_port: Set ``SO_REUSEPORT``, so that several processes share the port.
+            backlog: The listen backlog.
+            sock: An already listening socket to serve instead of (host, port).
+            unix: The path of a unix domain socket to listen on instead.
+
+        Returns:
+            The asyncio server.
+
+        Raises:
+            OSError: The address cannot be listened on (in use, not permitted).
         """
         loop = asyncio.get_running_loop()
         if unix is not None:
@@ -144,7 +189,11 @@ class App(Routes):
 
     @property
     def port(self) -> int:
-        """The port of the first listening socket (useful with ``port=0``); kept after shutdown."""
+        """The port of the first listening socket (useful with ``port=0``); kept after shutdown.
+
+        Raises:
+            RuntimeError: The app has not started listening yet.
+        """
         if self._port is None:
             raise RuntimeError("the app is not listening yet; call start() or serve() first")
         return self._port
@@ -161,8 +210,22 @@ class App(Routes):
         ready: Callable[[], Any] | None = None,
         unix: str | None = None,
     ) -> None:
-        """Serve until ``stop()`` is called (or SIGINT/SIGTERM with ``handle_signals``);
-        ``ready()`` is called once listening."""
+        """Serve until ``stop()`` is called (or SIGINT/SIGTERM with ``handle_signals``),
+        then shut down gracefully (see ``shutdown``).
+
+        Args:
+            host: The address to listen on (None: every interface).
+            port: The TCP port; 0 picks a free one.
+            ssl: A server ``ssl.SSLContext`` to serve ``wss://``.
+            reuse_port: Set ``SO_REUSEPORT``.
+            handle_signals: Stop on SIGINT and SIGTERM (from the main thread only).
+            sock: An already listening socket to serve instead of (host, port).
+            ready: Called once listening.
+            unix: The path of a unix domain socket to listen on instead.
+
+        Raises:
+            OSError: The address cannot be listened on.
+        """
         self._stopping = asyncio.Event()
         await self.start(host, port, ssl=ssl, reuse_port=reuse_port, sock=sock, unix=unix)
         if ready is not None:
@@ -190,6 +253,11 @@ class App(Routes):
 
         The wait is bounded by ``timeout`` (default: the close timeout); connections still open
         then are dropped. Handler tasks still running are cancelled.
+
+        Args:
+            code: The close code sent to every connection.
+            reason: The close reason sent with it.
+            timeout: Seconds to wait for the closing handshakes (None: ``close_timeout``).
         """
         if self._stopping is not None:
             self._stopping.set()
@@ -233,9 +301,18 @@ class App(Routes):
     ) -> None:
         """Serve in a new event loop (uvloop when installed) until SIGINT or SIGTERM.
 
-        ``workers=N`` (N > 1) forks N processes serving the same port (wskit.workers): use a
-        ``Hub("redis://...")`` so that topics span them. ``unix="/path"`` listens on a unix
-        domain socket instead of (host, port).
+        Args:
+            host: The address to listen on (None: every interface).
+            port: The TCP port.
+            ssl: A server ``ssl.SSLContext`` to serve ``wss://``.
+            reuse_port: Set ``SO_REUSEPORT``.
+            workers: N > 1 forks N processes serving the same port (``wskit.workers``); use
+                a ``Hub("redis://...")`` so that topics span them.
+            unix: The path of a unix domain socket to listen on instead of (host, port).
+
+        Raises:
+            ValueError: ``workers`` together with ``unix``.
+            SystemExit: The workers' supervisor ended with an error status.
         """
         from .loop import run
 
