@@ -68,6 +68,9 @@ class Stream:
 
     Like a settled future, a handle whose connection has already ended calls what is attached
     to it soon (in the next loop iteration, in the order attached).
+
+    Args:
+        ws: The WebSocket whose end it reports (``on_*`` makes the handle; programs do not).
     """
 
     __slots__ = ("_catchers", "_ended", "_error", "_finalizers", "_loop")
@@ -81,7 +84,15 @@ class Stream:
         self._error: BaseException | None = None
 
     def catch(self, fn: Callable[[BaseException], Any]) -> Stream:
-        """Call ``fn(error)`` when the connection ends with an error."""
+        """Call ``fn(error)`` when the connection ends with an error.
+
+        Args:
+            fn: Called with the error (a ``RemoteError``, a listener's exception, a
+                ``ConnectionClosedError``...); may be a coroutine function.
+
+        Returns:
+            This handle, to chain ``.finally_``.
+        """
         if not self._ended:
             self._catchers.append(fn)
         elif self._error is not None:
@@ -89,7 +100,15 @@ class Stream:
         return self
 
     def finally_(self, fn: Callable[[], Any]) -> Stream:
-        """Call ``fn()`` when the connection ends, after every ``catch``."""
+        """Call ``fn()`` when the connection ends, after every ``catch``.
+
+        Args:
+            fn: Called with no argument, whether or not the end was an error; may be a
+                coroutine function.
+
+        Returns:
+            This handle, to chain more.
+        """
         if not self._ended:
             self._finalizers.append(fn)
         else:
@@ -126,6 +145,16 @@ class WebSocket:
     Plain-function listeners run inline from the receive path, in message order; coroutine
     listeners run one at a time per connection, in order. Messages with no listener of their
     kind wait (bounded) for ``receive()``.
+
+    The server makes one for each accepted upgrade and ``wskit.connect`` for each client
+    connection; programs do not create it.
+
+    Args:
+        protocol: The binding's protocol that owns the transport and the core connection.
+        request: The upgrade request (server side) or None (client side).
+        subprotocol: The negotiated subprotocol, or None.
+        extensions: The negotiated extensions.
+        response_headers: The handshake response's headers (client side).
     """
 
     def __init__(
@@ -188,7 +217,20 @@ class WebSocket:
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
-        """Send a text (``str``) or binary message; never blocks (see ``drain``)."""
+        """Send a text (``str``) or binary message; never blocks (see ``drain``).
+
+        Args:
+            data: ``str`` is sent as text; ``bytes``, ``bytearray`` or ``memoryview`` as
+                binary.
+            compress: False sends this message uncompressed even when permessage-deflate
+                was negotiated (for data that is compressed already).
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed
+                (``ConnectionClosedOK`` or ``ConnectionClosedError``, with its code).
+            InvalidState: The connection is not open yet.
+            TypeError: ``data`` is of another type.
+        """
         conn = self._conn
         # close_pending: a listener answers a message that arrived before the peer's Close.
         if conn.state is not _OPEN and not conn.close_pending:
@@ -220,6 +262,19 @@ class WebSocket:
         buffer already holds more than ``max_buffered`` bytes: a slow consumer, closed with
         1013, try again later, with ``slow="close"`` (``CLOSED``), or left to miss this
         message with ``slow="drop"`` (``DROPPED``). Nothing is buffered without bound.
+
+        Args:
+            frame: The message, prepared once (``wskit.PreparedFrame(message)``).
+            compress: Send it compressed where permessage-deflate was negotiated.
+            max_buffered: Bytes already queued beyond which this connection is slow; None
+                for no limit.
+            slow: ``"close"`` or ``"drop"``: what happens to a slow connection.
+
+        Returns:
+            What happened: ``Delivery.SENT``, ``NOT_OPEN``, ``DROPPED`` or ``CLOSED``.
+
+        Raises:
+            ValueError: ``slow`` is neither ``"close"`` nor ``"drop"``.
         """
         conn = self._conn
         if conn.state is not _OPEN and not conn.close_pending:
@@ -245,7 +300,17 @@ class WebSocket:
     def send_fragments(
         self, fragments: list[str] | list[bytes], *, text: bool | None = None
     ) -> None:
-        """Send one message as several frames (RFC 6455 §5.4), uncompressed."""
+        """Send one message as several frames (RFC 6455 §5.4), uncompressed.
+
+        Args:
+            fragments: The pieces, one frame each: all ``str`` or all bytes-like.
+            text: Whether the message is text; by default, when the pieces are ``str``.
+
+        Raises:
+            ConnectionClosed: The connection is closing or closed.
+            InvalidState: The connection is not open yet.
+            ValueError: No fragment given.
+        """
         if self._conn.state is not State.OPEN:
             self._raise_closed()
         if not fragments:
@@ -268,7 +333,8 @@ class WebSocket:
     async def drain(self) -> None:
         """Wait until the write buffer falls below its low-water mark.
 
-        Raises ConnectionClosed once the TCP connection is gone (what was queued may be lost).
+        Raises:
+            ConnectionClosed: The TCP connection is gone (what was queued may be lost).
         """
         if not self._finished:
             await self._protocol.drain()
@@ -293,35 +359,80 @@ class WebSocket:
     # -- listeners ---------------------------------------------------------------------------
 
     def on_text(self, fn: TextListener) -> Stream:
-        """Call ``fn(ws, text)`` for each text message; replaces the previous text listener."""
+        """Call ``fn(ws, text)`` for each text message; replaces the previous text listener.
+
+        Text messages that waited for a listener are handed to it first, in order.
+
+        Args:
+            fn: A plain function (run inline from the receive path) or a coroutine function
+                (run one call at a time, in order), called as ``fn(ws, text: str)``.
+
+        Returns:
+            The listener's handle, for ``.catch`` and ``.finally_``.
+        """
         self._text = _Listener(self, fn)
         self._flush_inbox(str)
         return self._text.stream
 
     def on_binary(self, fn: BinaryListener) -> Stream:
-        """Call ``fn(ws, data: bytes)`` for each binary message; replaces the binary listener."""
+        """Call ``fn(ws, data: bytes)`` for each binary message; replaces the binary listener.
+
+        Args:
+            fn: A plain function or a coroutine function, called as ``fn(ws, data: bytes)``.
+
+        Returns:
+            The listener's handle, for ``.catch`` and ``.finally_``.
+        """
         self._binary = _Listener(self, fn)
         self._flush_inbox(bytes)
         return self._binary.stream
 
     def on_buffer(self, fn: BufferListener) -> Stream:
-        """Call ``fn(ws, view: memoryview)``, zero-copy and valid only during the call."""
+        """Call ``fn(ws, view: memoryview)``, zero-copy and valid only during the call.
+
+        It shares the binary slot with ``on_binary`` (setting one replaces the other).
+
+        Args:
+            fn: Called as ``fn(ws, view)``; keep ``bytes(view)`` to use the data later (a
+                coroutine function gets a view over its own copy).
+
+        Returns:
+            The listener's handle, for ``.catch`` and ``.finally_``.
+        """
         self._binary = _Listener(self, fn, zero_copy=True)
         self._flush_inbox(bytes)
         return self._binary.stream
 
     def on_ping(self, fn: ControlListener) -> Stream:
-        """Call ``fn(ws, payload)`` for each ping (the pong is sent automatically)."""
+        """Call ``fn(ws, payload)`` for each ping (the pong is sent automatically).
+
+        Args:
+            fn: Called as ``fn(ws, payload: bytes)``.
+
+        Returns:
+            The listener's handle.
+        """
         self._on_ping = _Listener(self, fn)
         return self._on_ping.stream
 
     def on_pong(self, fn: ControlListener) -> Stream:
-        """Call ``fn(ws, payload)`` for each pong."""
+        """Call ``fn(ws, payload)`` for each pong.
+
+        Args:
+            fn: Called as ``fn(ws, payload: bytes)``.
+
+        Returns:
+            The listener's handle.
+        """
         self._on_pong = _Listener(self, fn)
         return self._on_pong.stream
 
     def on_close(self, fn: Callable[[WebSocket], Any]) -> None:
-        """Internal hook (used by the server and hub) called once the connection has ended."""
+        """Call ``fn(ws)`` once the connection has ended (the server and the hub use it).
+
+        Args:
+            fn: Called with this WebSocket after every ``catch`` and ``finally_``.
+        """
         self._on_finish.append(fn)
 
     def _flush_inbox(self, kind: type) -> None:
@@ -480,7 +591,15 @@ class WebSocket:
     # -- receive / iterate -------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        """The next message that no listener took; raises ConnectionClosed once closed."""
+        """The next message that no listener took.
+
+        Returns:
+            A ``str`` for a text message, ``bytes`` for a binary one.
+
+        Raises:
+            ConnectionClosed: The connection has closed and no message is left
+                (``ConnectionClosedOK`` after a clean close, else ``ConnectionClosedError``).
+        """
         while not self._inbox:
             if self._finished:
                 raise self._closed_error()
@@ -509,7 +628,16 @@ class WebSocket:
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round-trip time in seconds.
 
-        Without ``data`` the payload is four random bytes, so concurrent pings never clash.
+        Args:
+            data: The payload (at most 125 bytes); by default four random bytes, so that
+                concurrent pings never clash.
+
+        Returns:
+            The round-trip time in seconds.
+
+        Raises:
+            ConnectionClosed: The connection closed before the pong came.
+            ValueError: A ping with the same payload is already waiting for its pong.
         """
         if self._conn.state is not State.OPEN:
             self._raise_closed()
@@ -589,9 +717,16 @@ class WebSocket:
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake (bounded by close_timeout), then drop the TCP connection.
 
-        Closing an already closing or closed connection just waits for the end. An invalid
-        code or a reason longer than 123 bytes raises ValueError (RFC 6455 §7.4, §5.5).
+        Closing an already closing or closed connection just waits for the end.
         From a plain listener: ``asyncio.ensure_future(ws.close())``.
+
+        Args:
+            code: The close code (RFC 6455 §7.4: 1000, 1001, 1003, 1007-1014, 3000-4999).
+            reason: The close reason, at most 123 bytes in UTF-8.
+
+        Raises:
+            ValueError: A code that may not be sent, or a reason too long (an
+                ``InvalidArgument``).
         """
         if self._conn.state is State.OPEN:
             self._start_close(code, reason)
@@ -608,6 +743,8 @@ class WebSocket:
 
     @property
     def state(self) -> State:
+        """Where the connection is: ``OPEN``, ``LOCAL_CLOSING``, ``REMOTE_CLOSING``,
+        ``CLOSED`` (``wskit.core.connection.State``)."""
         return self._conn.state
 
     @property
