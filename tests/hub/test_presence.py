@@ -192,11 +192,11 @@ def test_members_of_a_killed_worker_expire(run: Callable[..., Any], redis_server
                 proc.wait()
                 for victim in victims:
                     victim.reader.cancel()
-                # Gone from presence within the ttl (plus a little for a loaded machine).
+                # Gone from presence within the ttl (a generous margin for a loaded machine).
                 loop = asyncio.get_running_loop()
                 killed_at = loop.time()
                 while names(await hub.presence(topic)) != ["ann"]:
-                    assert loop.time() - killed_at < ttl + 1.0, "members of the dead worker stayed"
+                    assert loop.time() - killed_at < ttl + 3.0, "members of the dead worker stayed"
                     await asyncio.sleep(0.05)
                 # And their leave events came, from this worker's heartbeat.
                 await eventually(lambda: sorted(ann.events[3:]) == [("leave", "val"),
