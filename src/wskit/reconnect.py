@@ -10,7 +10,7 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 
 from .core.errors import (
@@ -114,7 +114,7 @@ async def _pause(delay: float, stop: asyncio.Event | None) -> bool:
 
 
 async def reconnecting(options: ClientOptions, policy: RetryPolicy,
-                       stop: asyncio.Event | None = None) -> AsyncIterator[WebSocket]:
+                       stop: asyncio.Event | None = None) -> AsyncGenerator[WebSocket, None]:
     """Yield a connected WebSocket; once it has ended, wait and yield the next, until a
     normal end (then stop) or an error that is not retried (then raise it), or ``stop``."""
     url = options.uri.url
@@ -257,8 +257,9 @@ class ReconnectingWebSocket:
         return self
 
     async def _run(self) -> None:
+        connections = reconnecting(self.options, self.policy, self._stop)
         try:
-            async for ws in reconnecting(self.options, self.policy, self._stop):
+            async for ws in connections:
                 self.ws = ws
                 self.connections += 1
                 self._attach(ws)
@@ -282,6 +283,7 @@ class ReconnectingWebSocket:
         except Exception as exc:
             self.error = exc
         finally:
+            await connections.aclose()  # now, not when the generator is collected
             self.ws = None
             self._finish()
 
