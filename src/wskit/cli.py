@@ -27,7 +27,7 @@ from .core.proxy import parse_proxy_url
 from .demo import chat_hub, create_app
 from .lineedit import LineEditor, terminal_mode
 from .loop import run
-from .server import App
+from .server import App, raise_fd_limit
 from .websocket import WebSocket
 from .workers import Listener, supervise
 
@@ -183,10 +183,15 @@ def _serve_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wskit serve: bad --redis URL: {exc}", file=sys.stderr)
         return 2
+    # Each connection is a file descriptor: take all the system allows (a WARNING says
+    # when the connections near it).
+    raise_fd_limit()
     app = create_app(
         hub=hub,
         max_message_size=args.max_message_size,
         compression=None if args.no_compression else "deflate",
+        idle_timeout=args.idle_timeout,
+        max_connections_per_ip=args.max_connections_per_ip,
     )
 
     async def serve_with_hub(listener: Listener | None = None) -> None:
@@ -529,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--max-message-size", type=_positive,
                               default=limits.MAX_MESSAGE_SIZE, metavar="BYTES",
                               help="largest message accepted (default: %(default)s)")
+    serve_parser.add_argument("--idle-timeout", type=_seconds, default=None, metavar="SECONDS",
+                              help="close connections without a message for this long (1001)")
+    serve_parser.add_argument("--max-connections-per-ip", type=_positive, default=None,
+                              metavar="N", help="refuse more connections from one address (429)")
     serve_parser.add_argument("--certfile", help="PEM certificate chain: serve https/wss")
     serve_parser.add_argument("--keyfile", help="PEM private key (if not in --certfile)")
     serve_parser.add_argument("--no-compression", action="store_true",

@@ -12,6 +12,7 @@ from typing import Any
 
 from .core.close import CloseCode
 from .core.errors import WSKitError
+from .core.limits import MAX_MESSAGE_SIZE
 from .demo_rooms import HISTORY, LiveRooms, chat_format, presence_event, script_response
 from .hub import Hub, HubError
 from .server import App, Request, Response
@@ -25,6 +26,10 @@ logger = logging.getLogger("wskit.demo")
 MAX_NAME = 32
 #: A member whose unsent backlog grows past this is too slow to keep up and is dropped.
 SLOW_CLIENT_BYTES = 1 << 20
+#: Largest event a room sends, in bytes: what a member on wskit's default limits accepts.
+#: A text whose event would be longer (JSON escapes make some texts six times longer) is
+#: refused: its sender alone is closed with 1009, the room never sees it.
+MAX_EVENT_BYTES = MAX_MESSAGE_SIZE
 
 
 def index_html() -> str:
@@ -85,8 +90,13 @@ class ChatRooms:
         async def say(ws: WebSocket, text: str) -> None:
             # A coroutine listener: one member's messages are published one after the
             # other, so every member sees them in the order they were sent.
+            event = _encode({"type": "message", "name": name, "text": text})
+            if len(event.encode()) > MAX_EVENT_BYTES:
+                logger.info("%s sent a text too long for %r; closing with 1009", name, room)
+                await ws.close(CloseCode.MESSAGE_TOO_BIG, "message too long for the room")
+                return
             try:
-                await self.publish(room, {"type": "message", "name": name, "text": text})
+                await self.hub.publish(_topic(room), event)
             except HubError as exc:
                 with contextlib.suppress(WSKitError):
                     ws.send(json.dumps({"type": "error", "text": str(exc)}))
@@ -111,7 +121,7 @@ class ChatRooms:
         The hub encodes it once per worker; a reader too slow to keep up is closed with
         1013 rather than buffered without bound. HubError: it did not reach other workers.
         """
-        await self.hub.publish(_topic(room), json.dumps(event, ensure_ascii=False))
+        await self.hub.publish(_topic(room), _encode(event))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(job)
@@ -129,6 +139,10 @@ class ChatRooms:
 
 def _topic(room: str) -> str:
     return "chat:" + room
+
+
+def _encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False)
 
 
 def _echo_back(ws: WebSocket, message: str | memoryview) -> None:
@@ -161,4 +175,5 @@ def create_app(chat: ChatRooms | None = None, *, hub: Hub | None = None,
     app.get("wskit.js", lambda req: script)
     app.get("/", lambda req: page)
     app.get("health", lambda req: "ok")
+    app.metrics_route("/metrics")
     return app

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import resource
 import signal
 import socket
 import ssl as ssl_module
@@ -25,6 +26,7 @@ from .request import Request
 from .response import Response
 from .router import Refusal, Router
 from .routes import Hook, HttpHandler, Routes, RouteSpec
+from .stats import ServerStats, prometheus_text
 from .websocket import WebSocket
 
 __all__ = ["App", "Request", "Response"]
@@ -83,6 +85,9 @@ class App(Routes):
         max_fragments: int = defaults.MAX_FRAGMENTS,
         max_batch_messages: int = defaults.MAX_BATCH_MESSAGES,
         max_batch_bytes: int = defaults.MAX_BATCH_BYTES,
+        idle_timeout: float | None = defaults.IDLE_TIMEOUT,
+        max_handshakes: int = defaults.MAX_HANDSHAKES,
+        max_connections_per_ip: int | None = None,
     ) -> None:
         super().__init__()
         self.router = Router()
@@ -98,7 +103,19 @@ class App(Routes):
             max_fragments=max_fragments,
             max_batch_messages=max_batch_messages,
             max_batch_bytes=max_batch_bytes,
+            idle_timeout=idle_timeout,
         )
+        if max_handshakes < 1 or (max_connections_per_ip is not None
+                                  and max_connections_per_ip < 1):
+            raise ValueError("max_handshakes and max_connections_per_ip must be at least 1")
+        #: Opening handshakes under way at once (TCP accepted, no WebSocket yet) before new
+        #: connections are refused with 503: half-open connections cost a descriptor too.
+        self.max_handshakes = max_handshakes
+        #: Connections (handshakes included) from one address before 429; None: no cap.
+        self.max_connections_per_ip = max_connections_per_ip
+        self._stats = ServerStats()
+        self._fd_warned = False
+        self._refusals_logged = 0
         self.compression = compression
         self.subprotocols = list(subprotocols)
         #: Allowed ``Origin`` values (403 for others); None allows every origin. Put None in
@@ -405,6 +422,55 @@ class App(Routes):
             return
         self._upgrade(proto, req, handler, leftover)
 
+    # -- observability -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this server: ``connections_open``, ``handshakes_in_progress``,
+        ``messages_in``/``messages_out`` and ``bytes_in``/``bytes_out`` (open and closed
+        connections), ``close_codes`` and ``refused_handshakes`` (by HTTP status) counted,
+        ``slow_consumers`` (messages ``dropped``, connections ``closed``) and ``ping_rtt``
+        percentiles (``p50``, ``p90``, ``p99``, seconds, of the last 1,024 round trips)."""
+        counts = ((ws._conn.messages_in, ws._conn.messages_out, ws._protocol.bytes_in,
+                   ws._protocol.bytes_out) for ws in self.connections)
+        return self._stats.snapshot(counts, len(self.connections))
+
+    def metrics_route(self, path: str = "/metrics") -> None:
+        """Serve ``stats()`` at ``path`` in Prometheus' text exposition format (0.0.4)."""
+        def metrics(req: Request) -> Response:
+            return Response(prometheus_text(self.stats()),
+                            content_type="text/plain; version=0.0.4; charset=utf-8")
+
+        self.get(path, metrics)
+
+    def _admit(self, proto: ServerProtocol) -> None:
+        """A TCP connection was accepted: refuse it at once (before reading its request) when
+        too many handshakes are under way or its address has too many connections."""
+        stats = self._stats
+        if stats.handshakes > self.max_handshakes:
+            self._refuse_early(proto, 503, f"{stats.handshakes - 1} handshakes under way")
+        elif (self.max_connections_per_ip is not None and proto.ip is not None
+              and stats.per_ip[proto.ip] > self.max_connections_per_ip):
+            self._refuse_early(proto, 429, f"{stats.per_ip[proto.ip] - 1} connections from "
+                                           f"{proto.ip}")
+        limit = _fd_limit()
+        if limit and len(self._protocols) > limit * 0.9:
+            if not self._fd_warned:
+                self._fd_warned = True
+                logger.warning("%d connections, near the limit of %d file descriptors "
+                               "(ulimit -n): new connections will soon fail",
+                               len(self._protocols), limit)
+        elif limit and len(self._protocols) < limit * 0.8:
+            self._fd_warned = False
+
+    def _refuse_early(self, proto: ServerProtocol, status: int, why: str) -> None:
+        # Logged at WARNING, the first time and then every 1,000th, so a flood of refusals
+        # cannot flood the log.
+        if self._refusals_logged % 1000 == 0:
+            logger.warning("[%s] refusing %s with %d: %s (%d refused so far)", proto.id,
+                           proto.peer, status, why, self._refusals_logged + 1)
+        self._refusals_logged += 1
+        proto.respond(reject(status, "too many connections", [("Retry-After", "1")]))
+
     def _full(self, proto: ServerProtocol) -> bool:
         """Refuse with 503 when max_connections are open (checked once the request is read,
         so that the client reads the answer instead of a reset)."""
@@ -438,9 +504,11 @@ class App(Routes):
             return
         proto.write(response)
         ws = proto._open(Role.SERVER, req, result.subprotocol, result.extensions, leftover)
+        proto._handshake_over()
+        ws._stats = self._stats
         self.connections.add(ws)
         ws.on_close(self._forget)
-        logger.info("open %s %s (%s)", proto.peer, req.path,
+        logger.info("[%s] open %s %s (%s)", ws.id, proto.peer, req.path,
                     ", ".join(ws.extensions) or "no extensions")
         try:
             outcome = handler(req, ws)
@@ -492,7 +560,50 @@ class App(Routes):
 
     def _forget(self, ws: WebSocket) -> None:
         self.connections.discard(ws)
-        logger.info("closed %s code=%s %s", ws.remote_address, ws.close_code, ws.close_reason)
+        stats = self._stats
+        conn, proto = ws._conn, ws._protocol
+        stats.messages_in += conn.messages_in
+        stats.messages_out += conn.messages_out
+        stats.bytes_in += proto.bytes_in
+        stats.bytes_out += proto.bytes_out
+        stats.close_codes[ws.close_code or 1006] += 1
+        logger.info("[%s] closed %s code=%s %s", ws.id, ws.remote_address, ws.close_code,
+                    ws.close_reason)
+
+
+def _status_of(response: bytes) -> int:
+    """The status code of an HTTP/1.1 response head ("HTTP/1.1 503 ...")."""
+    try:
+        return int(response[9:12])
+    except ValueError:  # pragma: no cover - every response here is built by reject()
+        return 0
+
+
+_nofile: list[int] = []
+
+
+def _fd_limit() -> int:
+    """The soft limit on file descriptors (read once; 0 when unlimited or unknown)."""
+    if not _nofile:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _nofile.append(soft if 0 < soft < 1 << 30 else 0)
+    return _nofile[0]
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (``serve`` does at start), so the
+    process can hold as many connections as the system lets it; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit is not a value the soft one may take on Linux (nr_open caps it).
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    _nofile.clear()
+    return soft
 
 
 def _as_response(value: Any) -> Response:
@@ -533,17 +644,40 @@ class ServerProtocol(WebSocketProtocol):
             max_header_bytes=app.limits.max_header_bytes,
         )
         self.peer: Any = None
+        #: The peer's address without its port (None for a unix socket).
+        self.ip: str | None = None
         self._early: list[bytes] = []
         self._responded = False
+        self._handshaking = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.peer = transport.get_extra_info("peername")
+        if isinstance(self.peer, tuple):
+            self.ip = str(self.peer[0])
         app = self.app
         app._protocols.add(self)
+        stats = app._stats
+        stats.handshakes += 1
+        self._handshaking = True
+        if self.ip is not None:
+            stats.per_ip[self.ip] += 1
+        app._admit(self)
+
+    def _handshake_over(self) -> None:
+        if self._handshaking:
+            self._handshaking = False
+            self.app._stats.handshakes -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.app._protocols.discard(self)
+        app = self.app
+        app._protocols.discard(self)
+        self._handshake_over()
+        if self.ip is not None:
+            per_ip = app._stats.per_ip
+            per_ip[self.ip] -= 1
+            if per_ip[self.ip] <= 0:
+                del per_ip[self.ip]
         super().connection_lost(exc)
 
     def _handshake_data(self, data: bytes) -> None:
@@ -577,6 +711,10 @@ class ServerProtocol(WebSocketProtocol):
         self.parser = None
         self._responded = True
         self._early.clear()
+        self._handshake_over()
+        status = _status_of(response)
+        if status >= 400:
+            self.app._stats.refused[status] += 1
         transport.write(response)
         if transport.can_write_eof():
             # The client may still be sending (a request over the limits, frames behind a

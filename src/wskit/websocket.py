@@ -36,6 +36,7 @@ from .core.extensions import Extension
 if TYPE_CHECKING:
     from .aio.protocol import WebSocketProtocol
     from .core.limits import Limits
+    from .stats import ServerStats
 
 __all__ = ["Delivery", "Message", "Stream", "WebSocket"]
 
@@ -210,6 +211,15 @@ class WebSocket:
             self._keepalive = self._loop.call_later(
                 protocol.limits.ping_interval, self._keepalive_tick
             )
+        #: The short id log lines name this connection by.
+        self.id: str = protocol.id
+        #: Where a server counts slow-consumer actions and ping round trips (None: nowhere).
+        self._stats: ServerStats | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_seen = -1  # messages in and out at the last idle check
+        self._idle_since = 0.0
+        if protocol.limits.idle_timeout:
+            self._idle = self._loop.call_later(protocol.limits.idle_timeout / 4, self._idle_tick)
 
     def __repr__(self) -> str:
         return f"<WebSocket {self._conn.role.value} {self._conn.state.name} {self.remote_address}>"
@@ -282,12 +292,17 @@ class WebSocket:
         if max_buffered is not None:
             buffered = self._protocol.buffered_amount
             if buffered > max_buffered:
+                stats = self._stats
                 if slow == "drop":
+                    if stats is not None:
+                        stats.slow["dropped"] += 1
                     return Delivery.DROPPED
                 if slow != "close":
                     raise ValueError(f"slow must be 'drop' or 'close', not {slow!r}")
-                logger.warning("closing slow consumer %s (%d bytes queued) with 1013",
-                               self.remote_address, buffered)
+                if stats is not None:
+                    stats.slow["closed"] += 1
+                logger.warning("[%s] closing slow consumer %s (%d bytes queued) with 1013",
+                               self.id, self.remote_address, buffered)
                 self._start_close(CloseCode.TRY_AGAIN_LATER, "too slow")
                 return Delivery.CLOSED
         try:
@@ -517,7 +532,7 @@ class WebSocket:
         elif isinstance(event, Failed):
             error = event.error
             logger.warning(
-                "failing connection with %s with %d: %s",
+                "[%s] failing connection with %s with %d: %s", self.id,
                 self.remote_address, error.close_code, error.reason,
             )
             if self._error is None:
@@ -577,9 +592,11 @@ class WebSocket:
     def _listener_failed(self, exc: BaseException, what: str = "a listener") -> None:
         """User code raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch."""
         if self._finished:
-            logger.error("%s raised after the connection ended", what, exc_info=exc)
+            logger.error("[%s] %s raised after the connection ended", self.id, what,
+                         exc_info=exc)
         else:
-            logger.error("%s raised; closing %s with 1011", what, self.remote_address,
+            logger.error("[%s] %s raised; closing %s with 1011", self.id, what,
+                         self.remote_address,
                          exc_info=exc)
         if self._error is None:
             # Logged with its traceback; kept without it, so its frames (and their locals)
@@ -669,7 +686,28 @@ class WebSocket:
                 future.set_result(now - sent)
             if key == payload:
                 self.latency = now - sent
+                if self._stats is not None:
+                    self._stats.rtts.append(self.latency)
                 break
+
+    def _idle_tick(self) -> None:
+        """No message either way for ``idle_timeout`` seconds: close with 1001 (going away).
+        Checked four times per period from a message count, so messages cost no timer."""
+        self._idle = None
+        timeout = self._protocol.limits.idle_timeout
+        conn = self._conn
+        if conn.state is not _OPEN or not timeout:
+            return
+        now = self._loop.time()
+        seen = conn.messages_in + conn.messages_out
+        if seen != self._idle_seen:
+            self._idle_seen, self._idle_since = seen, now
+        elif now - self._idle_since >= timeout:
+            logger.info("[%s] no message for %.0f s; closing %s with 1001", self.id, timeout,
+                        self.remote_address)
+            self._start_close(CloseCode.GOING_AWAY, "idle timeout")
+            return
+        self._idle = self._loop.call_later(timeout / 4, self._idle_tick)
 
     def _keepalive_tick(self) -> None:
         self._keepalive = None
@@ -692,7 +730,8 @@ class WebSocket:
         self._keepalive_deadline = None
         if future.done() or self._conn.state is not State.OPEN:
             return
-        logger.warning("keepalive ping to %s not answered; closing with 1011", self.remote_address)
+        logger.warning("[%s] keepalive ping to %s not answered; closing with 1011", self.id,
+                       self.remote_address)
         error = KeepaliveTimeout()
         if self._error is None:
             self._error = error
@@ -765,7 +804,7 @@ class WebSocket:
         if self._finished:
             return
         self._finished = True
-        for handle in (self._keepalive, self._keepalive_deadline):
+        for handle in (self._keepalive, self._keepalive_deadline, self._idle):
             if handle is not None:
                 handle.cancel()
         conn = self._conn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ _QUIET = 0.25
 # trip. The size matches that read size, so large messages take as few reads as before.
 _READ_BUFFER_SIZE = 256 * 1024
 _per_thread = threading.local()
+# Short connection ids for log lines ("c1f"): unique in the process, cheap to read.
+_ids = itertools.count(1)
 
 
 def _read_buffer() -> memoryview:
@@ -71,6 +74,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.conn: Connection | None = None
         self.ws: WebSocket | None = None
+        #: A short id that log lines name the connection by.
+        self.id = f"c{next(_ids):x}"
+        #: Bytes received and handed to the transport (handshake included).
+        self.bytes_in = 0
+        self.bytes_out = 0
         self._reading_paused = False  # whether the transport's reading is paused
         self._pause_reasons = 0  # QUEUE | WRITE | BATCH
         self._write_paused = False
@@ -112,6 +120,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self.data_received(view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         conn = self.conn
         if conn is None:
             self._handshake_data(data)
@@ -244,7 +253,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def _open_timed_out(self) -> None:
         self._open_timer = None
         if self.conn is None and self.transport is not None:
-            logger.info("opening handshake timed out; dropping the connection")
+            logger.info("[%s] opening handshake timed out; dropping the connection", self.id)
             self.transport.abort()
 
     def _open(
@@ -280,6 +289,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self.data_received(leftover)
 
     def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
         corked = self._corked
         if corked is not None:
             corked.append(data)

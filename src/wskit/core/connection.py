@@ -233,6 +233,8 @@ class Connection:
         "max_batch_messages",
         "max_fragments",
         "max_message_size",
+        "messages_in",
+        "messages_out",
         "parser",
         "role",
         "sent_code",
@@ -271,6 +273,9 @@ class Connection:
         self._held: list[_frames.RawFrame] | None = None
         self._backlog: list[bytes] = []
         self._msg_frames = 0
+        #: Messages received (returned by ``receive_data``) and sent (encoded by ``send_*``).
+        self.messages_in = 0
+        self.messages_out = 0
         self.parser = FrameParser(expect_mask=role is Role.SERVER, max_size=max_message_size)
         # RFC 6455 §5.3: a client masks every frame it sends.
         self._client = role is Role.CLIENT
@@ -491,6 +496,7 @@ class Connection:
                 budget -= len(events[-1].data)  # type: ignore[attr-defined]
                 if (messages <= 0 or budget <= 0) and index + 1 < len(frames):
                     self._held = frames[index + 1 :]
+                    self.messages_in += self.max_batch_messages - messages
                     return events
             else:
                 # A bad frame behind the good ones of this chunk: fail after handling them.
@@ -500,6 +506,7 @@ class Connection:
                     self._check_partial(parser.partial)
         except RemoteError as exc:
             self._fail(exc, events)
+        self.messages_in += self.max_batch_messages - messages
         return events
 
     def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
@@ -728,6 +735,7 @@ class Connection:
         here (a client masks every frame with a fresh key, RFC 6455 §5.3)."""
         if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a message", message=True, reply=True)
+        self.messages_out += 1
         extension = self._extension
         if self._client:
             return self._message(prepared.opcode, prepared.payload, compress)
@@ -746,6 +754,7 @@ class Connection:
         """Encode a text message; returns the bytes to write."""
         if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a text message", message=True, reply=True)
+        self.messages_out += 1
         if self._extension is None:
             # The fast path: one final frame (0x81: FIN, TEXT), masked by a client (§5.3).
             return _frames.build_frame(
@@ -757,6 +766,7 @@ class Connection:
         """Encode a binary message; returns the bytes to write."""
         if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a binary message", message=True, reply=True)
+        self.messages_out += 1
         if self._extension is None:
             # The fast path: one final frame (0x82: FIN, BINARY), masked by a client (§5.3).
             return _frames.build_frame(
@@ -793,6 +803,8 @@ class Connection:
         opcode = (_OP_TEXT if text else _OP_BINARY) if first else _OP_CONT
         frame = self._encode(opcode, payload, fin)
         self._sending_fragments = not fin
+        if fin:
+            self.messages_out += 1
         return frame
 
     def send_ping(self, data: bytes = b"") -> bytes:

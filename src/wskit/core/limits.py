@@ -9,10 +9,12 @@ from __future__ import annotations
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "IDLE_TIMEOUT",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_MESSAGES",
     "MAX_CONNECTIONS",
     "MAX_FRAGMENTS",
+    "MAX_HANDSHAKES",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_LINE_LENGTH",
@@ -39,12 +41,17 @@ CLOSE_TIMEOUT: float | None = 10.0
 PING_INTERVAL: float | None = 20.0
 #: Seconds a keepalive ping may wait for its pong before the connection fails with 1011.
 PING_TIMEOUT: float | None = 20.0
+#: Seconds without a message either way after which a connection is closed with 1001
+#: (None: never; keepalive pings do not count as messages).
+IDLE_TIMEOUT: float | None = None
 #: The HTTP head of an upgrade request or response: longest line, most header lines, bytes.
 MAX_LINE_LENGTH = 8192
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16 * 1024
 #: Open WebSocket connections a server accepts before answering 503.
 MAX_CONNECTIONS = 10_000
+#: Opening handshakes a server lets run at once before answering 503 at accept.
+MAX_HANDSHAKES = 1_000
 #: Frames one message may come in (conformance suites send 65,536); 1009 beyond.
 MAX_FRAGMENTS = 100_000
 #: Messages, and message bytes, one read hands to listeners before the event loop runs
@@ -58,6 +65,7 @@ class Limits:
 
     __slots__ = (
         "close_timeout",
+        "idle_timeout",
         "max_batch_bytes",
         "max_batch_messages",
         "max_fragments",
@@ -88,6 +96,7 @@ class Limits:
         max_fragments: int = MAX_FRAGMENTS,
         max_batch_messages: int = MAX_BATCH_MESSAGES,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        idle_timeout: float | None = IDLE_TIMEOUT,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
@@ -111,6 +120,8 @@ class Limits:
         #: Messages, and message bytes, handed to listeners before yielding to the event loop.
         self.max_batch_messages = max_batch_messages
         self.max_batch_bytes = max_batch_bytes
+        #: Seconds without a message after which the connection closes with 1001 (None: off).
+        self.idle_timeout = idle_timeout
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
