@@ -193,7 +193,7 @@ def test_chat_refuses_a_text_too_long_for_the_room(run: Callable[..., Any]) -> N
         other = await websockets.connect(url + "?name=other")
         assert json.loads(await other.recv())["type"] == "join"
         sender = await RawClient.open(app.port, "/chat/lobby?name=sender")
-        assert json.loads((await other.recv()))["name"] == "sender"
+        assert json.loads(await other.recv())["name"] == "sender"
         sender.writer.write(client_frame(TEXT, bytes((1 << 20) - 10)))
         code, _ = await sender.read_until_close()
         assert code == 1009
