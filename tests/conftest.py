@@ -15,6 +15,12 @@ T = TypeVar("T")
 
 IN_CI = os.environ.get("CI") == "true"
 
+# wskit's client reads proxies from the environment as curl does: a proxy set on the machine
+# that runs the tests (for apt or pip) would carry every test connection to 127.0.0.1. The
+# tests that are about proxies set the variables themselves.
+for _name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+    del os.environ[_name]
+
 LOOPS = ["asyncio", "uvloop"]
 
 
