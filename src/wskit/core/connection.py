@@ -180,6 +180,12 @@ class PreparedFrame:
     of compression parameters, for connections whose compressor has no context takeover
     (``Extension.shared_encoding``); the others compress it themselves.
     ``Connection.send_prepared`` picks the bytes for its connection.
+
+    Args:
+        message: ``str`` for a text message, bytes-like for a binary one.
+
+    Raises:
+        TypeError: ``message`` is of another type.
     """
 
     __slots__ = ("_encoded", "opcode", "payload", "plain")

@@ -61,7 +61,29 @@ MAX_BATCH_BYTES = 1 << 20
 
 
 class Limits:
-    """Limits and timeouts of one connection; every one is an argument with a safe default."""
+    """Limits and timeouts of one connection; every one is an argument with a safe default.
+
+    Args:
+        max_message_size: Largest message accepted, after decompression, in bytes (1009
+            beyond it).
+        max_queue: Messages (or coroutine-listener calls) kept before reading pauses.
+        write_limit: Write buffer high-water mark in bytes; ``drain()`` waits until the
+            buffer falls below a quarter of it.
+        open_timeout: Seconds for the opening handshake (None: no limit).
+        close_timeout: Seconds for the closing handshake and the TCP close after it.
+        ping_interval: Seconds between keepalive pings (None: no keepalive).
+        ping_timeout: Seconds a keepalive ping may wait for its pong (1011 after it).
+        max_line_length: Longest line of the HTTP head of the handshake.
+        max_headers: Most header lines in that head.
+        max_header_bytes: Largest head, in bytes.
+        max_fragments: Frames one message may come in (1009 beyond).
+        max_batch_messages: Messages one read hands to listeners before the loop runs others.
+        max_batch_bytes: Message bytes one read hands to listeners before the loop runs others.
+
+    Raises:
+        ValueError: ``max_queue``, ``max_fragments``, ``max_batch_*`` below 1, or a
+            ``max_message_size`` that is not positive.
+    """
 
     __slots__ = (
         "close_timeout",
