@@ -174,6 +174,7 @@ class Hub:
                 self.url, self._deliver_remote,
                 deliver_positioned=recovery.deliver if recovery is not None else None,
                 deliver_presence=self._presence_received,
+                on_subscribed=recovery.resubscribed if recovery is not None else None,
                 **self._redis_options)
             if recovery is not None:
                 recovery.use_redis(self._backplane)

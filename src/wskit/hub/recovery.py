@@ -129,6 +129,14 @@ class Recovery:
             feed.waiting.append(publication)
             self._spawn(self._fill(topic, feed))
 
+    def resubscribed(self, topic: str) -> None:
+        """Redis confirmed ``topic``'s channel: after a reconnect, what was published while
+        the link was down is read back from the stream (nothing is read on a first one)."""
+        feed = self._feeds.get(topic)
+        if feed is not None and not feed.filling:
+            feed.filling = True
+            self._spawn(self._fill(topic, feed))
+
     async def _fill(self, topic: str, feed: _Feed) -> None:
         """Read back from the stream what this worker missed of ``topic``, then go on."""
         rule = self.keeps(topic)

@@ -286,6 +286,7 @@ class _Link:
                 for waiter in self.waiters.pop(channel, ()):
                     if not waiter.done():
                         waiter.set_result(None)
+                self.owner.confirmed(channel)
 
     async def close(self) -> None:
         task, self.task = self.task, None
@@ -328,12 +329,16 @@ class RedisBackplane:
         health_interval: float | None = 15.0,
         deliver_positioned: DeliverPositioned | None = None,
         deliver_presence: DeliverPresence | None = None,
+        on_subscribed: Callable[[str], None] | None = None,
     ) -> None:
         self.target = parse_url(url)
         self.url = url
         self.deliver = deliver
         self.deliver_positioned = deliver_positioned
         self.deliver_presence = deliver_presence
+        #: Called with the topic each time Redis confirms a channel (after a reconnect too),
+        #: so that history can read back what the channel missed while it was down.
+        self.on_subscribed = on_subscribed
         self.prefix = prefix.encode()
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -475,6 +480,11 @@ class RedisBackplane:
         link = self._channel_link.pop(channel, None)
         if link is not None:
             link.remove(channel)
+
+    def confirmed(self, channel: bytes) -> None:
+        """Redis confirmed a subscription to ``channel`` (called by the links)."""
+        if self.on_subscribed is not None and channel.startswith(self.prefix):
+            self.on_subscribed(channel[len(self.prefix):].decode(errors="replace"))
 
     def received(self, channel: bytes, data: bytes) -> None:
         """A publication read from Redis: deliver it unless this worker published it."""
