@@ -843,3 +843,23 @@ def test_frames_sent_before_the_app_accepts_are_kept(run: Any) -> None:
                        {"type": "websocket.receive", "bytes": b"\x00bird"}]
 
     run(main())
+
+
+def test_malformed_subprotocol_list_is_refused_before_the_app_runs(run: Any) -> None:
+    calls: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        calls.append(scope)
+
+    async def main() -> None:
+        from e2e import upgrade_request
+
+        async with uvicorn_serving(app) as (_, port):
+            peer = await raw_client(port, handshake=False)
+            peer.write(upgrade_request("/", extra=[("Sec-WebSocket-Protocol", "a b, ;")])[0])
+            status, _, _ = await peer.read_response()
+            await peer.aclose()
+        assert status == 400
+        assert calls == []
+
+    run(main())

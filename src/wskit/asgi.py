@@ -257,6 +257,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
                 return
             self._parser = None
             validate_request(request)
+            scope = self._make_scope(request)  # (a malformed subprotocol list raises too)
         except InvalidHandshake as exc:
             logger.info("refusing a WebSocket request from %s: %d %s",
                         self._peer(), exc.status, exc.reason)
@@ -265,13 +266,14 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         self.request = request
         if parser.leftover:
             self._early.append(bytes(parser.leftover))
-        self.scope = self._make_scope(request)
+        self.scope = scope
         task = self.loop.create_task(self._run_asgi())
         self.server_state.tasks.add(task)
         task.add_done_callback(self.server_state.tasks.discard)
 
     def _make_scope(self, request: Request) -> Scope:
-        raw_path, _, query = request.target.partition("?")
+        raw_path = request.path  # still percent-encoded; also for an absolute-form target
+        query = request.target.partition("?")[2]
         root = self.config.root_path
         return {
             "type": "websocket",
