@@ -863,3 +863,25 @@ def test_malformed_subprotocol_list_is_refused_before_the_app_runs(run: Any) -> 
         assert calls == []
 
     run(main())
+
+
+@pytest.mark.parametrize("server_header", [True, False])
+def test_default_headers_and_the_apps_own(run: Any, server_header: bool) -> None:
+    """uvicorn's default headers (server, date) come first, then the app's, repeats kept."""
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept",
+                    "headers": [(b"server", b"over-ridden"), (b"server", b"another-value"),
+                                (b"x-app", b"1")]})
+        await send({"type": "websocket.close"})
+
+    async def main() -> None:
+        async with uvicorn_serving(app, server_header=server_header) as (_, port), client(
+            f"ws://127.0.0.1:{port}/"
+        ) as ws:
+            headers = ws.response.headers
+            first = ["uvicorn"] if server_header else []
+            assert headers.get_all("server") == [*first, "over-ridden", "another-value"]
+            assert "date" in headers and headers["x-app"] == "1"
+
+    run(main())
