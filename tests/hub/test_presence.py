@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 import wskit
 from wskit.hub import HubError
 
-from .redis_servers import RedisServer
+from .redis_servers import RedisCluster, RedisServer
 
 
 @asynccontextmanager
@@ -105,12 +105,15 @@ class TestInMemory:
 
 
 class TestRedis:
-    def test_members_and_events_across_workers(self, run: Callable[..., Any],
-                                               redis_server: RedisServer) -> None:
+    @pytest.mark.parametrize("backend", ["redis", "cluster"])
+    def test_members_and_events_across_workers(self, run: Callable[..., Any], backend: str,
+                                               request: pytest.FixtureRequest) -> None:
+        target: RedisServer | RedisCluster = request.getfixturevalue(
+            "redis_server" if backend == "redis" else "redis_cluster")
         topic = "room-" + secrets.token_hex(4)
 
         async def main() -> None:
-            one, two = wskit.Hub(redis_server.url), wskit.Hub(redis_server.url)
+            one, two = wskit.Hub(target.url), wskit.Hub(target.url)
             async with one, two, worker(one) as url1, worker(two) as url2:
                 ann = await Member.join(url1, topic, "ann")
                 bob = await Member.join(url2, topic, "bob")
