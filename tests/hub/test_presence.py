@@ -151,7 +151,7 @@ class TestRedis:
 
 
 WORKER = textwrap.dedent("""
-    import asyncio, json, sys
+    import asyncio, json, signal, sys
     import wskit
 
     async def main():
@@ -165,7 +165,11 @@ WORKER = textwrap.dedent("""
             ws.send(json.dumps({"ready": True}))
 
         await app.start("127.0.0.1", int(sys.argv[2]))
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await app.shutdown(timeout=2.0)
+        await hub.close()
 
     asyncio.run(main())
 """)
@@ -205,6 +209,38 @@ def test_members_of_a_killed_worker_expire(run: Callable[..., Any], redis_server
                 await eventually(lambda: sorted(ann.events[3:]) == [("leave", "val"),
                                                                      ("leave", "vic")],
                                  timeout=2 * ttl + 2)
+                await ann.close()
+
+        run(main())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio"])
+def test_members_of_a_worker_shut_down_leave_at_once(
+        run: Callable[..., Any], redis_server: RedisServer, loop_kind: str) -> None:
+    """SIGTERM: the worker closes its connections and removes its members before it exits,
+    long before the ttl (60 s here) would."""
+    topic = "leaving-" + secrets.token_hex(4)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, redis_server.url, str(port), "60"],
+                            env=python_env(), stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+
+        async def main() -> None:
+            hub = wskit.Hub(redis_server.url, presence_ttl=60)
+            async with hub, worker(hub) as url:
+                ann = await Member.join(url, topic, "ann")
+                leaving = await Member.join(f"ws://127.0.0.1:{port}", topic, "lee")
+                assert names(await hub.presence(topic)) == ["ann", "lee"]
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.get_running_loop().run_in_executor(None, proc.wait) == 0
+                await leaving.reader
+                assert names(await hub.presence(topic)) == ["ann"]
+                await eventually(lambda: ann.events[-1:] == [("leave", "lee")])
                 await ann.close()
 
         run(main())

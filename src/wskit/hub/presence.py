@@ -27,6 +27,8 @@ logger = logging.getLogger("wskit.hub")
 DEFAULT_PRESENCE_TTL = 30.0
 #: Largest information one member may carry, as JSON.
 MAX_INFO_BYTES = 4096
+#: Seconds ``close()`` waits for the leaves still being written to Redis.
+CLOSE_WAIT = 1.0
 
 #: ``presence_format(topic, event, member_id, info)``: what a subscriber that asked for
 #: presence events receives when ``member_id`` joins or leaves (``event``: "join"/"leave").
@@ -180,6 +182,10 @@ class Presence:
         return {topic: dict(members.values()) for topic, members in self.local.items()}
 
     async def close(self) -> None:
+        # Leaves still on their way to Redis (connections closed by a graceful shutdown)
+        # get a moment to land, so that the members go now rather than after the ttl.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_WAIT)
         redis, self.redis = self.redis, None
         if redis is not None:
             await redis.close()
