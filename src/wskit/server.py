@@ -60,6 +60,11 @@ class App(Routes):
         max_fragments: Frames one message may come in (1009 beyond).
         max_batch_messages: Messages one read hands to listeners before others run.
         max_batch_bytes: Message bytes one read hands to listeners before others run.
+        idle_timeout: Seconds without a message either way after which a connection is
+            closed with 1001 (None: never; keepalive pings do not count).
+        max_handshakes: Opening handshakes run at once before new connections get 503.
+        max_connections_per_ip: Connections (handshakes included) one client address may
+            have before 429 (None: no limit).
 
     Raises:
         ValueError: A limit out of range, or an unknown ``compression``.
@@ -429,13 +434,21 @@ class App(Routes):
         ``messages_in``/``messages_out`` and ``bytes_in``/``bytes_out`` (open and closed
         connections), ``close_codes`` and ``refused_handshakes`` (by HTTP status) counted,
         ``slow_consumers`` (messages ``dropped``, connections ``closed``) and ``ping_rtt``
-        percentiles (``p50``, ``p90``, ``p99``, seconds, of the last 1,024 round trips)."""
+        percentiles (``p50``, ``p90``, ``p99``, seconds, of the last 1,024 round trips).
+
+        Returns:
+            A dict of the counters (plain numbers and dicts, ready for JSON).
+        """
         counts = ((ws._conn.messages_in, ws._conn.messages_out, ws._protocol.bytes_in,
                    ws._protocol.bytes_out) for ws in self.connections)
         return self._stats.snapshot(counts, len(self.connections))
 
     def metrics_route(self, path: str = "/metrics") -> None:
-        """Serve ``stats()`` at ``path`` in Prometheus' text exposition format (0.0.4)."""
+        """Serve ``stats()`` at ``path`` in Prometheus' text exposition format (0.0.4).
+
+        Args:
+            path: The path of the plain HTTP GET route to add.
+        """
         def metrics(req: Request) -> Response:
             return Response(prometheus_text(self.stats()),
                             content_type="text/plain; version=0.0.4; charset=utf-8")

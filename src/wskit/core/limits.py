@@ -79,6 +79,8 @@ class Limits:
         max_fragments: Frames one message may come in (1009 beyond).
         max_batch_messages: Messages one read hands to listeners before the loop runs others.
         max_batch_bytes: Message bytes one read hands to listeners before the loop runs others.
+        idle_timeout: Seconds without a message either way after which the connection is
+            closed with 1001 (None: never; keepalive pings do not count as messages).
 
     Raises:
         ValueError: ``max_queue``, ``max_fragments``, ``max_batch_*`` below 1, or a
