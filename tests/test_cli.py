@@ -137,7 +137,7 @@ def test_serve_logs_connections(server: Server, run: Run) -> None:
     run(main())
     log = server.stderr
     assert "wskit: listening on ws://127.0.0.1" in log
-    assert " /echo (permessage-deflate)" in log and "code=1000" in log
+    assert " /echo (permessage-deflate)" in log and "received=1000" in log
 
 
 def test_serve_shuts_down_gracefully_on_sigterm(run: Run) -> None:

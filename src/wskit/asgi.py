@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from .aio.protocol import WebSocketProtocol
+from .core.close import CloseCode
 from .core.connection import Role
 from .core.errors import ConnectionClosed, InvalidHandshake, RemoteError, WSKitError
 from .core.handshake import (
@@ -91,7 +92,7 @@ class ClientDisconnected(OSError):
         reason: The close reason ("" when none was given).
     """
 
-    def __init__(self, code: int = 1006, reason: str = "") -> None:
+    def __init__(self, code: int = CloseCode.ABNORMAL_CLOSURE, reason: str = "") -> None:
         super().__init__(f"the WebSocket connection is closed ({code})")
         self.code = code
         self.reason = reason
@@ -168,7 +169,9 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
     ) -> None:
         if not config.loaded:
             config.load()
-        super().__init__(limits_from_config(config))
+        super().__init__(limits_from_config(config), Role.SERVER)
+        #: The WebSocket once the app accepted.
+        self.ws: WebSocket | None = None
         self.config = config
         self.app: ASGIApp = config.loaded_app
         self.server_state = server_state
@@ -229,7 +232,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             if not self._responded:
                 self._respond(reject(503, "server shutting down", [("Retry-After", "1")]))
             return
-        self._server_close(ws, 1012, "")
+        self._server_close(ws, CloseCode.SERVICE_RESTART, "")
 
     def _server_close(self, ws: WebSocket, code: int, reason: str) -> None:
         """Start the closing handshake from the server's side (not the app's)."""
@@ -241,7 +244,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
 
     # -- the binding's subclass interface ----------------------------------------------------
 
-    def _handshake_data(self, data: bytes) -> None:
+    def handshake_data(self, data: bytes) -> None:
         parser = self._parser
         if parser is None:
             if not self._responded:
@@ -322,20 +325,20 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         except ClientDisconnected:
             pass
         except asyncio.CancelledError:
-            self._end_after_app(1012, "server shutting down")
+            self._end_after_app(CloseCode.SERVICE_RESTART, "server shutting down")
             raise
         except Exception:
             logger.exception("Exception in ASGI application")
-            self._end_after_app(1011, "internal error")
+            self._end_after_app(CloseCode.INTERNAL_ERROR, "internal error")
             return
         else:
             if result is not None:
                 logger.error("the ASGI app returned %r instead of None", result)
-                self._end_after_app(1011, "internal error")
+                self._end_after_app(CloseCode.INTERNAL_ERROR, "internal error")
                 return
             if self.ws is None and self._denial is None and not self._responded:
                 logger.error("the ASGI app returned without accepting or refusing the WebSocket")
-        self._end_after_app(1000, "")
+        self._end_after_app(CloseCode.NORMAL_CLOSURE, "")
 
     def _end_after_app(self, code: int, reason: str) -> None:
         """The app is done: send what it left unfinished and close the connection."""
@@ -366,7 +369,8 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             await asyncio.shield(self._decided)
             ws = self.ws
             if ws is None:  # refused, or the connection was lost before the app accepted
-                return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+                return {"type": "websocket.disconnect", "code": int(CloseCode.ABNORMAL_CLOSURE),
+                        "reason": ""}
         try:
             message = await ws.receive()
         except ConnectionClosed as exc:
@@ -470,12 +474,13 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         self.write(response)
         early = b"".join(self._early)
         self._early.clear()
-        ws = self._open(Role.SERVER, request, result.subprotocol, result.extensions, early)
+        ws = self.ws = WebSocket(self, request, result.subprotocol, list(result.extensions))
+        self.open(ws, result.extensions, early)
         self.resume_reading()
         self._decided.set_result(None)
         if self._shutting_down:
-            self._server_close(ws, 1012, "")
-        self._feed_leftover()
+            self._server_close(ws, CloseCode.SERVICE_RESTART, "")
+        self.feed_pending()
 
     def _denial_start(self, message: Message) -> None:
         status = message["status"]
@@ -528,7 +533,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
 
     async def _close(self, ws: WebSocket, message: Message) -> None:
         code = message.get("code")
-        code = 1000 if code is None else code
+        code = CloseCode.NORMAL_CLOSURE if code is None else code
         reason = message.get("reason") or ""
         # Started, not awaited: the closing handshake completes in the background (bounded by
         # the close timeout) and the app may return at once.

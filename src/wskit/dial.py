@@ -45,7 +45,7 @@ class ClientProtocol(WebSocketProtocol):
 
     def __init__(self, limits: Limits, handshake: ClientHandshake, uri: WebSocketURI,
                  where: str) -> None:
-        super().__init__(limits)
+        super().__init__(limits, Role.CLIENT)
         self.handshake = handshake
         self.uri = uri
         self.where = where
@@ -63,7 +63,7 @@ class ClientProtocol(WebSocketProtocol):
         assert self.transport is not None
         self.transport.write(self.handshake.request_bytes())
 
-    def _handshake_data(self, data: bytes) -> None:
+    def handshake_data(self, data: bytes) -> None:
         if not self.answered:
             self.answered = True
             if not self.uri.secure and _TLS_RECORD.match(data):
@@ -79,10 +79,9 @@ class ClientProtocol(WebSocketProtocol):
         except InvalidHandshake as exc:
             self._refused(exc)
             return
-        ws = self._open(
-            Role.CLIENT, None, result.subprotocol, result.extensions, self.parser.leftover,
-            response_headers=result.headers,
-        )
+        ws = WebSocket(self, None, result.subprotocol, list(result.extensions),
+                       response_headers=result.headers)
+        self.open(ws, result.extensions, self.parser.leftover)
         if not self.opened.done():
             self.opened.set_result(ws)
         # Frames may follow the 101 at once, even in the same read (RFC 6455 §4.1): they wait,
@@ -92,7 +91,7 @@ class ClientProtocol(WebSocketProtocol):
     def start(self) -> None:
         """Called just after connect() has returned: process what came behind the 101."""
         self.resume_reading()
-        self._feed_leftover()
+        self.feed_pending()
 
     def _refused(self, exc: Exception) -> None:
         if not self.opened.done():
@@ -100,7 +99,7 @@ class ClientProtocol(WebSocketProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _handshake_lost(self, exc: Exception | None) -> None:
+    def handshake_lost(self, exc: Exception | None) -> None:
         if self.opened.done():
             return
         hint = ""

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 
+from .core.close import CloseCode
 from .core.errors import (
     ConnectFailed,
     ConnectionClosed,
@@ -30,7 +31,10 @@ logger = logging.getLogger("wskit.client")
 
 #: Close codes after which the client reconnects (RFC 6455 §7.4.1, IANA registry): gone without
 #: a Close (1006), server error (1011), restart (1012), try again later (1013), bad gateway (1014).
-RETRIED_CLOSE_CODES = frozenset({1006, 1011, 1012, 1013, 1014})
+RETRIED_CLOSE_CODES = frozenset({
+    CloseCode.ABNORMAL_CLOSURE, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART,
+    CloseCode.TRY_AGAIN_LATER, CloseCode.BAD_GATEWAY,
+})
 
 
 def retry_after(error: BaseException | None) -> float | None:
@@ -291,7 +295,8 @@ class ReconnectingWebSocket:
         assert self._first is not None and self._done is not None
         error = self.error
         if not self._first.done():
-            self._first.set_exception(error or ConnectionClosedOK(1000, "closed before connecting"))
+            self._first.set_exception(
+                error or ConnectionClosedOK(CloseCode.NORMAL_CLOSURE, "closed before connecting"))
             self._first.exception()  # retrieved here; _start re-raises it
         for handle in self._handles:
             handle._ended, handle._error = True, error
@@ -304,7 +309,7 @@ class ReconnectingWebSocket:
                 _run_hook(finalizer)
         self._done.set_result(None)
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Stop reconnecting, close the current connection and end the handles."""
         self._stop.set()
         ws = self.ws

@@ -52,6 +52,11 @@ class Request:
         self._state: State | None = None
 
     @property
+    def http(self) -> HttpRequest:
+        """The parsed HTTP request (``wskit.core.http.Request``) the upgrade is decided on."""
+        return self._raw
+
+    @property
     def method(self) -> str:
         """The request method (``"GET"`` for an upgrade)."""
         return self._raw.method

@@ -16,7 +16,7 @@ from typing import Any
 from .aio.protocol import WebSocketProtocol
 from .core import limits as defaults
 from .core.close import CloseCode
-from .core.connection import Role
+from .core.connection import Role, State
 from .core.errors import InvalidHandshake
 from .core.handshake import accept_request, error_response, reject
 from .core.http import Request as HttpRequest
@@ -289,15 +289,15 @@ class App(Routes):
         if timeout is None:
             timeout = self.limits.close_timeout
         for proto in list(self._protocols):
-            if proto.ws is None:  # still in the opening handshake, or answering plain HTTP
-                proto.abort()
+            if proto.conn.state is State.CONNECTING:  # in the opening handshake, or answering
+                proto.abort()                              # plain HTTP
         closing = [asyncio.ensure_future(ws.close(code, reason)) for ws in list(self.connections)]
         if closing:
             logger.info("closing %d connections with %d", len(closing), code)
             _, pending = await asyncio.wait(closing, timeout=timeout)
             if pending:
-                for ws in list(self.connections):
-                    ws._protocol.abort()
+                for proto in list(self._protocols):
+                    proto.abort()
                 # After abort() the transports report connection_lost at once.
                 _, pending = await asyncio.wait(pending, timeout=1.0)
                 for task in pending:
@@ -358,7 +358,7 @@ class App(Routes):
 
     # -- dispatch (called by ServerProtocol) ---------------------------------------------------
 
-    def _handle_request(self, proto: ServerProtocol, raw: HttpRequest, leftover: bytes) -> None:
+    def _handle_request(self, proto: ServerProtocol, raw: HttpRequest) -> None:
         found = self.router.resolve(raw.method, raw.path, "upgrade" in raw.headers)
         if isinstance(found, Refusal):
             logger.info("refusing %s %s from %s: %d %s", raw.method, raw.path, proto.peer,
@@ -391,15 +391,15 @@ class App(Routes):
             if inspect.isawaitable(verdict):
                 proto.pause_reading()
                 task = asyncio.ensure_future(self._await_hooks(
-                    proto, req, route.handler, leftover, verdict, hooks[index + 1:]))
+                    proto, req, route.handler, verdict, hooks[index + 1:]))
                 self._track(task)
                 return
             if isinstance(verdict, Response):
                 break
-        self._after_hook(proto, req, route.handler, leftover, verdict)
+        self._after_hook(proto, req, route.handler, verdict)
 
     async def _await_hooks(self, proto: ServerProtocol, req: Request, handler: Handler,
-                           leftover: bytes, verdict: Awaitable[Any],
+                           verdict: Awaitable[Any],
                            rest: Sequence[Hook]) -> None:
         try:
             result = await verdict
@@ -416,16 +416,16 @@ class App(Routes):
         if proto.transport is None or proto.transport.is_closing():
             return
         proto.resume_reading()
-        self._after_hook(proto, req, handler, leftover + proto.take_early_data(), result)
+        self._after_hook(proto, req, handler, result)
 
     def _after_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
-                    leftover: bytes, verdict: Any) -> None:
+                    verdict: Any) -> None:
         if isinstance(verdict, Response):
             logger.info("refusing the upgrade to %s from %s: %d (before_upgrade hook)",
                         req.path, proto.peer, verdict.status)
             _send_response(proto, verdict, req)
             return
-        self._upgrade(proto, req, handler, leftover)
+        self._upgrade(proto, req, handler)
 
     # -- observability -----------------------------------------------------------------------
 
@@ -439,8 +439,9 @@ class App(Routes):
         Returns:
             A dict of the counters (plain numbers and dicts, ready for JSON).
         """
-        counts = ((ws._conn.messages_in, ws._conn.messages_out, ws._protocol.bytes_in,
-                   ws._protocol.bytes_out) for ws in self.connections)
+        counts = ((proto.conn.messages_in, proto.conn.messages_out, proto.bytes_in,
+                   proto.bytes_out) for proto in self._protocols
+                  if proto.conn.state is not State.CONNECTING)
         return self._stats.snapshot(counts, len(self.connections))
 
     def metrics_route(self, path: str = "/metrics") -> None:
@@ -493,14 +494,13 @@ class App(Routes):
         proto.respond(reject(503, "too many connections", [("Retry-After", "1")]))
         return True
 
-    def _upgrade(self, proto: ServerProtocol, req: Request, handler: Handler,
-                 leftover: bytes) -> None:
+    def _upgrade(self, proto: ServerProtocol, req: Request, handler: Handler) -> None:
         if self._full(proto):  # checked again: a slow async hook may have let others in
             return
         chosen = req.subprotocol
         try:
             response, result = accept_request(
-                req._raw,
+                req.http,
                 subprotocols=self.subprotocols,
                 extensions=extension_factories(self.compression, is_client=False),
                 select_subprotocol=(lambda offers: chosen) if chosen is not None else None,
@@ -516,9 +516,10 @@ class App(Routes):
             proto.respond(reject(500, "internal error"))
             return
         proto.write(response)
-        ws = proto._open(Role.SERVER, req, result.subprotocol, result.extensions, leftover)
+        ws = WebSocket(proto, req, result.subprotocol, list(result.extensions))
+        ws.stats = self._stats
+        proto.open(ws, result.extensions)
         proto._handshake_over()
-        ws._stats = self._stats
         self.connections.add(ws)
         ws.on_close(self._forget)
         logger.info("[%s] open %s %s (%s)", ws.id, proto.peer, req.path,
@@ -526,12 +527,12 @@ class App(Routes):
         try:
             outcome = handler(req, ws)
         except Exception as exc:
-            ws._listener_failed(exc, f"the handler for {req.path}")
+            ws.listener_failed(exc, f"the handler for {req.path}")
             return
         if inspect.isawaitable(outcome):
             task = asyncio.ensure_future(self._await_handler(ws, req, outcome))
             self._track(task)
-        proto._feed_leftover()
+        proto.feed_pending()
 
     async def _await_handler(self, ws: WebSocket, req: Request, outcome: Awaitable[Any]) -> None:
         try:
@@ -543,7 +544,7 @@ class App(Routes):
             if ws.is_closed:
                 logger.error("the handler for %s raised", req.path, exc_info=exc)
             else:
-                ws._listener_failed(exc, f"the handler for {req.path}")
+                ws.listener_failed(exc, f"the handler for {req.path}")
 
     def _run_http(self, proto: ServerProtocol, handler: HttpHandler, req: Request) -> None:
         try:
@@ -573,15 +574,18 @@ class App(Routes):
 
     def _forget(self, ws: WebSocket) -> None:
         self.connections.discard(ws)
-        stats = self._stats
-        conn, proto = ws._conn, ws._protocol
-        stats.messages_in += conn.messages_in
-        stats.messages_out += conn.messages_out
-        stats.bytes_in += proto.bytes_in
-        stats.bytes_out += proto.bytes_out
-        stats.close_codes[ws.close_code or 1006] += 1
-        logger.info("[%s] closed %s code=%s %s", ws.id, ws.remote_address, ws.close_code,
-                    ws.close_reason)
+        # (Its messages and bytes are counted by its ServerProtocol's connection_lost.)
+        self._stats.close_codes[ws.close_code or CloseCode.ABNORMAL_CLOSURE] += 1
+        # Both directions: what the peer sent (1006: nothing) and what we sent, if anything.
+        sent = ws.close_sent
+        sent_text = "none" if sent is None else f"{_code(sent[0])} {sent[1]!r}"
+        logger.info("[%s] closed %s received=%s %r sent=%s", ws.id, ws.remote_address,
+                    _code(ws.close_code), ws.close_reason, sent_text)
+
+
+def _code(code: int | None) -> str:
+    """A close code for a log line: its number (1005 for a Close without one)."""
+    return "1005" if code is None else str(int(code))
 
 
 def _status_of(response: bytes) -> int:
@@ -649,7 +653,7 @@ class ServerProtocol(WebSocketProtocol):
     """The server side of one TCP connection: reads the upgrade request, then frames."""
 
     def __init__(self, app: App) -> None:
-        super().__init__(app.limits)
+        super().__init__(app.limits, Role.SERVER)
         self.app = app
         self.parser: RequestParser | None = RequestParser(
             max_line_length=app.limits.max_line_length,
@@ -659,7 +663,6 @@ class ServerProtocol(WebSocketProtocol):
         self.peer: Any = None
         #: The peer's address without its port (None for a unix socket).
         self.ip: str | None = None
-        self._early: list[bytes] = []
         self._responded = False
         self._handshaking = False
 
@@ -691,14 +694,21 @@ class ServerProtocol(WebSocketProtocol):
             per_ip[self.ip] -= 1
             if per_ip[self.ip] <= 0:
                 del per_ip[self.ip]
+        if self.conn.state is not State.CONNECTING:  # an opened WebSocket: count its traffic
+            stats = app._stats
+            stats.messages_in += self.conn.messages_in
+            stats.messages_out += self.conn.messages_out
+            stats.bytes_in += self.bytes_in
+            stats.bytes_out += self.bytes_out
         super().connection_lost(exc)
 
-    def _handshake_data(self, data: bytes) -> None:
+    def handshake_data(self, data: bytes) -> None:
         parser = self.parser
         if parser is None:
             if not self._responded:
-                # The request is complete and a hook is running: keep what arrives for later.
-                self._early.append(data)
+                # The request is complete and a hook is running: the core keeps what arrives
+                # for after the upgrade (reading is paused meanwhile, so this is bounded).
+                self.receive_early(data)
             return
         try:
             request = parser.feed(data)
@@ -709,12 +719,8 @@ class ServerProtocol(WebSocketProtocol):
         if request is None:
             return
         self.parser = None
-        self.app._handle_request(self, request, parser.leftover)
-
-    def take_early_data(self) -> bytes:
-        data = b"".join(self._early)
-        self._early.clear()
-        return data
+        self.receive_early(parser.leftover)
+        self.app._handle_request(self, request)
 
     def respond(self, response: bytes) -> None:
         """Send a plain HTTP response and close the connection."""
@@ -723,7 +729,6 @@ class ServerProtocol(WebSocketProtocol):
             return
         self.parser = None
         self._responded = True
-        self._early.clear()
         self._handshake_over()
         status = _status_of(response)
         if status >= 400:

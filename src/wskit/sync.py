@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .client import connect as async_connect
+from .core.close import CloseCode
 from .core.errors import ConnectionClosed
 from .websocket import Message, WebSocket
 
@@ -121,7 +122,7 @@ class ClientConnection:
         """Send a ping and wait for its pong; the round-trip time in seconds."""
         return self._runner.call(self._ws.ping(data), timeout, "pong")
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake (bounded by close_timeout)."""
         self._runner.call(self._ws.close(code, reason))
 

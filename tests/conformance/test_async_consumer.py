@@ -2,9 +2,9 @@
 as practical", and an endpoint may delay it until what it is sending is sent) and §7.1.7.
 
 The echo runs in a coroutine (``async for message in ws: ws.send(message)``), as in the README's
-coroutine route, instead of plain listeners. Messages are echoed in order; messages that arrive
-in the same read as the peer's Close, or as a frame that fails the connection, are a known gap
-(marked xfail below): wskit answers the Close before the coroutine has had the messages.
+coroutine route, instead of plain listeners. Messages are echoed in order, also those that arrive
+in the same read as the peer's Close, or as a frame that fails the connection: wskit holds its
+Close until the coroutine has had them (bounded by close_timeout; issue 10, bug 2).
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ def test_async_echo_in_order(play: Play, role: str) -> None:
     play(role, scenario, setup=async_echo)
 
 
-GAP = ("wskit answers the peer's Close (or fails) while messages of the same read still wait "
-       "in the inbox for the coroutine, whose send then raises ConnectionClosed; fixing it means "
-       "holding the Close until the inbox is drained (websocket.py / aio/protocol.py)")
-
 SAME_READ = [
     ("text-then-close", ([(TEXT, b"Hello World!", 0), (CLOSE, close_payload(1000), 0)], 1000)),
     ("text-then-reserved-bits", ([(TEXT, b"Hello, world!", 0), (TEXT, b"bad", 2),
@@ -53,7 +49,6 @@ SAME_READ = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 @pytest.mark.parametrize(CASE_ARGS, cases(SAME_READ, uvloop_every=0))
 def test_async_echo_before_close_in_same_read(play: Play, role: str, case: Any,
                                               loop_kind: str) -> None:

@@ -1,28 +1,33 @@
-"""The asyncio binding: one Protocol that feeds the core, writes its output and keeps time."""
+"""The asyncio binding: the transport, every timer and flow control of one connection.
+
+It feeds the core, writes what the core produces, and hands events up to a ``Receiver``
+(the user's WebSocket) without importing it (docs/architecture.md, "Floors" and "Seams").
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import Protocol, cast
 
-from ..core.connection import Connection, Role, State
-from ..core.errors import PolicyViolation, RemoteError
+from ..core.close import CloseCode
+from ..core.connection import Connection, Ending, Event, Pong, Role, State
+from ..core.errors import KeepaliveTimeout, PolicyViolation
 from ..core.extensions import Extension
 from ..core.limits import Limits
 
-if TYPE_CHECKING:
-    from ..websocket import WebSocket
-
-__all__ = ["BATCH", "QUEUE", "WRITE", "WebSocketProtocol"]
+__all__ = ["BATCH", "QUEUE", "WRITE", "Receiver", "WebSocketProtocol"]
 
 logger = logging.getLogger("wskit")
 
-_REMOTE_CLOSING = State.REMOTE_CLOSING
+_CONNECTING = State.CONNECTING
 _OPEN = State.OPEN
+_REMOTE_CLOSING = State.REMOTE_CLOSING
+_LOCAL_CLOSING = State.LOCAL_CLOSING
 # Why reading is paused; it resumes once no reason is left.
 #: The inbox or the queue of coroutine-listener calls is full (or a hook runs).
 QUEUE = 1
@@ -50,10 +55,27 @@ def _read_buffer() -> memoryview:
     return view
 
 
+class Receiver(Protocol):
+    """What the binding hands a connection's events to; ``WebSocket`` implements it."""
+
+    def receive_events(self, events: list[Event]) -> None:
+        """The events of one read, in order (listeners may send from here: it is corked)."""
+
+    def answers_pending(self) -> bool:
+        """Whether messages received so far may still be answered: some wait in the inbox
+        for a reader, or coroutine-listener calls are queued or running. A Close that came
+        behind them is held until ``WebSocketProtocol.answers_drained`` (or close_timeout)."""
+
+    def connection_ended(self, exc: Exception | None) -> None:
+        """Nothing more will arrive: the TCP connection is gone (or being discarded)."""
+
+
 class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     """Owns the transport of one connection: handshake bytes first, then WebSocket frames.
 
-    Subclasses implement ``_handshake_data`` (server or client side) and call ``_open``.
+    Subclasses (server, client, ASGI) implement ``handshake_data`` while the connection is
+    CONNECTING and call ``open`` once the upgrade succeeded, then ``feed_pending`` once the
+    application is ready for the frames that came with the HTTP head.
     """
 
     # Both bases on purpose: asyncio's transports read through get_buffer/buffer_updated when
@@ -63,22 +85,31 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
 
     #: Whether this protocol bounds the opening handshake with ``limits.open_timeout`` itself.
     times_handshake = True
-    #: After failing the connection: our FIN is sent, the peer's input is being discarded.
-    _lingering = False
     #: Over TLS (no half-close), closes the connection once the peer has gone quiet.
     _quiet_timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, role: Role = Role.SERVER) -> None:
         self.limits = limits
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.conn: Connection | None = None
-        self.ws: WebSocket | None = None
         #: A short id that log lines name the connection by.
         self.id = f"c{next(_ids):x}"
         #: Bytes received and handed to the transport (handshake included).
         self.bytes_in = 0
         self.bytes_out = 0
+        #: The connection's state machine; CONNECTING until ``open``.
+        self.conn = Connection(
+            role, state=State.CONNECTING, max_message_size=limits.max_message_size,
+            max_fragments=limits.max_fragments, max_batch_messages=limits.max_batch_messages,
+            max_batch_bytes=limits.max_batch_bytes,
+        )
+        #: Who gets the events once open (the WebSocket); None before and after.
+        self.receiver: Receiver | None = None
+        #: A failure found here (an unanswered keepalive ping), for the receiver to report.
+        self.failure: BaseException | None = None
+        #: Round-trip time of the last answered ping, in seconds (None before the first).
+        self.latency: float | None = None
+        self._keepalive_ping: tuple[bytes, float] | None = None  # payload, when sent
         self._reading_paused = False  # whether the transport's reading is paused
         self._pause_reasons = 0  # QUEUE | WRITE | BATCH
         self._write_paused = False
@@ -88,7 +119,16 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_timer: asyncio.TimerHandle | None = None
         self._open_timer: asyncio.TimerHandle | None = None
-        self._pending_leftover = b""
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._keepalive_deadline: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_seen = -1  # messages in and out at the last idle check
+        self._idle_since = 0.0
+        # While our answer to the peer's Close waits for the application (see _hold_close).
+        self._holding_close = False
+        # After failing the connection: our FIN is sent, the peer's input is being discarded.
+        self._lingering = False
         # While listeners run from data_received, what they send is gathered here and written
         # once after them: one write (one system call) per read instead of one per message.
         self._corked: list[bytes] | None = None
@@ -122,24 +162,29 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         conn = self.conn
-        if conn is None:
-            self._handshake_data(data)
+        if conn.state is _CONNECTING:
+            self.handshake_data(data)
             return
-        events = conn.receive_data(data)
+        self._handle(conn, conn.receive_data(data))
+
+    def _handle(self, conn: Connection, events: list[Event]) -> None:
+        """Write the core's replies, hand the events up, end TCP when the core says so."""
         # Pongs go out first; a Close only after the listeners have answered the messages
         # that arrived before it (RFC 6455 §5.5.1: no data frames after our Close).
         out = conn.data_to_send(hold_close=True)
         replies = len(out)
         if events:
-            ws = self.ws
-            assert ws is not None
+            receiver = self.receiver
+            assert receiver is not None
+            if self._keepalive_deadline is not None:
+                self._check_pongs(events)
             if self._corked is None:
                 corked = self._corked = [out] if out else []
                 try:
-                    ws._dispatch(events)
+                    receiver.receive_events(events)
                 finally:
                     self._corked = None
-                out = conn.data_to_send()
+                out = self._replies(conn, receiver)
                 if corked:
                     if out:
                         corked.append(out)
@@ -149,8 +194,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                 # Fed from a listener of an outer read: its single write carries ours too.
                 if out:
                     self.write(out)
-                ws._dispatch(events)
-                out = conn.data_to_send()
+                receiver.receive_events(events)
+                out = self._replies(conn, receiver)
         if out:
             self.write(out)
         if replies:
@@ -163,7 +208,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             del events
             parser.release()
         if conn.state >= _REMOTE_CLOSING:
-            self._after_close_handshake()
+            if not self._holding_close:
+                self._after_close_handshake()
         elif conn.events_pending and not self._batch_scheduled:
             # Fairness: the rest of this read waits for the next loop iteration, so other
             # connections run in between; reading waits too (the rest is already here).
@@ -174,12 +220,12 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def _next_batch(self) -> None:
         self._batch_scheduled = False
         transport = self.transport
-        if transport is None or transport.is_closing() or self.conn is None:
+        if transport is None or transport.is_closing() or self.receiver is None:
             return
         if self._pause_reasons & (QUEUE | WRITE):
             # The rest waits like unread input would: resume_reading() calls us again.
             return
-        self.data_received(b"")
+        self._handle(self.conn, self.conn.receive_data(b""))
         if not self._batch_scheduled:
             self.resume_reading(BATCH)
 
@@ -195,98 +241,136 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             return
         self._blocked_pongs += replies
         limit = self.limits.write_limit
-        if size <= limit or self._blocked_pongs <= limit or conn.state > State.LOCAL_CLOSING:
+        if size <= limit or self._blocked_pongs <= limit or conn.state > _LOCAL_CLOSING:
             return
         events = conn.fail(PolicyViolation("too many pings while the connection does not read"))
-        ws = self.ws
-        assert ws is not None
-        ws._dispatch(events)
+        receiver = self.receiver
+        assert receiver is not None
+        receiver.receive_events(events)
         out = conn.data_to_send()
         if out:
             self.write(out)
 
+    def _replies(self, conn: Connection, receiver: Receiver) -> bytes:
+        """What the core still has to send after the listeners ran: its Close, unless the
+        application has yet to answer messages that came before it (then it is held)."""
+        if conn.close_pending and receiver.answers_pending():
+            self._hold_close()
+            return conn.data_to_send(hold_close=True)
+        return conn.data_to_send()
+
+    def _hold_close(self) -> None:
+        """RFC 6455 §5.5.1 lets an endpoint delay its Close until what it is sending is sent:
+        an ``async for message in ws: ws.send(message)`` loop gets the messages that came in
+        the same read as the peer's Close before that Close is answered. Bounded in time."""
+        if self._holding_close:
+            return
+        self._holding_close = True
+        timeout = self.limits.close_timeout
+        if timeout is not None:
+            self._hold_timer = self.loop.call_later(timeout, self.answers_drained)
+
+    def answers_drained(self) -> None:
+        """The receiver has answered what came before the peer's Close: send the Close now."""
+        if not self._holding_close:
+            return
+        self._holding_close = False
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        out = self.conn.data_to_send()
+        if out:
+            self.write(out)
+        self._after_close_handshake()
+
     def eof_received(self) -> bool | None:
+        if self.conn.state is not _CONNECTING:
+            self.conn.receive_eof()
         # Returning None lets asyncio close the transport; connection_lost follows.
         return None
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self.conn is not None:
+        if self.conn.state is not _CONNECTING:
             self.pause_reading(WRITE)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         self.resume_reading(WRITE)
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_drainers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for handle in (self._close_timer, self._open_timer):
+        for handle in (self._close_timer, self._open_timer, self._hold_timer, self._quiet_timer,
+                       self._keepalive, self._keepalive_deadline, self._idle):
             if handle is not None:
                 handle.cancel()
-        conn = self.conn
-        if conn is not None:
-            conn.connection_lost()
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        ws = self.ws
-        if ws is not None:
-            ws._finish(exc)
-        else:
-            self._handshake_lost(exc)
-        self._pending_leftover = b""
+        self._keepalive = self._keepalive_deadline = self._idle = None
+        connecting = self.conn.state is _CONNECTING
+        self.conn.connection_lost()
+        self._wake_drainers()
+        receiver = self.receiver
+        if receiver is not None:
+            # The receiver keeps its protocol (for its state); the protocol lets go of it.
+            self.receiver = None
+            receiver.connection_ended(exc)
+        elif connecting:
+            self.handshake_lost(exc)
         if not self.closed.done():
             self.closed.set_result(None)
 
-    # -- for subclasses and the WebSocket ----------------------------------------------------
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def _handshake_data(self, data: bytes) -> None:
+    # -- the opening handshake, for subclasses -----------------------------------------------
+
+    def handshake_data(self, data: bytes) -> None:
+        """Bytes that arrived while CONNECTING (the HTTP head, then what follows it)."""
         raise NotImplementedError
 
-    def _handshake_lost(self, exc: Exception | None) -> None:
+    def handshake_lost(self, exc: Exception | None) -> None:
         """The transport closed before the handshake completed."""
 
     def _open_timed_out(self) -> None:
         self._open_timer = None
-        if self.conn is None and self.transport is not None:
+        if self.conn.state is _CONNECTING and self.transport is not None:
             logger.info("[%s] opening handshake timed out; dropping the connection", self.id)
             self.transport.abort()
 
-    def _open(
-        self,
-        role: Role,
-        request: Any,
-        subprotocol: str | None,
-        extensions: Sequence[Extension],
-        leftover: bytes,
-        response_headers: Any = None,
-    ) -> WebSocket:
-        """The opening handshake succeeded: create the Connection and the user's WebSocket."""
-        from ..websocket import WebSocket
-
+    def open(self, receiver: Receiver, extensions: Sequence[Extension], early: bytes = b"",
+             ) -> None:
+        """The opening handshake succeeded: the connection is OPEN, its events go to
+        ``receiver``. ``early``: bytes that came behind the HTTP head (kept for
+        ``feed_pending``, with anything that arrives before it)."""
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
-        limits = self.limits
-        self.conn = Connection(
-            role, max_message_size=limits.max_message_size, max_fragments=limits.max_fragments,
-            max_batch_messages=limits.max_batch_messages, max_batch_bytes=limits.max_batch_bytes,
-            extensions=extensions,
-        )
-        self.ws = WebSocket(self, request, subprotocol, list(extensions), response_headers)
-        self._pending_leftover = leftover
-        return self.ws
+        conn = self.conn
+        conn.receive_early(early)
+        conn.handshake_complete(extensions)
+        self.receiver = receiver
+        if self.limits.ping_interval:
+            self._keepalive = self.loop.call_later(self.limits.ping_interval,
+                                                   self._keepalive_tick)
+        if self.limits.idle_timeout:
+            self._idle = self.loop.call_later(self.limits.idle_timeout / 4, self._idle_tick)
 
-    def _feed_leftover(self) -> None:
-        """Process bytes that arrived right behind the handshake, once listeners may be set."""
-        leftover = self._pending_leftover
-        self._pending_leftover = b""
-        if leftover and self.transport is not None and not self.transport.is_closing():
-            self.data_received(leftover)
+    def receive_early(self, data: bytes) -> None:
+        """Keep bytes that arrive while the upgrade is decided (a hook runs) for later."""
+        self.conn.receive_early(data)
+
+    def feed_pending(self) -> None:
+        """Process the frames that came with the HTTP head, once listeners may be set."""
+        conn = self.conn
+        if conn.has_pending and self.transport is not None and not self.transport.is_closing():
+            self._handle(conn, conn.receive_pending())
+
+    # -- writing -----------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -305,6 +389,21 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self.transport.write(b"".join(corked))
             corked.clear()
 
+    @property
+    def buffered_amount(self) -> int:
+        self._flush_corked()
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its low-water mark or the connection is lost."""
+        if self._write_paused and not self.closed.done():
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    # -- reading -----------------------------------------------------------------------------
+
     def pause_reading(self, reason: int = QUEUE) -> None:
         """Stop reading for ``reason`` (QUEUE, WRITE or BATCH) until it is resumed."""
         self._pause_reasons |= reason
@@ -316,7 +415,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def resume_reading(self, reason: int = QUEUE) -> None:
         """Drop ``reason`` (every reason with ``_ALL``); reading resumes once none is left."""
         self._pause_reasons &= ~reason
-        if (self._pause_reasons == BATCH and not self._batch_scheduled and self.conn is not None
+        if (self._pause_reasons == BATCH and not self._batch_scheduled
                 and self.conn.events_pending):
             # A batch held back by a full inbox or write buffer may go on now.
             self._batch_scheduled = True
@@ -326,31 +425,96 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    async def drain(self) -> None:
-        """Wait until the write buffer is below its low-water mark or the connection is lost."""
-        if self._write_paused and not self.closed.done():
-            waiter = self.loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
+    # -- keepalive (RFC 6455 §5.5.2, §7.1.7) -------------------------------------------------
+
+    def _keepalive_tick(self) -> None:
+        self._keepalive = None
+        limits = self.limits
+        if self.conn.state is not _OPEN or limits.ping_interval is None:
+            return
+        # Four random bytes: never the payload of a ping the application awaits.
+        payload = os.urandom(4)
+        self.write(self.conn.send_ping(payload))
+        self._keepalive_ping = (payload, self.loop.time())
+        if limits.ping_timeout is not None and self._keepalive_deadline is None:
+            self._keepalive_deadline = self.loop.call_later(limits.ping_timeout,
+                                                            self._keepalive_expired)
+        self._keepalive = self.loop.call_later(limits.ping_interval, self._keepalive_tick)
+
+    def _check_pongs(self, events: list[Event]) -> None:
+        # Any pong answers: RFC 6455 §5.5.3 lets a peer answer only the latest ping.
+        for event in events:
+            if type(event) is Pong:
+                assert self._keepalive_deadline is not None
+                self._keepalive_deadline.cancel()
+                self._keepalive_deadline = None
+                sent = self._keepalive_ping
+                if sent is not None and event.data == sent[0]:
+                    self.latency = self.loop.time() - sent[1]
+                self._keepalive_ping = None
+                return
+
+    def _keepalive_expired(self) -> None:
+        self._keepalive_deadline = None
+        conn = self.conn
+        if conn.state is not _OPEN:
+            return
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        logger.warning("[%s] keepalive ping to %s not answered; closing with 1011", self.id,
+                       peer)
+        error = KeepaliveTimeout()
+        if self.failure is None:
+            self.failure = error
+        # The peer is unresponsive: fail the connection (RFC 6455 §7.1.7) instead of waiting
+        # for a closing handshake that will not come.
+        self.write(conn.send_close(error.code, error.reason))
+        self.close_transport()
+
+    def _idle_tick(self) -> None:
+        """No message either way for ``idle_timeout`` seconds: close with 1001 (going away).
+        Checked four times per period from a message count, so messages cost no timer."""
+        self._idle = None
+        timeout = self.limits.idle_timeout
+        conn = self.conn
+        if conn.state is not _OPEN or not timeout:
+            return
+        now = self.loop.time()
+        seen = conn.messages_in + conn.messages_out
+        if seen != self._idle_seen:
+            self._idle_seen, self._idle_since = seen, now
+        elif now - self._idle_since >= timeout:
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            logger.info("[%s] no message for %.0f s; closing %s with 1001", self.id, timeout,
+                        peer)
+            self.start_close(CloseCode.GOING_AWAY, "idle timeout")
+            return
+        self._idle = self.loop.call_later(timeout / 4, self._idle_tick)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def start_close(self, code: int, reason: str) -> None:
+        """Send our Close (RFC 6455 §7.1.2) if still open; wait for the peer's, bounded."""
+        conn = self.conn
+        if conn.state is _OPEN:
+            self.write(conn.send_close(code, reason))
+        # Read the peer's Close even when the inbox is full (the wait is bounded in time).
+        self.resume_reading()
+        self.start_close_timer()
 
     def _after_close_handshake(self) -> None:
-        """The closing handshake is done (or the connection failed): end the TCP connection."""
-        conn = self.conn
+        """The closing handshake is done (or the connection failed): do what the core says
+        with TCP (``Connection.ending``), each wait bounded by close_timeout."""
         transport = self.transport
-        assert conn is not None and transport is not None
+        assert transport is not None
         if self._lingering:
             if self._quiet_timer is not None:  # more input: the peer is not done yet
                 self._quiet_timer.cancel()
                 self._quiet_timer = self.loop.call_later(_QUIET, self.close_transport)
             return
-        failed = self.ws is not None and isinstance(self.ws.error, RemoteError)
-        if failed and conn.state is State.CLOSED and not transport.is_closing():
-            # We failed the connection (RFC 6455 §7.1.7) while the peer may still be sending,
-            # a big message for instance: closing a socket with unread input resets it (RST),
-            # and the peer may lose our Close frame. Send FIN behind the Close instead, and
-            # discard the input until the peer closes (eof_received) or close_timeout passes.
+        ending = self.conn.ending
+        if ending is Ending.HALF_CLOSE and not transport.is_closing():
             self._linger()
-        elif conn.should_close_transport:
+        elif ending is Ending.CLOSE or ending is Ending.HALF_CLOSE:
             self.close_transport()
         else:
             # RFC 6455 §7.1.1: the client waits for the server to close TCP, but not forever.
@@ -360,9 +524,9 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         """Discard input without resetting the connection: half-close (FIN after what is
         queued), or over TLS close once the peer is quiet; abort after close_timeout.
 
-        The WebSocket ends now, as it would with the TCP close: nothing more will reach it.
+        The receiver ends now, as it would with the TCP close: nothing more will reach it.
         """
-        assert self.transport is not None and self.ws is not None
+        assert self.transport is not None
         self._lingering = True
         self._flush_corked()
         if self.transport.can_write_eof():
@@ -374,7 +538,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # Input is discarded from now on: it makes no output, so nothing holds reading back.
         self.resume_reading(_ALL)
         self.start_close_timer()
-        self.ws._finish(None)
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            receiver.connection_ended(None)
 
     def close_transport(self) -> None:
         """Close after flushing; abort if the peer does not take the bytes in time."""
@@ -398,12 +565,3 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self._corked.clear()  # aborting drops what is unsent, gathered bytes included
         if self.transport is not None:
             self.transport.abort()
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_later(delay, fn)
-
-    @property
-    def buffered_amount(self) -> int:
-        self._flush_corked()
-        transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0

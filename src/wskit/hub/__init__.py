@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..broadcast import DEFAULT_MAX_BUFFERED, FanOut, check_slow_policy
-from ..core.errors import WSKitError
 from ..websocket import WebSocket
+from .errors import HubError
 from .history import (
     Format,
     HistoryPolicy,
@@ -38,13 +38,6 @@ MAX_TOPICS_PER_CONNECTION = 1000
 MAX_MESSAGE_BYTES = 1 << 20
 
 Message = str | bytes | bytearray | memoryview
-
-
-class HubError(WSKitError):
-    """A publish could not be handed to the other workers (the local subscribers did get it).
-
-    Redis refused or was unreachable: the others did not get it. Redis did not answer in
-    time (``command_timeout``): they may still get it once Redis runs again."""
 
 
 class HubStats(dict[str, int]):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..websocket import WebSocket
-from . import HubError
+from .errors import HubError
 
 if TYPE_CHECKING:
     from .redis import RedisBackplane

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..websocket import WebSocket
-from . import HubError
+from .errors import HubError
 from .history import (
     MAX_HISTORY,
     Format,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from . import HubError
+from .errors import HubError
 
 try:
     import redis.asyncio as aioredis

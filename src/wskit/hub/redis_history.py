@@ -7,7 +7,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from . import HubError
+from .errors import HubError
 from .history import MAX_HISTORY, Publication, check_since, new_epoch, plan_recovery
 from .redis import BINARY_AT, TEXT_AT, VERSION, RedisBackplane
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import HubError
+from .errors import HubError
 from .redis import PRESENCE, VERSION, RedisBackplane
 from .redis_history import slot_base
 

@@ -1,0 +1,400 @@
+"""The receive side of a WebSocket: listener slots, the inbox for ``receive()``, and the queue
+of coroutine-listener calls, each bounded (docs/architecture.md, "The path of a received
+message")."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Union
+
+from .core.close import CloseCode
+from .core.connection import (
+    BinaryMessage,
+    CloseReceived,
+    Event,
+    Failed,
+    Ping,
+    Pong,
+    State,
+    TextMessage,
+)
+from .core.errors import ConnectionClosed, without_traceback
+from .streams import Stream, Streams
+
+if TYPE_CHECKING:
+    from .aio.protocol import WebSocketProtocol
+
+__all__ = ["Dispatcher", "Message"]
+
+logger = logging.getLogger("wskit")
+
+_OPEN = State.OPEN
+
+Message = Union[str, bytes]  # noqa: UP007 - a runtime alias, usable on Python 3.10
+
+
+class _Listener:
+    """A listener slot: the function, whether it is a coroutine function, and its handle."""
+
+    __slots__ = ("fn", "is_async", "stream", "zero_copy")
+
+    def __init__(self, streams: Streams, fn: Callable[..., Any], zero_copy: bool = False) -> None:
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            type(fn).__call__  # an object with ``async def __call__``
+        )
+        self.zero_copy = zero_copy
+        self.stream = streams.new()
+
+
+class Dispatcher:
+    """Hands received messages to listeners: plain functions inline from the receive path, in
+    order; coroutine functions one at a time per connection, in order. Messages with no
+    listener of their kind wait (bounded by ``max_queue``) for ``receive()``.
+
+    ``WebSocket`` is a Dispatcher; the attributes below are set by its ``__init__``.
+    """
+
+    _protocol: WebSocketProtocol
+    _loop: asyncio.AbstractEventLoop
+    _streams: Streams
+    _error: BaseException | None
+    _finished: bool
+
+    def _init_dispatch(self) -> None:
+        self._text: _Listener | None = None
+        self._binary: _Listener | None = None
+        self._on_ping: _Listener | None = None
+        self._on_pong: _Listener | None = None
+        self._inbox: deque[Message] = deque()
+        self._inbox_waiter: asyncio.Future[None] | None = None
+        # Whether receive() was ever called: only then may the inbox hold our Close back.
+        self._receiving = False
+        self._async_calls: deque[tuple[_Listener, Any]] = deque()
+        self._async_runner: asyncio.Task[None] | None = None
+        # From taking a call off the queue until that call first suspends (or returns).
+        self._call_starting = False
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def on_text(self, fn: Callable[[Any, str], Any]) -> Stream:
+        """Call ``fn(ws, text)`` for each text message; replaces the previous text listener.
+
+        Text messages that waited for a listener are handed to it first, in order.
+
+        Args:
+            fn: A plain function (run inline from the receive path) or a coroutine function
+                (run one call at a time, in order), called as ``fn(ws, text: str)``.
+
+        Returns:
+            The listener's handle, for ``.catch`` and ``.finally_``.
+        """
+        self._text = _Listener(self._streams, fn)
+        self._flush_inbox(str)
+        return self._text.stream
+
+    def on_binary(self, fn: Callable[[Any, bytes], Any]) -> Stream:
+        """Call ``fn(ws, data: bytes)`` for each binary message; replaces the binary listener.
+
+        Args:
+            fn: A plain function or a coroutine function, called as ``fn(ws, data: bytes)``.
+
+        Returns:
+            The listener's handle, for ``.catch`` and ``.finally_``.
+        """
+        self._binary = _Listener(self._streams, fn)
+        self._flush_inbox(bytes)
+        return self._binary.stream
+
+    def on_buffer(self, fn: Callable[[Any, memoryview], Any]) -> Stream:
+        """Call ``fn(ws, view: memoryview)``, zero-copy and valid only during the call.
+
+        It shares the binary slot with ``on_binary`` (setting one replaces the other).
+
+        Args:
+            fn: Called as ``fn(ws, view)``; keep ``bytes(view)`` to use the data later (a
+                coroutine function gets a view over its own copy).
+
+        Returns:
+            The listener's handle, for ``.catch`` and ``.finally_``.
+        """
+        self._binary = _Listener(self._streams, fn, zero_copy=True)
+        self._flush_inbox(bytes)
+        return self._binary.stream
+
+    def on_ping(self, fn: Callable[[Any, bytes], Any]) -> Stream:
+        """Call ``fn(ws, payload)`` for each ping (the pong is sent automatically).
+
+        Args:
+            fn: Called as ``fn(ws, payload: bytes)``.
+
+        Returns:
+            The listener's handle.
+        """
+        self._on_ping = _Listener(self._streams, fn)
+        return self._on_ping.stream
+
+    def on_pong(self, fn: Callable[[Any, bytes], Any]) -> Stream:
+        """Call ``fn(ws, payload)`` for each pong.
+
+        Args:
+            fn: Called as ``fn(ws, payload: bytes)``.
+
+        Returns:
+            The listener's handle.
+        """
+        self._on_pong = _Listener(self._streams, fn)
+        return self._on_pong.stream
+
+    def _flush_inbox(self, kind: type) -> None:
+        """Hand queued messages of this kind to the listener that was just set, in order."""
+        if not self._inbox:
+            return
+        keep: deque[Message] = deque()
+        while self._inbox:
+            message = self._inbox.popleft()
+            if isinstance(message, kind):
+                listener = self._text if isinstance(message, str) else self._binary
+                assert listener is not None
+                self._call(listener, message)
+            else:
+                keep.append(message)
+        self._inbox = keep
+        self._maybe_resume()
+
+    # -- the receive path (Receiver.receive_events) ------------------------------------------
+
+    def receive_events(self, events: list[Event]) -> None:
+        """Called by the binding with the events of one read; plain listeners run inline.
+
+        When a plain listener raises, the connection closes with 1011 and the rest of the
+        read is not delivered.
+        """
+        try:
+            for event in events:
+                cls = type(event)
+                if cls is TextMessage:
+                    listener = self._text
+                    if listener is None:
+                        self._enqueue(event.data)  # type: ignore[attr-defined]
+                    elif listener.is_async:
+                        self._schedule(listener, event.data)  # type: ignore[attr-defined]
+                    else:
+                        listener.fn(self, event.data)  # type: ignore[attr-defined]
+                elif cls is BinaryMessage:
+                    data = event.data  # type: ignore[attr-defined]
+                    listener = self._binary
+                    if listener is None:
+                        self._enqueue(bytes(data))
+                    elif listener.zero_copy and not listener.is_async:
+                        _call_with_view(listener.fn, self, data)
+                    elif listener.is_async:
+                        self._schedule(listener, _binary_arg(listener, data))
+                    else:
+                        listener.fn(self, data if type(data) is bytes else bytes(data))
+                else:
+                    self._control(event)
+        except Exception as exc:
+            self.listener_failed(exc)
+
+    def _call(self, listener: _Listener, data: Any) -> None:
+        """Deliver one message outside the receive path (a flushed message of the inbox)."""
+        if listener.is_async:
+            self._schedule(listener, data if isinstance(data, str) else _binary_arg(listener, data))
+            return
+        try:
+            if isinstance(data, str):
+                listener.fn(self, data)
+            elif listener.zero_copy:
+                _call_with_view(listener.fn, self, data)
+            else:
+                listener.fn(self, data if type(data) is bytes else bytes(data))
+        except Exception as exc:
+            self.listener_failed(exc)
+
+    def _control(self, event: Event) -> None:
+        if isinstance(event, Ping):
+            if self._on_ping is not None:
+                self._call_control(self._on_ping, event.data)
+        elif isinstance(event, Pong):
+            self._pong_received(event.data)
+            if self._on_pong is not None:
+                self._call_control(self._on_pong, event.data)
+        elif isinstance(event, CloseReceived):
+            logger.debug("close received: %d %r", event.code, event.reason)
+        elif isinstance(event, Failed):
+            error = event.error
+            peer = self._protocol.transport.get_extra_info("peername") if (
+                self._protocol.transport) else None
+            logger.warning("[%s] failing connection with %s with %d: %s", self._protocol.id,
+                           peer, error.close_code, error.reason)
+            if self._error is None:
+                self._error = error
+
+    def _pong_received(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def _call_control(self, listener: _Listener, data: bytes) -> None:
+        if listener.is_async:
+            self._schedule(listener, data)
+            return
+        try:
+            listener.fn(self, data)
+        except Exception as exc:
+            self.listener_failed(exc)
+
+    def _enqueue(self, message: Message) -> None:
+        self._inbox.append(message)
+        protocol = self._protocol
+        if len(self._inbox) >= protocol.limits.max_queue and protocol.conn.state is _OPEN:
+            # Bounded: stop reading until receive() takes messages out. (Once we have sent a
+            # Close, reading goes on so that the peer's Close is seen; close_timeout bounds it.)
+            protocol.pause_reading()
+        waiter = self._inbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _schedule(self, listener: _Listener, data: Any) -> None:
+        self._async_calls.append((listener, data))
+        protocol = self._protocol
+        if len(self._async_calls) >= protocol.limits.max_queue and (
+            protocol.conn.state is _OPEN
+        ):
+            protocol.pause_reading()
+        if self._async_runner is None:
+            self._async_runner = self._loop.create_task(self._run_async_listeners())
+
+    async def _run_async_listeners(self) -> None:
+        calls = self._async_calls
+        try:
+            while calls:
+                listener, data = calls.popleft()
+                # Runs once the call suspends for the first time: what it sends before its
+                # first await goes out ahead of a held Close; what it awaits (the end of the
+                # connection, say) does not hold the Close back.
+                self._call_starting = True
+                self._loop.call_soon(self._call_started)
+                try:
+                    await listener.fn(self, data)
+                except Exception as exc:
+                    self.listener_failed(exc)
+                    calls.clear()
+                    break
+                self._maybe_resume()
+        finally:
+            self._async_runner = None
+            if self._finished:
+                # The connection ended while calls were queued: now the handles may end.
+                self._end_streams()
+            else:
+                self._drained()
+
+    def _end_streams(self) -> None:
+        """Run every catch and finally_ (once), then let go of the listeners: closures over
+        this WebSocket, often, which would otherwise keep a cycle past the connection."""
+        self._streams.end(self._error)
+        self._text = self._binary = self._on_ping = self._on_pong = None
+        self._async_calls.clear()
+
+    def _call_started(self) -> None:
+        self._call_starting = False
+        self._drained()
+
+    def _maybe_resume(self) -> None:
+        low = self._protocol.limits.max_queue // 2
+        if len(self._inbox) <= low and len(self._async_calls) <= low:
+            self._protocol.resume_reading()
+
+    def answers_pending(self) -> bool:
+        """Receiver.answers_pending: messages wait for a reader that is reading, or coroutine
+        listener calls are queued or have not reached their first await yet."""
+        return (bool(self._async_calls) or self._call_starting
+                or (self._receiving and bool(self._inbox)))
+
+    def _drained(self) -> None:
+        if not self.answers_pending():
+            self._protocol.answers_drained()
+
+    def listener_failed(self, exc: BaseException, what: str = "a listener") -> None:
+        """User code raised: close with 1011 (RFC 6455 §7.4.1) and report it to every catch.
+
+        For the code that runs the application's own functions (the server's handlers)."""
+        if self._finished:
+            logger.error("[%s] %s raised after the connection ended", self._protocol.id, what,
+                         exc_info=exc)
+        else:
+            peer = self._protocol.transport.get_extra_info("peername") if (
+                self._protocol.transport) else None
+            logger.error("[%s] %s raised; closing %s with 1011", self._protocol.id, what, peer,
+                         exc_info=exc)
+        if self._error is None:
+            # Logged with its traceback; kept without it, so its frames (and their locals)
+            # are not held as long as the connection is.
+            self._error = without_traceback(exc)
+        if not self._finished:
+            self._protocol.start_close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    # -- receive / iterate -------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next message that no listener took.
+
+        Returns:
+            A ``str`` for a text message, ``bytes`` for a binary one.
+
+        Raises:
+            ConnectionClosed: The connection has closed and no message is left
+                (``ConnectionClosedOK`` after a clean close, else ``ConnectionClosedError``).
+        """
+        self._receiving = True
+        while not self._inbox:
+            # The reader is back for more: what it had is answered (a held Close may go).
+            self._drained()
+            if self._finished:
+                raise self._closed_error()
+            # Concurrent receivers share one waiter, each behind its own shield (so that one
+            # cancelled receiver does not cancel the others); each takes a message or waits again.
+            waiter = self._inbox_waiter
+            if waiter is None or waiter.done():
+                waiter = self._inbox_waiter = self._loop.create_future()
+            await asyncio.shield(waiter)
+        message = self._inbox.popleft()
+        self._maybe_resume()
+        return message
+
+    def _closed_error(self) -> ConnectionClosed:
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        """Messages until the connection closes: quietly after a normal close, else it raises."""
+        while True:
+            try:
+                yield await self.receive()
+            except ConnectionClosed:
+                if self._error is None:
+                    return
+                raise
+
+
+def _binary_arg(listener: _Listener, data: bytes | bytearray | memoryview) -> Any:
+    """What an async binary listener gets: its own bytes (a memoryview over them for on_buffer)."""
+    copy = data if type(data) is bytes else bytes(data)
+    return memoryview(copy) if listener.zero_copy else copy
+
+
+def _call_with_view(fn: Callable[..., Any], ws: Any, data: Any) -> None:
+    """Call an on_buffer listener with a view that is released when the call returns."""
+    view = memoryview(data)
+    try:
+        fn(ws, view)
+    finally:
+        # BufferError: the listener exported the buffer further, which is its responsibility.
+        # (try/except: contextlib.suppress would cost more than the rest of the call.)
+        try:  # noqa: SIM105
+            view.release()
+        except BufferError:
+            pass
