@@ -6,7 +6,8 @@ import wskit
 
 PUBLIC = {
     "App", "CloseCode", "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK", "Hub",
-    "HubError", "Routes", "ConnectFailed", "ProxyError", "ReconnectingWebSocket",
+    "HubError", "Routes", "ConnectFailed", "ProxyError", "ReconnectingWebSocket", "Positions",
+    "resuming",
     "InvalidArgument", "InvalidHandshake", "InvalidState", "KeepaliveTimeout", "Limits",
     "LocalError", "MessageTooBig", "NegotiationError", "PayloadNotUTF8", "PreparedFrame",
     "ProtocolError", "RemoteError", "Request", "Response", "Stream", "WSKitError", "WebSocket",
