@@ -408,10 +408,10 @@ def test_every_export_is_documented() -> None:
 
 
 #: Public members of WebSocket that are not for applications (their docstrings say so).
-#: The Receiver interface the binding calls (docs/architecture.md, Seams), the server's
-#: report of a handler that raised, and where it counts slow consumers and round trips.
+#: The Receiver interface the binding calls (docs/architecture.md, Seams), and the server's
+#: report of a handler that raised.
 INTERNAL_MEMBERS = {"on_close", "answers_pending", "connection_ended", "listener_failed",
-                    "receive_events", "stats"}
+                    "receive_events"}
 
 
 def test_the_websocket_table_lists_every_member() -> None:

@@ -149,7 +149,7 @@ class TestCloseLog:
 
         with caplog.at_level(logging.INFO, logger="wskit"):
             run(main())
-        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("closed")]
+        lines = [r.getMessage() for r in caplog.records if "] closed " in r.getMessage()]
         assert lines and "received=4001 'room full'" in lines[-1], lines
         assert "sent=4001 'room full'" in lines[-1], lines
 
