@@ -6,8 +6,7 @@ import wskit
 
 PUBLIC = {
     "App", "CloseCode", "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK", "Hub",
-    "HubError", "Routes", "ConnectFailed", "ProxyError", "ReconnectingWebSocket", "Positions",
-    "resuming",
+    "HubError", "Routes", "ConnectFailed", "ProxyError", "ReconnectingWebSocket",
     "InvalidArgument", "InvalidHandshake", "InvalidState", "KeepaliveTimeout", "Limits",
     "LocalError", "MessageTooBig", "NegotiationError", "PayloadNotUTF8", "PreparedFrame",
     "ProtocolError", "RemoteError", "Request", "Response", "Stream", "WSKitError", "WebSocket",
