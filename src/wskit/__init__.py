@@ -30,7 +30,7 @@ from .loop import run
 from .reconnect import ReconnectingWebSocket
 from .request import Request
 from .response import Response
-from .resume import Positions, resuming
+from .resume import Positions
 from .routes import Routes
 from .server import App
 from .websocket import Stream, WebSocket
@@ -70,6 +70,5 @@ __all__ = [
     "__version__",
     "broadcast",
     "connect",
-    "resuming",
     "run",
 ]

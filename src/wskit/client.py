@@ -10,7 +10,7 @@ from .core import limits as defaults
 from .core.limits import Limits
 from .dial import open_connection
 from .extensions import Compression
-from .options import ClientOptions, Headers, OnOpen, WebSocketURI, parse_uri
+from .options import ClientOptions, Headers, OnOpen, Resume, WebSocketURI, parse_uri
 from .reconnect import ReconnectingWebSocket, RetryPolicy, reconnecting
 from .websocket import WebSocket
 
@@ -66,6 +66,7 @@ def connect(
     max_redirects: int = ...,
     reconnect: Literal[False] = ...,
     on_open: OnOpen | None = ...,
+    resume: Resume | None = ...,
     backoff_initial: float = ...,
     backoff_factor: float = ...,
     backoff_max: float = ...,
@@ -93,6 +94,7 @@ def connect(
     max_redirects: int = ...,
     reconnect: Literal[True],
     on_open: OnOpen | None = ...,
+    resume: Resume | None = ...,
     backoff_initial: float = ...,
     backoff_factor: float = ...,
     backoff_max: float = ...,
@@ -119,6 +121,7 @@ def connect(
     max_redirects: int = 10,
     reconnect: bool = False,
     on_open: OnOpen | None = None,
+    resume: Resume | None = None,
     backoff_initial: float = 1.0,
     backoff_factor: float = 2.0,
     backoff_max: float = 60.0,
@@ -142,6 +145,8 @@ def connect(
     to a unix domain socket at that path instead of the URL's host. Redirects (301, 302, 303,
     307, 308) are followed up to ``max_redirects`` times; ``ws.url`` is the final URL.
     ``open_timeout`` bounds the whole opening: DNS, proxy, TCP, TLS, handshake, redirects.
+    ``resume`` (a ``wskit.Positions``) adds the hub positions it has seen to the URL of each
+    opening, so that a reconnecting client resumes every topic where it left it.
     """
     limits = Limits(
         max_message_size=max_message_size,
@@ -155,7 +160,7 @@ def connect(
     options = ClientOptions(
         url, ssl=ssl, headers=headers, subprotocols=subprotocols, origin=origin,
         compression=compression, open_timeout=open_timeout, server_hostname=server_hostname,
-        proxy=proxy, unix=unix, max_redirects=max_redirects, limits=limits,
+        proxy=proxy, unix=unix, max_redirects=max_redirects, limits=limits, resume=resume,
     )
     retry = RetryPolicy(
         initial=backoff_initial, factor=backoff_factor, maximum=backoff_max,

@@ -137,7 +137,7 @@ async def open_connection(options: ClientOptions) -> WebSocket:
 
 
 async def _follow(options: ClientOptions, progress: _Progress) -> tuple[WebSocket, ClientProtocol]:
-    uri = options.uri
+    uri = options.opening_uri()
     headers = options.headers
     for hop in range(options.max_redirects + 1):
         try:

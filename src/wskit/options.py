@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import ssl as ssl_module
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any, Protocol, Union
 from urllib.parse import urlsplit
 
 from .core.limits import Limits
 from .core.proxy import parse_proxy_url
 from .extensions import Compression
 
-__all__ = ["ClientOptions", "Headers", "OnOpen", "WebSocketURI", "parse_uri"]
+__all__ = ["ClientOptions", "Headers", "OnOpen", "Resume", "WebSocketURI", "parse_uri"]
 
 Headers = Union[Mapping[str, str], Iterable[tuple[str, str]]]  # noqa: UP007 - a runtime alias
 #: ``on_open(client)``, called after each (re)connection of a reconnecting client.
 OnOpen = Callable[[Any], Any]
+
+
+class Resume(Protocol):
+    """What ``connect(resume=...)`` takes (``wskit.Positions``): the URL of the next opening."""
+
+    def url(self, base: str) -> str: ...
 
 
 class WebSocketURI:
@@ -83,6 +89,7 @@ class ClientOptions:
         unix: str | None,
         max_redirects: int,
         limits: Limits,
+        resume: Resume | None = None,
     ) -> None:
         self.uri = parse_uri(url)
         if ssl is not None and not self.uri.secure:
@@ -105,5 +112,12 @@ class ClientOptions:
         self.unix = unix
         self.max_redirects = max_redirects
         self.limits = limits
+        self.resume = resume
+
+    def opening_uri(self) -> WebSocketURI:
+        """The URI of the next opening: the URL's, with the positions of ``resume`` if any."""
+        if self.resume is None:
+            return self.uri
+        return parse_uri(self.resume.url(self.url))
 
 

@@ -1,22 +1,13 @@
 """Resuming hub topics from a client: the last position seen of each topic, sent again in the
-URL of each new connection (``since=<topic>:<epoch>:<offset>``) so the server replays the rest."""
+URL of each new connection (``connect(url, resume=positions)``) so the server replays the rest."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from .client import connect
-from .reconnect import RetryPolicy
-from .websocket import WebSocket
-
-__all__ = ["Positions", "resuming"]
-
-logger = logging.getLogger("wskit.client")
+__all__ = ["Positions"]
 
 #: Topics a Positions remembers; past it, the least recently seen is forgotten.
 MAX_TOPICS = 1000
@@ -30,7 +21,8 @@ class Positions:
     ``offset``): it records the position and returns False for a publication the client
     already had (a duplicate, which a correct server never sends, so that a consumer may
     drop it safely), True otherwise (other messages included). ``url(base)`` adds the
-    positions to a URL for the next connection.
+    positions to a URL for the next connection: ``connect(url, resume=positions)`` calls it
+    at each opening, so ``async for ws in connect(url, resume=positions)`` resumes.
     """
 
     def __init__(self, *, max_topics: int = MAX_TOPICS) -> None:
@@ -86,41 +78,3 @@ class Positions:
         if not query:
             return base
         return base + ("&" if "?" in base else "?") + query
-
-
-async def resuming(url: str, positions: Positions, *, backoff_initial: float = 1.0,
-                   backoff_factor: float = 2.0, backoff_max: float = 60.0,
-                   retry_going_away: bool = False,
-                   **options: Any) -> AsyncIterator[WebSocket]:
-    """``async for ws in resuming(url, positions):`` like ``async for ws in connect(url)``
-    (the same retry rules and backoff with full jitter), but each connection's URL carries
-    the positions seen so far, so the server resumes every topic where the client left it.
-    ``options`` go to ``connect``."""
-    policy = RetryPolicy(initial=backoff_initial, factor=backoff_factor, maximum=backoff_max,
-                         retry_going_away=retry_going_away)
-    attempt = 0
-    while True:
-        try:
-            ws = await connect(positions.url(url), **options)
-        except Exception as exc:
-            if not policy.opening_is_retried(exc):
-                raise
-            delay = policy.delay(attempt, exc)
-            attempt += 1
-            logger.warning("%s: attempt %d failed: %s; retrying in %.2f s", url, attempt, exc,
-                           delay)
-            await asyncio.sleep(delay)
-            continue
-        attempt = 0
-        try:
-            yield ws
-            await ws.wait_closed()
-        finally:
-            if not ws.is_closed:
-                await ws.close()
-        if not policy.end_is_retried(ws):
-            return
-        delay = policy.delay(0)
-        logger.warning("%s: connection ended (%s); resuming in %.2f s", url, ws.close_code,
-                       delay)
-        await asyncio.sleep(delay)

@@ -1,5 +1,5 @@
-"""wskit.resume: a Python consumer that reconnects resumes each topic from its last offset; the
-worker it was on is shut down while another keeps publishing (real Redis, real sockets)."""
+"""wskit.Positions with connect(resume=): a Python consumer that reconnects resumes each topic
+from its last offset; its worker is shut down while another publishes (real Redis and sockets)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e import quiet_app
+from e2e import eventually, quiet_app
 
 import wskit
 from wskit.hub import envelope, parse_since, subscribed_message
@@ -76,9 +76,9 @@ def test_a_consumer_resumes_on_another_worker(run: Callable[..., Any], loop_kind
             async def consume() -> None:
                 nonlocal duplicates
                 urls = []
-                async for ws in wskit.resuming(f"ws://127.0.0.1:{port}/t/{topic}", positions,
-                                               backoff_initial=0.05, retry_going_away=True,
-                                               ping_interval=None):
+                async for ws in wskit.connect(f"ws://127.0.0.1:{port}/t/{topic}",
+                                              resume=positions, backoff_initial=0.05,
+                                              retry_going_away=True, ping_interval=None):
                     urls.append(ws.url)
                     async for message in ws:
                         if not positions.observe(message):
@@ -109,5 +109,47 @@ def test_a_consumer_resumes_on_another_worker(run: Callable[..., Any], loop_kind
             await app.shutdown(timeout=2.0)
         assert got == [f"m{n}" for n in range(300)]
         assert duplicates == 0
+
+    run(main())
+
+
+def test_a_reconnecting_client_resumes_too(run: Callable[..., Any]) -> None:
+    """connect(url, reconnect=True, resume=positions): the listeners stay, the URL follows."""
+
+    async def main() -> None:
+        hub = wskit.Hub(history=10, format=envelope)
+        app = hub_app(hub)
+        asked: list[list[str]] = []
+
+        @app.websocket("/spy/{topic}")
+        async def spy(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            asked.append(req.query.get_all("since"))
+            topic = req.params["topic"]
+            since = parse_since(req.query.get_all("since")).get(topic)
+            ws.send(subscribed_message(await hub.subscribe(ws, topic, since=since)))
+
+        await app.start("127.0.0.1", 0)
+        positions = wskit.Positions()
+        got: list[str] = []
+
+        def on_text(client: Any, text: str) -> None:
+            if positions.observe(text) and json.loads(text)["type"] == "publication":
+                got.append(json.loads(text)["data"])
+
+        client = wskit.connect(f"ws://127.0.0.1:{app.port}/spy/news", reconnect=True,
+                               resume=positions, backoff_initial=0.01, ping_interval=None)
+        client.on_text(on_text)
+        await client
+        await eventually(lambda: positions.since("news") is not None)
+        await hub.publish("news", "one")
+        await eventually(lambda: got == ["one"])
+        await hub.subscribers("news")[0].close(1012, "restart")
+        await hub.publish("news", "two")  # while it is away
+        await eventually(lambda: got == ["one", "two"])
+        epoch = positions.since("news")
+        assert epoch is not None
+        assert asked == [[], [f"news:{epoch[0]}:1"]]
+        await client.close()
+        await app.shutdown(timeout=2.0)
 
     run(main())
