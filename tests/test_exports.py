@@ -10,7 +10,7 @@ PUBLIC = {
     "InvalidArgument", "InvalidHandshake", "InvalidState", "KeepaliveTimeout", "Limits",
     "LocalError", "MessageTooBig", "NegotiationError", "PayloadNotUTF8", "PreparedFrame",
     "ProtocolError", "RemoteError", "Request", "Response", "Stream", "WSKitError", "WebSocket",
-    "Positions", "__version__", "broadcast", "connect", "resuming", "run",
+    "Positions", "__version__", "broadcast", "connect", "run",
 }
 
 
