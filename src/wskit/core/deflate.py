@@ -6,7 +6,7 @@ import functools
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .errors import LocalError, MessageTooBig, NegotiationError, ProtocolError
 from .extensions import Extension, ExtensionFactory
@@ -52,6 +52,9 @@ _Params = list[tuple[str, "str | None"]]
 
 #: The empty stored block that ends a sync flush; senders strip it and receivers put it back.
 _TAIL = b"\x00\x00\xff\xff"
+#: Up to this size a last frame is copied to append _TAIL and inflated in one call; larger
+#: ones (and views of the parser's buffer) are inflated in two calls, without the copy.
+_JOIN_MAX = 65536
 #: What the peer may send after a deflate block with BFINAL set: the remnant of its empty
 #: stored block (RFC 7692 §7.2.3.4), or nothing; both prefixes of the allowed trailer.
 _AFTER_FINAL_BLOCK = (b"", b"\x00")
@@ -345,7 +348,20 @@ class PerMessageDeflate(Extension):
             )
         allowance = max(max_length, 0)
         try:
-            if self._trailer is None:
+            joined = (fin and self._trailer is None and isinstance(payload, bytes)
+                      and len(payload) <= _JOIN_MAX)
+            if joined:
+                # The last (usually the only) frame, with 00 00 ff ff appended (RFC 7692
+                # §7.2.2), in one call. Bounded (docs/architecture.md, rule 6): zlib stops
+                # after allowance + 1 bytes.
+                out = decompressor.decompress(cast("bytes", payload) + _TAIL, allowance + 1)
+                self._check_size(len(out), allowance)
+                if decompressor.eof:
+                    # A block with BFINAL set ended the stream (§7.2.3.4): inside the frame
+                    # (what followed it is checked below), or inside the appended bytes.
+                    unused = decompressor.unused_data
+                    self._trailer = unused[: -len(_TAIL)] if len(unused) >= len(_TAIL) else b""
+            elif self._trailer is None:
                 # Bounded (docs/architecture.md, rule 6): zlib stops after allowance + 1 bytes.
                 out = decompressor.decompress(payload, allowance + 1)
                 self._check_size(len(out), allowance)
@@ -359,7 +375,7 @@ class PerMessageDeflate(Extension):
                 # more data would be lost silently, so it is an error.
                 self._end_message(reset=True)
                 raise ProtocolError("data after the final block of a compressed message")
-            if fin and self._trailer is None:
+            if fin and self._trailer is None and not joined:
                 # RFC 7692 §7.2.2: append 00 00 ff ff to the message before inflating it.
                 more = decompressor.decompress(_TAIL, allowance - len(out) + 1)
                 self._check_size(len(out) + len(more), allowance)
