@@ -91,7 +91,8 @@ class ChatRooms:
             # A coroutine listener: one member's messages are published one after the
             # other, so every member sees them in the order they were sent.
             event = _encode({"type": "message", "name": name, "text": text})
-            if len(event.encode()) > MAX_EVENT_BYTES:
+            # (ASCII, as the JSON of control characters is: its length is its size.)
+            if (len(event) if event.isascii() else len(event.encode())) > MAX_EVENT_BYTES:
                 logger.info("%s sent a text too long for %r; closing with 1009", name, room)
                 await ws.close(CloseCode.MESSAGE_TOO_BIG, "message too long for the room")
                 return

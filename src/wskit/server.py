@@ -460,13 +460,18 @@ class App(Routes):
         """A TCP connection was accepted: refuse it at once (before reading its request) when
         too many handshakes are under way or its address has too many connections."""
         stats = self._stats
+        limit = _fd_limit()
         if stats.handshakes > self.max_handshakes:
             self._refuse_early(proto, 503, f"{stats.handshakes - 1} handshakes under way")
+        elif limit and len(self._protocols) > limit - _FD_RESERVE:
+            # Answered while a descriptor is left to answer with (past the limit, accept
+            # fails and the peer gets nothing, or a reset).
+            self._refuse_early(proto, 503, f"{len(self._protocols)} connections, near the "
+                                           f"limit of {limit} file descriptors")
         elif (self.max_connections_per_ip is not None and proto.ip is not None
               and stats.per_ip[proto.ip] > self.max_connections_per_ip):
             self._refuse_early(proto, 429, f"{stats.per_ip[proto.ip] - 1} connections from "
                                            f"{proto.ip}")
-        limit = _fd_limit()
         if limit and len(self._protocols) > limit * 0.9:
             if not self._fd_warned:
                 self._fd_warned = True
@@ -483,7 +488,8 @@ class App(Routes):
             logger.warning("[%s] refusing %s with %d: %s (%d refused so far)", proto.id,
                            proto.peer, status, why, self._refusals_logged + 1)
         self._refusals_logged += 1
-        proto.respond(reject(status, "too many connections", [("Retry-After", "1")]))
+        proto.respond(reject(status, "too many connections", [("Retry-After", "1")]),
+                      linger=False)
 
     def _full(self, proto: ServerProtocol) -> bool:
         """Refuse with 503 when max_connections are open (checked once the request is read,
@@ -597,6 +603,8 @@ def _status_of(response: bytes) -> int:
 
 
 _nofile: list[int] = []
+#: Descriptors kept free for answering refusals, logs and the listening sockets.
+_FD_RESERVE = 16
 
 
 def _fd_limit() -> int:
@@ -722,8 +730,9 @@ class ServerProtocol(WebSocketProtocol):
         self.receive_early(parser.leftover)
         self.app._handle_request(self, request)
 
-    def respond(self, response: bytes) -> None:
-        """Send a plain HTTP response and close the connection."""
+    def respond(self, response: bytes, *, linger: bool = True) -> None:
+        """Send a plain HTTP response and close the connection; without ``linger`` at once
+        (a refusal at accept under load: its descriptor is freed now, not after the peer)."""
         transport = self.transport
         if transport is None or transport.is_closing() or self._responded:
             return
@@ -734,7 +743,9 @@ class ServerProtocol(WebSocketProtocol):
         if status >= 400:
             self.app._stats.refused[status] += 1
         transport.write(response)
-        if transport.can_write_eof():
+        if not linger:
+            transport.close()
+        elif transport.can_write_eof():
             # The client may still be sending (a request over the limits, frames behind a
             # refused upgrade): closing with unread input resets the connection (RST) and the
             # client may lose the answer. Send FIN behind it instead and discard the input

@@ -530,7 +530,13 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._lingering = True
         self._flush_corked()
         if self.transport.can_write_eof():
-            self.transport.write_eof()
+            try:
+                self.transport.write_eof()
+            except OSError:
+                # The peer is gone already (reset while a batch waited): nothing to linger for.
+                self.ws._finish(None)
+                self.transport.abort()
+                return
         else:
             # TLS cannot half-close: close once the peer stopped sending for a moment (it has
             # read our Close frame by then, and answered it).
