@@ -534,8 +534,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                 self.transport.write_eof()
             except OSError:
                 # The peer is gone already (reset while a batch waited): nothing to linger for.
-                self.ws._finish(None)
                 self.transport.abort()
+                receiver = self.receiver
+                if receiver is not None:
+                    self.receiver = None
+                    receiver.connection_ended(None)
                 return
         else:
             # TLS cannot half-close: close once the peer stopped sending for a moment (it has
