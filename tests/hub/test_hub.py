@@ -308,6 +308,60 @@ class TestRedisInOneProcess:
 
         run(main())
 
+    def test_cluster_slot_moved_to_another_shard(
+            self, run: Callable[..., Any], redis_cluster: RedisCluster,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """Resharding moves a topic's slot: Redis unsubscribes it on the old shard, and the
+        hub subscribes again on the new one, so delivery goes on."""
+
+        async def main() -> None:
+            import redis.asyncio as aioredis
+
+            one, two = two_hubs(redis_cluster.url)
+            async with one, two, worker(one) as (_, url1), worker(two) as (_, url2):
+                a = await client(url1 + "/t/moving")
+                b = await client(url2 + "/t/moving")
+                await one.publish("moving", "before")
+                assert await receive_all(b, 1) == ["before"]
+                assert await receive_all(a, 1) == ["before"]
+                probes = [aioredis.Redis(port=node.port) for node in redis_cluster.nodes]
+                slot = int(await probes[0].execute_command("CLUSTER", "KEYSLOT",
+                                                           "wskit:moving"))
+                ids = [(await p.execute_command("CLUSTER", "MYID")).decode() for p in probes]
+                owner = None
+                for i, p in enumerate(probes):
+                    try:  # a key of the same name lives in the same slot as the channel
+                        await p.get("wskit:moving")
+                        owner = i
+                    except aioredis.ResponseError:  # MOVED: another node serves it
+                        pass
+                assert owner is not None
+                target = (owner + 1) % len(probes)
+                await probes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING",
+                                                     ids[owner])
+                await probes[owner].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING",
+                                                    ids[target])
+                for p in probes:
+                    await p.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+                await eventually(lambda: "moved from Redis" in caplog.text)
+                for hub in (one, two):
+                    await hub.subscribe(hub.subscribers("moving")[0], "moving")
+                for _ in range(50):  # the publisher learns the move from a MOVED reply
+                    try:
+                        await two.publish("moving", "after")
+                        break
+                    except HubError:
+                        await asyncio.sleep(0.05)
+                assert await receive_all(a, 1) == ["after"]
+                assert await receive_all(b, 1) == ["after"]
+                for p in probes:
+                    await p.aclose()
+                await a.close()
+                await b.close()
+
+        with caplog.at_level("INFO", logger="wskit.hub"):
+            run(main())
+
     def test_redis_killed_and_restarted(self, run: Callable[..., Any],
                                         own_redis: RedisServer,
                                         caplog: pytest.LogCaptureFixture) -> None:
@@ -390,3 +444,4 @@ class TestRedisInOneProcess:
         with caplog.at_level("WARNING", logger="wskit.hub"):
             run(main())
         assert "did not answer" in caplog.text
+

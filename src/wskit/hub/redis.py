@@ -18,7 +18,8 @@ from .errors import HubError
 try:
     import redis.asyncio as aioredis
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.crc import key_slot
+    from redis.exceptions import MovedError, RedisError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("Hub('redis://...') needs the redis package: "
@@ -246,7 +247,11 @@ class _Link:
                     lost_at = None
                 attempt = 0
                 while True:
-                    reply = await conn.read_response(disable_decoding=True)
+                    try:
+                        reply = await conn.read_response(disable_decoding=True)
+                    except MovedError as moved:  # an SSUBSCRIBE sent to the wrong shard
+                        owner.move_slot(moved.slot_id, (moved.host, int(moved.port)), self)
+                        continue
                     self.last_read = time.monotonic()
                     self._handle(reply)
             except (RedisError, OSError) as exc:
@@ -274,6 +279,11 @@ class _Link:
         kind = reply[0]
         if kind in (b"message", b"smessage"):
             self.owner.received(reply[1], reply[2])
+        elif kind == b"sunsubscribe" and reply[1] in self.channels:
+            # Not asked for: Redis Cluster moved the channel's slot to another shard and
+            # unsubscribed it here. Ask again: the answer, MOVED, names the new shard.
+            self.confirmed.discard(reply[1])
+            self._command(self.owner.subscribe_command, reply[1])
         elif kind in (b"subscribe", b"ssubscribe"):
             channel = reply[1]
             left = self.pending.get(channel, 0) - 1
@@ -466,6 +476,21 @@ class RedisBackplane:
             self._channel_link[channel] = link
             ready = link.add(channel)
         ready.add_done_callback(lambda done: _chain(done, future))
+
+    def move_slot(self, slot: int, node: tuple[str, int], link: _Link) -> None:
+        """Redis Cluster answered MOVED: the channels of ``slot`` that ``link`` carries now
+        live on ``node`` (resharding, or a slot map learned before it changed)."""
+        for channel in [c for c in link.channels if key_slot(c) == slot]:
+            link.channels.discard(channel)
+            link.confirmed.discard(channel)
+            link.pending.pop(channel, None)
+            waiters = link.waiters.pop(channel, [])
+            logger.info("hub: %s moved from Redis %s to %s:%d", channel.decode(
+                errors="replace"), link.name, *node)
+            target = self._link_for(node)
+            self._channel_link[channel] = target
+            target.waiters.setdefault(channel, []).extend(waiters)
+            target.add(channel)
 
     def _link_for(self, node: tuple[str, int]) -> _Link:
         link = self._links.get(node)
