@@ -283,3 +283,16 @@ class TestLibraries:
         assert accepted is not None
         ext = accepted[1]
         assert (ext.library, ext.uncompressed_fallback) == ("zlib", False)
+
+
+def test_connection_parks_its_extension() -> None:
+    """Connection.park (called by the binding after each read) reaches the codec."""
+    from wskit.core.connection import Connection, Role
+
+    ext = codec()
+    conn = Connection(Role.SERVER, extensions=[ext])
+    frame = conn.send_text(JSON[0].decode())
+    assert frame[0] == 0xC1 and ext._compressor is not None
+    conn.park()
+    assert ext._compressor is None
+    Connection(Role.SERVER).park()  # without an extension: nothing to do

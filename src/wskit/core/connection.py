@@ -384,6 +384,13 @@ class Connection:
         self._peek = None
         self._extension = None
 
+    def park(self) -> None:
+        """Let the extension drop what it can rebuild (``Extension.park``): the binding calls
+        this once a read and the listeners' answers to it have been handled."""
+        extension = self._extension
+        if extension is not None:
+            extension.park()
+
     def receive_eof(self) -> None:
         """The peer half-closed (FIN): after a failure, the transport may go now."""
         self._eof = True

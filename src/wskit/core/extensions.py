@@ -29,6 +29,11 @@ class Extension(ABC):
     ) -> tuple[bytes, bool]:
         """Transform a whole outgoing data message; returns (payload, rsv1 for the first frame)."""
 
+    def park(self) -> None:
+        """Drop what can be rebuilt before the next message (zlib objects): the connection
+        may stay idle for long. Called by the binding once a read has been handled."""
+        return None
+
     def shared_encoding(self) -> Hashable | None:
         """A key under which ``encode``'s output may be shared with other connections (one
         encoding for a fan-out, docs/architecture.md "Seams"), or None when it depends on
