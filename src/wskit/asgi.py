@@ -183,7 +183,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         self.server: tuple[str, int | None] | None = None
         self.scheme = "ws"
         self._parser: RequestParser | None = RequestParser()
-        self._early: list[bytes] = []
+        # Bytes behind the request head, kept by the core until the app accepts (bounded here).
         self._early_size = 0
         self._connect_sent = False
         # Set once the app has accepted, refused, or the connection is gone before that.
@@ -249,7 +249,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
         if parser is None:
             if not self._responded:
                 # The app has not decided yet; a client should not send before the 101.
-                self._early.append(data)
+                self.receive_early(data)
                 self._early_size += len(data)
                 if self._early_size > MAX_EARLY_BYTES:
                     self.pause_reading()
@@ -268,7 +268,7 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             return
         self.request = request
         if parser.leftover:
-            self._early.append(bytes(parser.leftover))
+            self.receive_early(bytes(parser.leftover))
         self.scope = scope
         task = self.loop.create_task(self._run_asgi())
         self.server_state.tasks.add(task)
@@ -299,7 +299,6 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
     def _respond(self, response: bytes) -> None:
         """Answer with a plain HTTP response (no upgrade) and end the connection."""
         self._parser = None
-        self._early.clear()
         if not self._decided.done():
             self._decided.set_result(None)
         transport = self.transport
@@ -472,10 +471,8 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
             raise RuntimeError(f"cannot accept the WebSocket: {exc}") from exc
         logger.info('%s - "WebSocket %s" [accepted]', self._peer(), self._path())
         self.write(response)
-        early = b"".join(self._early)
-        self._early.clear()
         ws = self.ws = WebSocket(self, request, result.subprotocol, list(result.extensions))
-        self.open(ws, result.extensions, early)
+        self.open(ws, result.extensions)
         self.resume_reading()
         self._decided.set_result(None)
         if self._shutting_down:

@@ -316,7 +316,7 @@ class Dispatcher:
                 or (self._receiving and bool(self._inbox)))
 
     def _drained(self) -> None:
-        if not self.answers_pending():
+        if self._protocol.holding_close and not self.answers_pending():
             self._protocol.answers_drained()
 
     def listener_failed(self, exc: BaseException, what: str = "a listener") -> None:
@@ -353,7 +353,8 @@ class Dispatcher:
         self._receiving = True
         while not self._inbox:
             # The reader is back for more: what it had is answered (a held Close may go).
-            self._drained()
+            if self._protocol.holding_close:
+                self._drained()
             if self._finished:
                 raise self._closed_error()
             # Concurrent receivers share one waiter, each behind its own shield (so that one

@@ -421,6 +421,7 @@ class _Detached:
     __slots__ = ("id", "latency", "limits")
 
     buffered_amount = 0
+    holding_close = False
     transport = None
     failure = None
 

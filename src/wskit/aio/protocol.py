@@ -125,8 +125,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._idle: asyncio.TimerHandle | None = None
         self._idle_seen = -1  # messages in and out at the last idle check
         self._idle_since = 0.0
-        # While our answer to the peer's Close waits for the application (see _hold_close).
-        self._holding_close = False
+        #: While our answer to the peer's Close waits for the application (see _hold_close).
+        self.holding_close = False
         # After failing the connection: our FIN is sent, the peer's input is being discarded.
         self._lingering = False
         # While listeners run from data_received, what they send is gathered here and written
@@ -211,7 +211,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             del events
             parser.release()
         if conn.state >= _REMOTE_CLOSING:
-            if not self._holding_close:
+            if not self.holding_close:
                 self._after_close_handshake()
         elif conn.events_pending and not self._batch_scheduled:
             # Fairness: the rest of this read waits for the next loop iteration, so other
@@ -257,7 +257,9 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def _replies(self, conn: Connection, receiver: Receiver) -> bytes:
         """What the core still has to send after the listeners ran: its Close, unless the
         application has yet to answer messages that came before it (then it is held)."""
-        if conn.close_pending and receiver.answers_pending():
+        # (A Close can be pending only once the connection is no longer OPEN: one identity
+        # test on the common path.)
+        if conn.state is not _OPEN and conn.close_pending and receiver.answers_pending():
             self._hold_close()
             return conn.data_to_send(hold_close=True)
         return conn.data_to_send()
@@ -266,18 +268,18 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         """RFC 6455 §5.5.1 lets an endpoint delay its Close until what it is sending is sent:
         an ``async for message in ws: ws.send(message)`` loop gets the messages that came in
         the same read as the peer's Close before that Close is answered. Bounded in time."""
-        if self._holding_close:
+        if self.holding_close:
             return
-        self._holding_close = True
+        self.holding_close = True
         timeout = self.limits.close_timeout
         if timeout is not None:
             self._hold_timer = self.loop.call_later(timeout, self.answers_drained)
 
     def answers_drained(self) -> None:
         """The receiver has answered what came before the peer's Close: send the Close now."""
-        if not self._holding_close:
+        if not self.holding_close:
             return
-        self._holding_close = False
+        self.holding_close = False
         if self._hold_timer is not None:
             self._hold_timer.cancel()
             self._hold_timer = None
