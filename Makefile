@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NODE_PEER := tests/interop/node
 
-.PHONY: install serve test lint typecheck bench bench-quick bench-hub fuzz clean docs
+.PHONY: install serve test lint typecheck bench bench-quick bench-hub fuzz soak clean docs
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard src/wskit/*.c)
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,15 @@ bench-quick: install
 bench-hub: install
 	$(PY) -m bench.hub
 
+# 10,000 idle connections, then 1,000 doing echo for SOAK_SECONDS (tests/soak/soak.py).
+SOAK_SECONDS ?= 60
+soak: install
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) tests/soak/soak.py
+
+# FUZZ_SECONDS per target (six targets); inputs with new outcomes are kept in tests/fuzz/corpus.
+FUZZ_SECONDS ?= 60
 fuzz: install
-	$(PY) -m pytest -q tests/fuzz --hypothesis-profile=long
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -o timeout=0 tests/fuzz --hypothesis-profile=long
 
 clean:
 	rm -rf $(VENV) build site src/*.egg-info src/wskit/*.so .coverage
