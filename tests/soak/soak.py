@@ -101,7 +101,7 @@ async def echo_phase(server: ServeProcess) -> dict[str, float]:
 
 
 def main() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < IDLE + 100:
         print(f"the hard descriptor limit ({hard}) is below {IDLE + 100}", file=sys.stderr)
