@@ -91,6 +91,26 @@ class Hub:
     join and leave events, made by ``presence_format(topic, event, member_id, info)``
     (default: JSON). Through Redis, the members of a worker that died are gone from the
     presence within ``presence_ttl`` seconds (hub/presence.py).
+
+    Args:
+        url: None for a hub in this process; ``redis://``, ``rediss://``,
+            ``redis+cluster://`` (or several nodes) to link every worker using that Redis.
+        slow: ``"drop"`` or ``"close"``: what happens to a slow subscriber.
+        max_buffered: Bytes unsent beyond which a subscriber is slow (None: no limit).
+        compress: Compress publications for subscribers that negotiated permessage-deflate.
+        max_topics_per_connection: Topics one connection may be subscribed to at once.
+        max_message_bytes: Largest message ``publish`` takes.
+        history: Publications kept per topic (N, or topic patterns to N or (N, ttl)).
+        history_ttl: Seconds the history is kept after a topic's last publication.
+        format: ``format(topic, offset, epoch, data)`` makes what subscribers receive.
+        presence_ttl: Seconds after which the members of a silent worker are gone.
+        presence_format: ``presence_format(topic, event, member_id, info)`` makes the
+            join and leave events (default: JSON).
+        **redis_options: Options of the Redis backplane (reconnect delays, timeouts).
+
+    Raises:
+        ValueError: An unknown ``slow`` policy, a bad Redis URL or history setting.
+        TypeError: Redis options without a Redis URL.
     """
 
     def __init__(
@@ -176,7 +196,14 @@ class Hub:
         return self._backplane
 
     async def start(self) -> Hub:
-        """Connect the backplane now rather than at the first subscribe or publish."""
+        """Connect the backplane now rather than at the first subscribe or publish.
+
+        Returns:
+            The hub itself.
+
+        Raises:
+            HubError: Redis cannot be reached.
+        """
         link = self._link()
         if link is not None:
             await link.start()
@@ -213,6 +240,21 @@ class Hub:
         publication was replayed to ``ws`` before the live ones (``recovered``). With
         ``info`` (JSON, e.g. a name) it is a member of the topic's presence; with
         ``presence_events`` it receives the topic's join and leave events.
+
+        Args:
+            ws: The connection to subscribe.
+            topic: The topic (at most 256 bytes in UTF-8).
+            since: ``(epoch, offset)`` of the last publication the peer had, to replay
+                what came after it (topics with history).
+            info: The member's information for the presence (JSON, up to 4 KiB).
+            presence_events: Send ``ws`` the topic's join and leave events.
+
+        Returns:
+            An awaitable of the ``Subscription``.
+
+        Raises:
+            HubError: A closed connection, too many topics for it, or an invalid topic.
+            ValueError: ``info`` that is not JSON or too large.
         """
         _check_topic(topic)
         if info is not None:
@@ -276,7 +318,17 @@ class Hub:
 
     async def presence(self, topic: str) -> dict[str, Any]:
         """Member id -> info of every subscriber of ``topic`` that gave ``info``, on every
-        worker (through Redis: those whose worker's heartbeat is within presence_ttl)."""
+        worker (through Redis: those whose worker's heartbeat is within presence_ttl).
+
+        Args:
+            topic: The topic.
+
+        Returns:
+            A dict from member id to the member's ``info``.
+
+        Raises:
+            HubError: An invalid topic, or Redis cannot be reached.
+        """
         _check_topic(topic)
         return await self._presence_of().members(topic)
 
@@ -293,7 +345,15 @@ class Hub:
         return asyncio.ensure_future(_after(ready, Subscription(topic)))
 
     def unsubscribe(self, ws: WebSocket, topic: str) -> bool:
-        """Remove ``ws`` from ``topic``; False if it was not subscribed."""
+        """Remove ``ws`` from ``topic``.
+
+        Args:
+            ws: The connection.
+            topic: The topic to leave.
+
+        Returns:
+            False if it was not subscribed.
+        """
         topics = self._by_socket.get(ws)
         if topics is None or topic not in topics:
             return False
@@ -304,7 +364,14 @@ class Hub:
         return True
 
     def unsubscribe_all(self, ws: WebSocket) -> list[str]:
-        """Remove ``ws`` from every topic; returns the topics it left."""
+        """Remove ``ws`` from every topic.
+
+        Args:
+            ws: The connection.
+
+        Returns:
+            The topics it left, sorted.
+        """
         topics = self._by_socket.pop(ws, set())
         for topic in topics:
             self._leave(ws, topic)
@@ -327,19 +394,42 @@ class Hub:
         self.unsubscribe_all(ws)
 
     def subscribers(self, topic: str) -> list[WebSocket]:
-        """This worker's subscribers of ``topic``, in subscription order."""
+        """This worker's subscribers of ``topic``.
+
+        Args:
+            topic: The topic.
+
+        Returns:
+            The connections, in subscription order.
+        """
         return list(self._topics.get(topic, ()))
 
     def topics(self) -> list[str]:
-        """The topics with a subscriber in this worker."""
+        """The topics with a subscriber in this worker.
+
+        Returns:
+            The topic names.
+        """
         return list(self._topics)
 
     def topics_of(self, ws: WebSocket) -> list[str]:
-        """The topics ``ws`` is subscribed to."""
+        """The topics ``ws`` is subscribed to.
+
+        Args:
+            ws: The connection.
+
+        Returns:
+            The topic names, sorted.
+        """
         return sorted(self._by_socket.get(ws, ()))
 
     def stats(self) -> HubStats:
-        """The counters since the hub was made (see HubStats)."""
+        """The counters since the hub was made (see HubStats).
+
+        Returns:
+            ``published``, ``delivered``, ``dropped``, ``closed``, ``received``,
+            ``reconnects``, ``failed_publishes``, ``topics``, ``subscriptions``...
+        """
         stats = HubStats(self._stats)
         link = self._backplane
         stats["reconnects"] = link.reconnects if link is not None else 0
@@ -353,9 +443,20 @@ class Hub:
         """Send ``message`` (str: text, bytes-like: binary) to every subscriber of ``topic``.
 
         The local subscribers get it at once; with Redis, so do the other workers' after one
-        round trip. Returns the number of local deliveries. Raises HubError if the message
-        could not be handed to Redis (the local subscribers still got it), so that a failed
-        publish is never silent.
+        round trip.
+
+        Args:
+            topic: The topic.
+            message: ``str`` for text, bytes-like for binary.
+
+        Returns:
+            The number of local deliveries.
+
+        Raises:
+            HubError: The message could not be handed to Redis (the local subscribers still
+                got it, unless the topic keeps history), or it is over ``max_message_bytes``,
+                so that a failed publish is never silent.
+            TypeError: ``message`` is of another type.
         """
         _check_topic(topic)
         if not isinstance(message, str):
