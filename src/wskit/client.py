@@ -147,6 +147,46 @@ def connect(
     ``open_timeout`` bounds the whole opening: DNS, proxy, TCP, TLS, handshake, redirects.
     ``resume`` (a ``wskit.Positions``) adds the hub positions it has seen to the URL of each
     opening, so that a reconnecting client resumes every topic where it left it.
+
+    Args:
+        url: The ``ws://`` or ``wss://`` URL.
+        ssl: Your own ``ssl.SSLContext`` for ``wss://``.
+        headers: Extra request headers: a mapping or ``(name, value)`` pairs.
+        subprotocols: Subprotocols to offer, in order of preference.
+        origin: The ``Origin`` header.
+        compression: ``"deflate"`` to offer permessage-deflate, None for none, or
+            configured factories.
+        open_timeout: Seconds for the whole opening (None: no limit).
+        close_timeout: Seconds for the closing handshake.
+        ping_interval: Seconds between keepalive pings (None: no keepalive).
+        ping_timeout: Seconds a ping may wait for its pong before closing with 1011.
+        max_message_size: Largest message accepted, after decompression (1009 beyond).
+        max_queue: Messages kept for ``receive()`` before reading pauses.
+        write_limit: Write buffer high-water mark for ``drain()``.
+        server_hostname: The TLS server name, when it differs from the URL's host.
+        proxy: True: from the environment, as curl reads it; a proxy URL; None: no proxy.
+        unix: Path of a unix domain socket to connect to instead of the URL's host.
+        max_redirects: Redirects followed at most.
+        reconnect: True returns a ``ReconnectingWebSocket``.
+        on_open: ``on_open(client)`` after each (re)connection of a reconnecting client.
+        backoff_initial: Seconds: the first wait before reconnecting is uniform in
+            [0, this].
+        backoff_factor: Each further attempt may wait this many times longer.
+        backoff_max: The longest wait between attempts.
+        retry_going_away: Reconnect after a 1001 from the server too.
+        resume: A ``wskit.Positions``: the hub positions it has seen go in the URL of each
+            opening, so that a reconnecting client resumes its topics.
+
+    Returns:
+        An awaitable (and async context manager, and async iterator) of the WebSocket, or
+        a ``ReconnectingWebSocket`` with ``reconnect=True``.
+
+    Raises:
+        ValueError: A URL that is not ``ws://`` or ``wss://``, or a limit out of range.
+
+    Awaiting it raises ``InvalidHandshake`` (with the HTTP ``status``) for a refused
+    handshake, ``ConnectFailed`` (an ``OSError``; ``ProxyError`` for a proxy) when the
+    connection cannot be made, and ``TimeoutError`` after ``open_timeout``.
     """
     limits = Limits(
         max_message_size=max_message_size,

@@ -173,7 +173,14 @@ class Handle:
         self._error: BaseException | None = None
 
     def catch(self, fn: Callable[[BaseException], Any]) -> Handle:
-        """Call ``fn(error)`` if the client stops with an error."""
+        """Call ``fn(error)`` if the client stops with an error.
+
+        Args:
+            fn: Called with the error.
+
+        Returns:
+            This handle, to chain ``.finally_``.
+        """
         if not self._ended:
             self._catchers.append(fn)
         elif self._error is not None:
@@ -181,7 +188,14 @@ class Handle:
         return self
 
     def finally_(self, fn: Callable[[], Any]) -> Handle:
-        """Call ``fn()`` when the client stops, after every ``catch``."""
+        """Call ``fn()`` when the client stops, after every ``catch``.
+
+        Args:
+            fn: Called with no argument.
+
+        Returns:
+            This handle.
+        """
         if not self._ended:
             self._finalizers.append(fn)
         else:
@@ -218,6 +232,13 @@ class ReconnectingWebSocket:
     called as ``fn(client, data)`` on every connection; ``on_open(client)`` runs after each
     (re)connection, where an app subscribes again. ``await`` it (or ``async with``) to wait
     for the first connection; ``close()`` stops it; ``wait_closed()`` waits for the end.
+
+    ``wskit.connect(url, reconnect=True)`` makes it; programs do not.
+
+    Args:
+        options: The client's options (URL, TLS, headers, limits...).
+        policy: When to reconnect and how long to wait.
+        on_open: Called as ``on_open(client)`` after each (re)connection.
     """
 
     def __init__(self, options: ClientOptions, policy: RetryPolicy,
@@ -310,7 +331,12 @@ class ReconnectingWebSocket:
         self._done.set_result(None)
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Stop reconnecting, close the current connection and end the handles."""
+        """Stop reconnecting, close the current connection and end the handles.
+
+        Args:
+            code: The close code sent on the current connection.
+            reason: The close reason.
+        """
         self._stop.set()
         ws = self.ws
         if ws is not None and not ws.is_closed:
@@ -327,6 +353,7 @@ class ReconnectingWebSocket:
 
     @property
     def is_connected(self) -> bool:
+        """Whether a connection is open now (False between connections)."""
         return self.ws is not None and not self.ws.is_closed
 
     # -- listeners ---------------------------------------------------------------------------
@@ -346,19 +373,58 @@ class ReconnectingWebSocket:
         return handle
 
     def on_text(self, fn: Callable[[ReconnectingWebSocket, str], Any]) -> Handle:
+        """Call ``fn(client, text)`` for each text message, on every connection.
+
+        Args:
+            fn: A plain function or a coroutine function.
+
+        Returns:
+            The listener's handle: ``catch`` and ``finally_`` run when the client stops.
+        """
         return self._listen("text", fn)
 
     def on_binary(self, fn: Callable[[ReconnectingWebSocket, bytes], Any]) -> Handle:
+        """Call ``fn(client, data)`` for each binary message, on every connection.
+
+        Args:
+            fn: A plain function or a coroutine function.
+
+        Returns:
+            The listener's handle.
+        """
         return self._listen("binary", fn)
 
     def on_buffer(self, fn: Callable[[ReconnectingWebSocket, memoryview], Any]) -> Handle:
-        """Zero-copy binary listener: the view is valid only during the call."""
+        """Zero-copy binary listener: the view is valid only during the call.
+
+        Args:
+            fn: Called as ``fn(client, view: memoryview)``.
+
+        Returns:
+            The listener's handle.
+        """
         return self._listen("buffer", fn)
 
     def on_ping(self, fn: Callable[[ReconnectingWebSocket, bytes], Any]) -> Handle:
+        """Call ``fn(client, payload)`` for each ping (answered for you).
+
+        Args:
+            fn: The listener.
+
+        Returns:
+            The listener's handle.
+        """
         return self._listen("ping", fn)
 
     def on_pong(self, fn: Callable[[ReconnectingWebSocket, bytes], Any]) -> Handle:
+        """Call ``fn(client, payload)`` for each pong.
+
+        Args:
+            fn: The listener.
+
+        Returns:
+            The listener's handle.
+        """
         return self._listen("pong", fn)
 
     def _attach(self, ws: WebSocket) -> None:
@@ -384,15 +450,47 @@ class ReconnectingWebSocket:
         return ws
 
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
-        """Send on the current connection; InvalidState between connections."""
+        """Send on the current connection.
+
+        Args:
+            data: ``str`` for text, bytes-like for binary.
+
+        Raises:
+            InvalidState: Between connections.
+            ConnectionClosed: The current connection is closing.
+        """
         self._current().send(data)
 
     async def drain(self) -> None:
+        """Wait until the current connection's write buffer is low again.
+
+        Raises:
+            InvalidState: Between connections.
+        """
         await self._current().drain()
 
     async def ping(self, data: bytes | None = None) -> float:
+        """Ping on the current connection.
+
+        Args:
+            data: The payload (four random bytes by default).
+
+        Returns:
+            The round-trip time in seconds.
+
+        Raises:
+            InvalidState: Between connections.
+        """
         return await self._current().ping(data)
 
     async def receive(self) -> Message:
-        """The next message that no listener took, from the current connection."""
+        """The next message that no listener took, from the current connection.
+
+        Returns:
+            A ``str`` for text, ``bytes`` for binary.
+
+        Raises:
+            InvalidState: Between connections.
+            ConnectionClosed: The current connection closed.
+        """
         return await self._current().receive()

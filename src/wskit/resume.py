@@ -23,6 +23,9 @@ class Positions:
     drop it safely), True otherwise (other messages included). ``url(base)`` adds the
     positions to a URL for the next connection: ``connect(url, resume=positions)`` calls it
     at each opening, so ``async for ws in connect(url, resume=positions)`` resumes.
+
+    Args:
+        max_topics: Topics remembered at most (the oldest is forgotten first).
     """
 
     def __init__(self, *, max_topics: int = MAX_TOPICS) -> None:
@@ -33,6 +36,15 @@ class Positions:
         return f"<Positions {self._seen!r}>"
 
     def observe(self, message: str | bytes | memoryview | Any) -> bool:
+        """Record the position a received message carries, if any.
+
+        Args:
+            message: A message as received (only JSON objects with ``topic``, ``epoch``
+                and an integer ``offset`` count).
+
+        Returns:
+            False for a publication the client already had, True otherwise.
+        """
         if not isinstance(message, str):
             return True
         if not message.startswith("{"):
@@ -54,26 +66,55 @@ class Positions:
         return True
 
     def record(self, topic: str, epoch: str, offset: int) -> None:
-        """Remember that the client has ``topic`` up to ``offset`` of ``epoch``."""
+        """Remember that the client has ``topic`` up to ``offset`` of ``epoch``.
+
+        Args:
+            topic: The topic.
+            epoch: The topic's epoch.
+            offset: The offset of the last publication the client has.
+        """
         self._seen.pop(topic, None)
         self._seen[topic] = (epoch, offset)
         while len(self._seen) > self.max_topics:
             del self._seen[next(iter(self._seen))]
 
     def since(self, topic: str) -> tuple[str, int] | None:
-        """(epoch, offset) last seen of ``topic``, or None."""
+        """The position last seen of ``topic``.
+
+        Args:
+            topic: The topic.
+
+        Returns:
+            ``(epoch, offset)``, or None when the topic was never seen.
+        """
         return self._seen.get(topic)
 
     def forget(self, topic: str) -> None:
+        """Forget the position of ``topic`` (the next connection starts it afresh).
+
+        Args:
+            topic: The topic.
+        """
         self._seen.pop(topic, None)
 
     def query(self) -> str:
-        """``since=<topic>:<epoch>:<offset>&...`` for every topic seen."""
+        """The positions as a query string.
+
+        Returns:
+            ``since=<topic>:<epoch>:<offset>&...`` for every topic seen ("" for none).
+        """
         return "&".join(f"since={quote(f'{topic}:{epoch}:{offset}', safe=':')}"
                         for topic, (epoch, offset) in self._seen.items())
 
     def url(self, base: str) -> str:
-        """``base`` with the positions added to its query."""
+        """``base`` with the positions added to its query.
+
+        Args:
+            base: The URL to connect to.
+
+        Returns:
+            The URL with ``since=`` parameters for every topic seen.
+        """
         query = self.query()
         if not query:
             return base
