@@ -245,6 +245,12 @@ class UvicornWebSocketProtocol(WebSocketProtocol):
     # -- the binding's subclass interface ----------------------------------------------------
 
     def handshake_data(self, data: bytes) -> None:
+        """Bytes before the upgrade (the binding's seam): the request head uvicorn replays,
+        then anything a client sends before the app decides.
+
+        Args:
+            data: The bytes read.
+        """
         parser = self._parser
         if parser is None:
             if not self._responded:

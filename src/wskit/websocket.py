@@ -340,6 +340,8 @@ class WebSocket(Dispatcher):
 
     @property
     def state(self) -> State:
+        """Where the connection is: ``OPEN``, ``LOCAL_CLOSING``, ``REMOTE_CLOSING``,
+        ``CLOSED`` (``wskit.core.connection.State``)."""
         return self._conn.state
 
     @property
@@ -373,7 +375,11 @@ class WebSocket(Dispatcher):
         return self._error
 
     def connection_ended(self, exc: Exception | None) -> None:
-        """Receiver.connection_ended: called once by the binding when nothing more arrives."""
+        """Receiver.connection_ended: called once by the binding when nothing more arrives.
+
+        Args:
+            exc: The transport's error, or None after a regular close.
+        """
         if self._finished:
             return
         self._finished = True
