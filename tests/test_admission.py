@@ -223,3 +223,27 @@ def test_chat_passes_a_long_text_that_fits(run: Callable[..., Any]) -> None:
     run(main(), timeout=60)
 
 
+@pytest.mark.parametrize(("nuls", "fits"), [(174_000, True), (175_000, False)])
+def test_chat_measures_the_event_it_would_send(run: Callable[..., Any], nuls: int,
+                                               fits: bool) -> None:
+    """Each NUL is six bytes of JSON ("\\u0000"): 174,000 of them make an event under 1 MiB,
+    175,000 one over it."""
+
+    async def main() -> None:
+        app = create_app(ping_interval=None, compression=None)
+        await app.start("127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{app.port}/chat/lobby?name=a"
+        async with websockets.connect(url, max_size=1 << 20) as ws:
+            await ws.recv()  # join
+            await ws.send("\x00" * nuls)
+            if fits:
+                event = await ws.recv()
+                assert len(event.encode()) <= MAX_EVENT_BYTES
+                assert json.loads(event)["text"] == "\x00" * nuls
+            else:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        await app.shutdown(timeout=1.0)
+
+    run(main(), timeout=60)

@@ -90,14 +90,15 @@ class ChatRooms:
         async def say(ws: WebSocket, text: str) -> None:
             # A coroutine listener: one member's messages are published one after the
             # other, so every member sees them in the order they were sent.
-            event = _encode({"type": "message", "name": name, "text": text})
-            # (ASCII, as the JSON of control characters is: its length is its size.)
-            if (len(event) if event.isascii() else len(event.encode())) > MAX_EVENT_BYTES:
+            event = {"type": "message", "name": name, "text": text}
+            # Measured before it is built: the JSON of control characters is six times their
+            # size, and building it only to refuse it would cost that much.
+            if _json_size(text) + len(_encode({**event, "text": ""}).encode()) > MAX_EVENT_BYTES:
                 logger.info("%s sent a text too long for %r; closing with 1009", name, room)
                 await ws.close(CloseCode.MESSAGE_TOO_BIG, "message too long for the room")
                 return
             try:
-                await self.hub.publish(_topic(room), event)
+                await self.hub.publish(_topic(room), _encode(event))
             except HubError as exc:
                 with contextlib.suppress(WSKitError):
                     ws.send(json.dumps({"type": "error", "text": str(exc)}))
@@ -144,6 +145,18 @@ def _topic(room: str) -> str:
 
 def _encode(event: dict[str, Any]) -> str:
     return json.dumps(event, ensure_ascii=False)
+
+
+# What json.dumps(ensure_ascii=False) adds to a character: "\\" and "\"" and the five
+# short escapes one byte, the other control characters five ("\u0000").
+_ESCAPE_COST = {**{chr(c): 5 for c in range(0x20)},
+                **{c: 1 for c in '"\\\b\f\n\r\t'}}
+
+
+def _json_size(text: str) -> int:
+    """The UTF-8 size of ``text`` as a JSON string's content (quotes excluded)."""
+    size = len(text) if text.isascii() else len(text.encode())
+    return size + sum(text.count(char) * cost for char, cost in _ESCAPE_COST.items())
 
 
 def _echo_back(ws: WebSocket, message: str | memoryview) -> None:
