@@ -247,3 +247,24 @@ def test_chat_measures_the_event_it_would_send(run: Callable[..., Any], nuls: in
         await app.shutdown(timeout=1.0)
 
     run(main(), timeout=60)
+
+
+def test_the_client_takes_the_new_limits(run: Callable[..., Any]) -> None:
+    """connect(max_fragments=3): a server's message in five frames fails it with 1009."""
+
+    async def main() -> None:
+        app = wskit.App(compression=None, ping_interval=None)
+
+        @app.websocket("/")
+        def five(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            ws.send_fragments(["a", "b", "c", "d", "e"])
+
+        await app.start("127.0.0.1", 0)
+        ws = await wskit.connect(f"ws://127.0.0.1:{app.port}/", max_fragments=3,
+                                 idle_timeout=30.0, ping_interval=None)
+        with pytest.raises(wskit.ConnectionClosed):
+            await ws.receive()
+        assert ws.close_code == 1009
+        await app.shutdown(timeout=1.0)
+
+    run(main())

@@ -60,6 +60,10 @@ def connect(
     max_message_size: int = ...,
     max_queue: int = ...,
     write_limit: int = ...,
+    max_fragments: int = ...,
+    max_batch_messages: int = ...,
+    max_batch_bytes: int = ...,
+    idle_timeout: float | None = ...,
     server_hostname: str | None = ...,
     proxy: str | bool | None = ...,
     unix: str | None = ...,
@@ -88,6 +92,10 @@ def connect(
     max_message_size: int = ...,
     max_queue: int = ...,
     write_limit: int = ...,
+    max_fragments: int = ...,
+    max_batch_messages: int = ...,
+    max_batch_bytes: int = ...,
+    idle_timeout: float | None = ...,
     server_hostname: str | None = ...,
     proxy: str | bool | None = ...,
     unix: str | None = ...,
@@ -115,6 +123,10 @@ def connect(
     max_message_size: int = defaults.MAX_MESSAGE_SIZE,
     max_queue: int = defaults.MAX_QUEUE,
     write_limit: int = defaults.WRITE_LIMIT,
+    max_fragments: int = defaults.MAX_FRAGMENTS,
+    max_batch_messages: int = defaults.MAX_BATCH_MESSAGES,
+    max_batch_bytes: int = defaults.MAX_BATCH_BYTES,
+    idle_timeout: float | None = defaults.IDLE_TIMEOUT,
     server_hostname: str | None = None,
     proxy: str | bool | None = True,
     unix: str | None = None,
@@ -162,7 +174,12 @@ def connect(
         ping_timeout: Seconds a ping may wait for its pong before closing with 1011.
         max_message_size: Largest message accepted, after decompression (1009 beyond).
         max_queue: Messages kept for ``receive()`` before reading pauses.
-        write_limit: Write buffer high-water mark for ``drain()``.
+        write_limit: Write buffer high-water mark: over it reading pauses and ``drain()``
+            waits.
+        max_fragments: Frames one message may come in (1009 beyond).
+        max_batch_messages: Messages handed to listeners per loop iteration.
+        max_batch_bytes: Message bytes handed to listeners per loop iteration.
+        idle_timeout: Seconds without a message before closing with 1001 (None: never).
         server_hostname: The TLS server name, when it differs from the URL's host.
         proxy: True: from the environment, as curl reads it; a proxy URL; None: no proxy.
         unix: Path of a unix domain socket to connect to instead of the URL's host.
@@ -196,6 +213,10 @@ def connect(
         close_timeout=close_timeout,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        max_fragments=max_fragments,
+        max_batch_messages=max_batch_messages,
+        max_batch_bytes=max_batch_bytes,
+        idle_timeout=idle_timeout,
     )
     options = ClientOptions(
         url, ssl=ssl, headers=headers, subprotocols=subprotocols, origin=origin,
