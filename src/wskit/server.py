@@ -361,8 +361,8 @@ class App(Routes):
     def _handle_request(self, proto: ServerProtocol, raw: HttpRequest) -> None:
         found = self.router.resolve(raw.method, raw.path, "upgrade" in raw.headers)
         if isinstance(found, Refusal):
-            logger.info("refusing %s %s from %s: %d %s", raw.method, raw.path, proto.peer,
-                        found.status, found.reason)
+            logger.info("[%s] refusing %s %s from %s: %d %s", proto.id, raw.method, raw.path,
+                        proto.peer, found.status, found.reason)
             proto.respond(reject(found.status, found.reason, found.headers))
             return
         route, params = found
@@ -375,7 +375,7 @@ class App(Routes):
         if self.origins is not None:
             origin = raw.headers.get("Origin")
             if origin not in self.origins:
-                logger.info("refusing origin %r from %s", origin, proto.peer)
+                logger.info("[%s] refusing origin %r from %s", proto.id, origin, proto.peer)
                 proto.respond(reject(403, "origin not allowed"))
                 return
         # The app's hook, then the route's groups' and its own: the first Response refuses.
@@ -421,8 +421,8 @@ class App(Routes):
     def _after_hook(self, proto: ServerProtocol, req: Request, handler: Handler,
                     verdict: Any) -> None:
         if isinstance(verdict, Response):
-            logger.info("refusing the upgrade to %s from %s: %d (before_upgrade hook)",
-                        req.path, proto.peer, verdict.status)
+            logger.info("[%s] refusing the upgrade to %s from %s: %d (before_upgrade hook)",
+                        proto.id, req.path, proto.peer, verdict.status)
             _send_response(proto, verdict, req)
             return
         self._upgrade(proto, req, handler)
@@ -496,7 +496,8 @@ class App(Routes):
         so that the client reads the answer instead of a reset)."""
         if len(self.connections) < self.max_connections:
             return False
-        logger.warning("refusing %s: %d connections open", proto.peer, len(self.connections))
+        logger.warning("[%s] refusing %s: %d connections open", proto.id, proto.peer,
+                       len(self.connections))
         proto.respond(reject(503, "too many connections", [("Retry-After", "1")]))
         return True
 
@@ -513,7 +514,8 @@ class App(Routes):
                 extra_headers=req.response_headers,
             )
         except InvalidHandshake as exc:
-            logger.info("refusing handshake from %s: %d %s", proto.peer, exc.status, exc.reason)
+            logger.info("[%s] refusing handshake from %s: %d %s", proto.id, proto.peer,
+                        exc.status, exc.reason)
             proto.respond(error_response(exc))
             return
         except ValueError:
@@ -721,7 +723,8 @@ class ServerProtocol(WebSocketProtocol):
         try:
             request = parser.feed(data)
         except InvalidHandshake as exc:
-            logger.info("bad request from %s: %d %s", self.peer, exc.status, exc.reason)
+            logger.info("[%s] bad request from %s: %d %s", self.id, self.peer, exc.status,
+                        exc.reason)
             self.respond(error_response(exc))
             return
         if request is None:
