@@ -8,7 +8,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -574,11 +574,7 @@ class RedisBackplane:
                             getattr(pipe, command)(channel, data)
                         await pipe.execute()
                 except (RedisError, OSError) as exc:
-                    error = HubError(f"publish to Redis at {self.url} failed: "
-                                     f"{exc or type(exc).__name__}")
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
+                    fail_publishes(batch, self.url, exc)
                     continue
                 for _, _, future in batch:
                     if not future.done():
@@ -613,3 +609,12 @@ def _chain(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def fail_publishes(batch: Iterable[tuple[Any, Any, asyncio.Future[Any]]], url: str,
+                   exc: BaseException) -> None:
+    """Fail every publish of a batch Redis did not take with one HubError naming the cause."""
+    error = HubError(f"publish to Redis at {url} failed: {exc or type(exc).__name__}")
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(error)

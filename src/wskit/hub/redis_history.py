@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import HubError
 from .history import MAX_HISTORY, Publication, check_since, new_epoch, plan_recovery
-from .redis import BINARY_AT, TEXT_AT, VERSION, RedisBackplane
+from .redis import BINARY_AT, TEXT_AT, VERSION, RedisBackplane, fail_publishes
 
 try:
     from redis.exceptions import RedisError
@@ -146,11 +146,7 @@ class RedisHistory:
                             await self._publish(keys, args, client=pipe)
                         results = await pipe.execute()
                 except (RedisError, OSError) as exc:
-                    error = HubError(f"publish to Redis at {self.backplane.url} failed: "
-                                     f"{exc or type(exc).__name__}")
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
+                    fail_publishes(batch, self.backplane.url, exc)
                     continue
                 for (_, _, future), result in zip(batch, results, strict=True):
                     if not future.done():
