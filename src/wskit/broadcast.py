@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from .core.connection import PreparedFrame
-from .websocket import Delivery, WebSocket
+from .websocket import WebSocket, send_prepared_to
 
 __all__ = ["SLOW_POLICIES", "FanOut", "SlowPolicy", "broadcast", "check_slow_policy"]
 
@@ -53,17 +53,11 @@ class FanOut:
 
     def send_to(self, sockets: Iterable[WebSocket]) -> None:
         """Write the message to every open socket of ``sockets``, updating the counters."""
-        frame, compress, max_buffered = self.frame, self.compress, self.max_buffered
-        slow = self.slow
-        for ws in sockets:
-            outcome = ws.send_prepared(frame, compress=compress, max_buffered=max_buffered,
-                                       slow=slow)
-            if outcome is Delivery.SENT:
-                self.sent += 1
-            elif outcome is Delivery.DROPPED:
-                self.dropped += 1
-            elif outcome is Delivery.CLOSED:
-                self.closed += 1
+        sent, dropped, closed = send_prepared_to(sockets, self.frame, self.compress,
+                                                 self.max_buffered, self.slow)
+        self.sent += sent
+        self.dropped += dropped
+        self.closed += closed
 
 
 def broadcast(

@@ -55,6 +55,47 @@ def _read_buffer() -> memoryview:
     return view
 
 
+#: Corked bytes beyond which a connection's frames are handed over one by one, not joined
+#: into one copy: the copy would cost more than the system calls it saves.
+_JOIN_LIMIT = 64 * 1024
+
+
+class _Cork:
+    """The reads in progress on one thread, and the other connections written to meanwhile.
+
+    While the listeners of a read run, what they write to any connection is gathered in that
+    connection's cork list; at the end of the outermost read every connection gets one write
+    (one system call) carrying all its frames, in the order they were sent, as uWebSockets
+    corks. A fan-out of the k publications that came in one read costs one write per
+    subscriber instead of k.
+    """
+
+    __slots__ = ("depth", "pending")
+
+    def __init__(self) -> None:
+        #: How many reads are in progress (a listener may feed another connection).
+        self.depth = 0
+        #: The connections corked by writes from those reads, other than the one read.
+        self.pending: list[WebSocketProtocol] = []
+
+    def flush(self) -> None:
+        """The outermost read is over: hand every pending connection's frames over."""
+        while self.pending:
+            pending, self.pending = self.pending, []
+            for proto in pending:
+                corked = proto._corked
+                proto._corked = None
+                if corked:
+                    proto._write_out(corked)
+
+
+def _thread_cork() -> _Cork:
+    cork: _Cork | None = getattr(_per_thread, "cork", None)
+    if cork is None:
+        cork = _per_thread.cork = _Cork()
+    return cork
+
+
 class Receiver(Protocol):
     """What the binding hands a connection's events to; ``WebSocket`` implements it."""
 
@@ -130,8 +171,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # After failing the connection: our FIN is sent, the peer's input is being discarded.
         self._lingering = False
         # While listeners run from data_received, what they send is gathered here and written
-        # once after them: one write (one system call) per read instead of one per message.
+        # once after them: one write (one system call) per read instead of one per message;
+        # also while the listeners of another connection's read write to this one (_Cork).
         self._corked: list[bytes] | None = None
+        self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
@@ -179,19 +222,30 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             if self._keepalive_deadline is not None:
                 self._check_pongs(events)
             if self._corked is None:
-                corked = self._corked = [out] if out else []
+                if out:
+                    self.bytes_out += len(out)
+                    corked = self._corked = [out]
+                else:
+                    corked = self._corked = []
+                cork = self._cork
+                cork.depth += 1
                 try:
                     receiver.receive_events(events)
                 finally:
                     self._corked = None
+                    cork.depth -= 1
+                    if not cork.depth and cork.pending:
+                        cork.flush()
                 out = self._replies(conn, receiver)
+                if out:
+                    self.bytes_out += len(out)
+                    corked.append(out)
                 if corked:
-                    if out:
-                        corked.append(out)
-                    # (One frame is written as it is: no copy of a large message.)
-                    out = corked[0] if len(corked) == 1 else b"".join(corked)
+                    self._write_out(corked)
+                out = b""
             else:
-                # Fed from a listener of an outer read: its single write carries ours too.
+                # Fed from a listener of an outer read, or written to by one: the single
+                # write at the end of that read carries ours too.
                 if out:
                     self.write(out)
                 receiver.receive_events(events)
@@ -383,15 +437,40 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         if corked is not None:
             corked.append(data)
             return
+        cork = self._cork
+        if cork.depth:
+            # A listener of another connection's read writes here: corked until its end.
+            self._corked = [data]
+            cork.pending.append(self)
+            return
         transport = self.transport
         assert transport is not None
         transport.write(data)
+
+    def _write_out(self, corked: list[bytes]) -> None:
+        """Hand corked frames to the transport: one write, or large ones each as it is (a
+        frame fanned out to many stays one object, not a copy per subscriber)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if len(corked) == 1:
+            # (One frame is written as it is: no copy of a large message.)
+            transport.write(corked[0])
+            return
+        size = 0
+        for data in corked:
+            size += len(data)
+        if size <= _JOIN_LIMIT:
+            transport.write(b"".join(corked))
+        else:
+            for data in corked:
+                transport.write(data)
 
     def _flush_corked(self) -> None:
         """Hand what listeners sent so far to the transport (before it closes or is measured)."""
         corked = self._corked
         if corked and self.transport is not None:
-            self.transport.write(b"".join(corked))
+            self._write_out(corked)
             corked.clear()
 
     @property
@@ -399,6 +478,25 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._flush_corked()
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
+
+    def buffered_over(self, limit: int) -> int:
+        """The bytes queued, corked ones included, if more than ``limit``; else 0.
+
+        The same answer as ``buffered_amount > limit``, without handing corked frames over
+        when their count alone cannot pass the limit (the kernel would take some of them)."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        size = transport.get_write_buffer_size()
+        corked = self._corked
+        if corked:
+            for data in corked:
+                size += len(data)
+            if size > limit:
+                self._write_out(corked)
+                corked.clear()
+                size = transport.get_write_buffer_size()
+        return size if size > limit else 0
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its low-water mark or the connection is lost."""
