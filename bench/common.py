@@ -46,6 +46,9 @@ class Scenario:
     sides: tuple[str, ...] = ("server", "client")
     #: permessage-deflate negotiated (each library's default settings), JSON-like text.
     compress: bool = False
+    #: Worker counts of `serve --workers N` measured in turn (wskit only); `window` is then
+    #: per connection, and `conns` connections spread over the workers.
+    workers: tuple[int, ...] = ()
 
     def n_conns(self, quick: bool) -> int:
         return self.quick_conns if quick else self.conns
@@ -70,6 +73,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("idle_10k", "idle", "idle memory, 10000 open conns", "KiB/conn",
                  conns=10000, quick_conns=1000, sides=("server",)),
         # permessage-deflate negotiated: only libraries that compress take part.
+        # Many connections, since SO_REUSEPORT spreads them by a hash of the 4-tuple; large
+        # windows, so the generator reads and writes rarely and leaves the cores to workers.
+        Scenario("workers_pipe_32_text", "mpipe",
+                 "pipelined 32 B text, 16 conns x 1000 in flight, wskit 1 vs 2 workers",
+                 "msg/s", window=1000, conns=16, quick_conns=8, sides=("server",),
+                 workers=(1, 2)),
         Scenario("z_rt_500_json", "rt", "deflate, round trip, ~500 B JSON text", "msg/s",
                  size=500, sides=("server",), compress=True),
         Scenario("z_pipe_500_json", "pipe", "deflate, 100 in flight, ~500 B JSON text",
@@ -81,7 +90,8 @@ SCENARIOS: dict[str, Scenario] = {
                  sides=("server",), compress=True),
     )
 }
-QUICK_SCENARIOS = ("rt_32_text", "pipe_32_text", "storm_500", "fanout_1000", "idle_10k")
+QUICK_SCENARIOS = ("rt_32_text", "pipe_32_text", "storm_500", "fanout_1000", "idle_10k",
+                   "workers_pipe_32_text")
 #: The libraries that implement permessage-deflate (picows and the raw floor do not).
 COMPRESSING_LIBS = ("wskit", "websockets", "aiohttp")
 
@@ -206,10 +216,105 @@ def proc_cpu(pid: int) -> float:
                 total += int(f.read().split()[0])
         return total / 1e9
     except (OSError, ValueError, IndexError):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        # utime and stime are fields 14 and 15 of stat(5); the split drops the first two.
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        # utime and stime are fields 14 and 15 of stat(5).
+        return sum(proc_times(pid))
+
+
+def proc_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of `pid` from /proc/PID/stat, in clock ticks' precision."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def proc_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (a supervisor and its forked workers), parents first."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by `pid` and its descendants (proc_cpu of each).
+
+    A worker that exits in between takes its CPU with it; the figure is only meaningful
+    while the set of processes stays the same.
+    """
+    total = 0.0
+    for p in proc_tree(pid):
+        try:
+            total += proc_cpu(p)
+        except OSError:
+            if p == pid:
+                raise
+    return total
+
+
+def _tcp_sockets(port: int) -> list[tuple[str, int]]:
+    """(state, inode) of each IPv4 TCP socket whose local port is `port`, /proc/net/tcp."""
+    out = []
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    out.append((fields[3], int(fields[9])))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return []
+    return out
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on `port` (one per worker with SO_REUSEPORT)."""
+    return sum(1 for state, _ in _tcp_sockets(port) if state == "0A")
+
+
+def conns_per_process(pid: int, port: int) -> dict[int, int]:
+    """Established connections to `port` held by `pid` and each of its descendants."""
+    inodes = {inode for state, inode in _tcp_sockets(port) if state == "01"}
+    out = {}
+    for p in proc_tree(pid):
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+                    n += 1
+        except OSError:
+            continue
+        out[p] = n
+    return out
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    """Syscall counters of `pid` (all threads) from /proc/PID/io: syscr, syscw, rchar, wchar.
+
+    read(2)/write(2)/readv/writev count, recv(2)/send(2) do not: uvloop (libuv) reads and
+    writes TCP sockets with read/write(v), asyncio's selector loop with recv/send, so only
+    the uvloop figures are the server's reads and writes. Empty if the file is unreadable.
+    """
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("syscr", "syscw", "rchar", "wchar"):
+                    out[key] = int(value)
+    except (OSError, ValueError):
+        return {}
+    return out
 
 
 def proc_rss_kib(pid: int) -> int:

@@ -20,13 +20,18 @@ from bench.common import (
     Scenario,
     check_upgrade_response,
     client_frame,
+    conns_per_process,
     emit,
     payload_for,
     proc_cpu,
+    proc_io,
     proc_rss_kib,
+    proc_times,
+    proc_tree,
     raise_nofile,
     run_with_loop,
     server_frame,
+    tree_cpu,
     upgrade_request,
 )
 from bench.compressed import (
@@ -59,6 +64,7 @@ class Conn(asyncio.Protocol):
         self.lost: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.rx = 0
+        self.reads = 0  # data_received calls after the handshake: how replies were chunked
         self.keep = keep
         self.first = bytearray()
         self.on_rx: Callable[[Conn, int], None] | None = None
@@ -95,6 +101,7 @@ class Conn(asyncio.Protocol):
             if not data:
                 return
         n = len(data)
+        self.reads += 1
         if len(self.first) < self.keep:
             self.first += data[: self.keep - len(self.first)]
         self.rx += n
@@ -135,6 +142,8 @@ class LoadGen:
         self.warmup = warmup
         self.duration = duration
         self.gen_cpu: float | None = None
+        self.chunks: dict[str, float] = {}
+        self.cores: dict[int, float] = {}
 
     # --- helpers ---
 
@@ -205,9 +214,9 @@ class LoadGen:
         """Wait until the server is idle (below 5% of a core) so runs do not overlap."""
         end = time.perf_counter() + limit
         while time.perf_counter() < end:
-            cpu0 = proc_cpu(self.pid)
+            cpu0 = tree_cpu(self.pid)
             await asyncio.sleep(0.1)
-            if proc_cpu(self.pid) - cpu0 < 0.005:
+            if tree_cpu(self.pid) - cpu0 < 0.005:
                 return
 
     def frames(self, s: Scenario) -> tuple[bytes, bytes]:
@@ -221,15 +230,42 @@ class LoadGen:
         req = client_frame(s.opcode, payload)
         return req, (req if self.raw else server_frame(s.opcode, payload))
 
-    async def window(self, count: Callable[[], int]) -> tuple[int, float, float]:
-        """Warm up, then return (messages, wall seconds, server CPU seconds) for one run."""
+    async def window(self, count: Callable[[], int],
+                     reads: Callable[[], int] | None = None) -> tuple[int, float, float]:
+        """Warm up, then return (messages, wall seconds, server CPU seconds) for one run.
+
+        Also keeps, for run() to report, the generator's CPU share, and how the byte stream
+        was chunked: the generator's receives (`reads`) and the server's read/write syscalls.
+        """
         await asyncio.sleep(self.warmup)
-        c0, cpu0, t0 = count(), proc_cpu(self.pid), time.perf_counter()
+        procs = proc_tree(self.pid)
+        io0, r0 = proc_io(self.pid), reads() if reads else 0
+        each0 = [_cpu_or_zero(p) for p in procs]
+        times0 = [_times_or_zero(p) for p in procs]
+        c0, cpu0, t0 = count(), tree_cpu(self.pid), time.perf_counter()
         own0 = time.process_time()
         await asyncio.sleep(self.duration)
-        c1, cpu1, t1 = count(), proc_cpu(self.pid), time.perf_counter()
+        c1, cpu1, t1 = count(), tree_cpu(self.pid), time.perf_counter()
         # The generator's own CPU share shows whether it, not the server, was the limit.
         self.gen_cpu = (time.process_time() - own0) / (t1 - t0)
+        each1 = [_cpu_or_zero(p) for p in procs]
+        times1 = [_times_or_zero(p) for p in procs]
+        io1, r1 = proc_io(self.pid), reads() if reads else 0
+        # Cores each server process used (several with workers, their supervisor first).
+        self.cores = {p: (b - a) / (t1 - t0) for p, a, b in zip(procs, each0, each1, strict=True)}
+        n = max(c1 - c0, 1)
+        chunks: dict[str, float] = {}
+        if reads is not None:
+            chunks["gen_reads_per_msg"] = (r1 - r0) / n
+        if io0 and io1:
+            chunks["srv_reads_per_msg"] = (io1["syscr"] - io0["syscr"]) / n
+            chunks["srv_writes_per_msg"] = (io1["syscw"] - io0["syscw"]) / n
+        user = sum(b[0] - a[0] for a, b in zip(times0, times1, strict=True))
+        system = sum(b[1] - a[1] for a, b in zip(times0, times1, strict=True))
+        if user + system > 0:
+            # How much of the server's CPU the kernel took (ticks: about ±0.01 s each).
+            chunks["srv_sys_share"] = system / (user + system)
+        self.chunks = chunks
         return c1 - c0, t1 - t0, cpu1 - cpu0
 
     # --- scenarios ---
@@ -258,7 +294,7 @@ class LoadGen:
         conn.on_rx = on_rx
         conn.transport.write(batch)
         try:
-            n, wall, cpu = await self.window(lambda: conn.rx // rlen)
+            n, wall, cpu = await self.window(lambda: conn.rx // rlen, lambda: conn.reads)
             state["stop"] = True
             if conn.rx // rlen >= state["sent"] and not drained.done():
                 drained.set_result(None)
@@ -268,6 +304,79 @@ class LoadGen:
         if bytes(conn.first) != reply:
             return {"error": f"echo mismatch: got {bytes(conn.first[:40])!r}"}
         return {"count": n, "elapsed": wall, "cpu": cpu}
+
+    async def multipipe(self, s: Scenario, n_conns: int) -> dict[str, Any]:
+        """`n_conns` connections with `s.window` messages in flight each, counted together.
+
+        For many workers: the kernel spreads the connections over them, and the generator
+        must stay cheap, since on 2 cores it takes CPU from them. So each connection tops its
+        window up only once half of it came back (one write per half window), and asks the
+        kernel with SO_RCVLOWAT not to wake it for less than half a window of replies (one
+        read per half window, however the server splits its writes). Half a window always
+        stays in flight, so the server is never starved and the low mark is always reached.
+        """
+        req, reply = self.frames(s)
+        rlen, window = len(reply), s.window
+        half = window // 2
+        batch = req * window
+        conns, error = await self.open_many(n_conns, "/echo")
+        if error:
+            await self.close_all(conns)
+            return {"error": f"only {len(conns)} of {n_conns} connections: {error}"}
+        for c in conns:
+            _rcvlowat(c, half * rlen)
+        loop = asyncio.get_running_loop()
+        drained: asyncio.Future[None] = loop.create_future()
+        sent = dict.fromkeys(conns, window)
+        state = {"stop": False, "pending": n_conns}
+
+        def on_rx(c: Conn, _n: int) -> None:
+            done = c.rx // rlen
+            if state["stop"]:
+                if done >= sent[c]:
+                    state["pending"] -= 1
+                    c.on_rx = None
+                    if state["pending"] == 0 and not drained.done():
+                        drained.set_result(None)
+                return
+            k = done + window - sent[c]
+            if k >= half:
+                c.transport.write(batch if k == window else batch[: k * len(req)])
+                sent[c] += k
+
+        for c in conns:
+            c.keep = rlen
+            c.on_rx = on_rx
+            c.transport.write(batch)
+        try:
+            await asyncio.sleep(0.05)
+            held = conns_per_process(self.pid, self.port)
+            n, wall, cpu = await self.window(lambda: sum(c.rx for c in conns) // rlen,
+                                             lambda: sum(c.reads for c in conns))
+            state["stop"] = True
+            for c in conns:
+                _rcvlowat(c, 1)  # the last replies may be fewer than half a window
+                if c.rx // rlen >= sent[c]:
+                    c.on_rx = None
+                    state["pending"] -= 1
+            if state["pending"] <= 0 and not drained.done():
+                drained.set_result(None)
+            await asyncio.wait_for(drained, 10)
+        finally:
+            await self.close_all(conns)
+        wrong = [c for c in conns if bytes(c.first) != reply]
+        if wrong:
+            return {"error": f"echo mismatch: got {bytes(wrong[0].first[:40])!r}"}
+        # Connections and CPU (in cores) of each worker; the supervisor's CPU apart.
+        procs = list(self.cores)
+        workers = procs[1:] or procs  # with workers, the first process is their supervisor
+        extra: dict[str, Any] = {
+            "conns": n_conns, "window": window, "workers": len(workers),
+            "conns_per_worker": [held.get(p, 0) for p in workers],
+            "cores_per_worker": [round(self.cores[p], 3) for p in workers]}
+        if len(procs) > 1:
+            extra["supervisor_cores"] = round(self.cores[procs[0]], 4)
+        return {"count": n, "elapsed": wall, "cpu": cpu, "extra": extra}
 
     async def storm(self, s: Scenario, n_conns: int) -> dict[str, Any]:
         req, reply = self.frames(s)
@@ -308,9 +417,9 @@ class LoadGen:
         bad.clear()
         # One round per run: every storm connection ends in TIME_WAIT on the side that closed
         # first, and a full run's worth of rounds would fill the port range for later cells.
-        cpu0, t0 = proc_cpu(self.pid), time.perf_counter()
+        cpu0, t0 = tree_cpu(self.pid), time.perf_counter()
         done = await round_()
-        wall, cpu = time.perf_counter() - t0, proc_cpu(self.pid) - cpu0
+        wall, cpu = time.perf_counter() - t0, tree_cpu(self.pid) - cpu0
         if bad:
             return {"error": bad[0]}
         return {"count": done, "elapsed": wall, "cpu": cpu}
@@ -552,6 +661,9 @@ class LoadGen:
                     elif s.compress and s.kind == "fanout":
                         res = await asyncio.wait_for(
                             self.zfanout(s, s.n_conns(quick)), self.duration + 60)
+                    elif s.kind == "mpipe":
+                        res = await asyncio.wait_for(
+                            self.multipipe(s, s.n_conns(quick)), self.duration + 30)
                     elif s.kind in ("rt", "pipe", "bulk"):
                         res = await asyncio.wait_for(self.pipeline(s), self.duration + 30)
                     elif s.kind == "storm":
@@ -567,15 +679,38 @@ class LoadGen:
                 res.update(scenario=name, run=i)
                 if self.gen_cpu is not None and "error" not in res:
                     res["gen_cpu"] = round(self.gen_cpu, 3)
-                self.gen_cpu = None
+                    res.setdefault("extra", {}).update(
+                        {k: round(v, 4) for k, v in self.chunks.items()})
+                self.gen_cpu, self.chunks, self.cores = None, {}, {}
                 if "error" not in res and "value" not in res:
                     res["value"] = res["count"] / res["elapsed"]
                 emit(res)
                 try:
-                    proc_cpu(self.pid)
+                    tree_cpu(self.pid)
                 except OSError:
                     emit({"scenario": name, "run": i, "error": "server process died"})
                     return
+
+
+def _rcvlowat(conn: Conn, nbytes: int) -> None:
+    sock = conn.transport.get_extra_info("socket")
+    if sock is not None and hasattr(socket, "SO_RCVLOWAT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+
+
+def _times_or_zero(pid: int) -> tuple[float, float]:
+    try:
+        return proc_times(pid)
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return proc_cpu(pid)
+    except OSError:
+        return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -29,6 +30,8 @@ from bench.common import (
     LOOPS,
     QUICK_SCENARIOS,
     SCENARIOS,
+    listening,
+    proc_tree,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +78,24 @@ class Cell:
             # Bytes the server wrote per message (per delivery for fan-out), headers included.
             out["wire_bytes"] = statistics.median(wire)
             out["text_bytes"] = ok[0]["extra"]["text_bytes"]
+        # How the byte stream was chunked and where the CPU went (loadgen.window()).
+        for key in CHUNK_KEYS:
+            got = [r["extra"][key] for r in ok if key in r.get("extra", {})]
+            if got:
+                out[key] = statistics.median(got)
+        gen = [r["gen_cpu"] for r in ok if r.get("gen_cpu") is not None]
+        if gen:
+            out["gen_cores"] = statistics.median(gen)
+        cores = [r["cpu"] / r["elapsed"] for r in ok if r.get("cpu") and r.get("elapsed")]
+        if cores:
+            out["server_cores"] = statistics.median(cores)
         if errors:
             out["failed_runs"] = len(errors)
         return out
+
+
+#: Per-run figures of the generator's window that a cell keeps the median of.
+CHUNK_KEYS = ("gen_reads_per_msg", "srv_reads_per_msg", "srv_writes_per_msg", "srv_sys_share")
 
 
 # --- processes ---
@@ -134,9 +152,15 @@ class Server:
             cwd=ROOT, env=_env(), stdout=self._log, stderr=subprocess.STDOUT,
         )
         _pin(self.proc.pid, SUT_CPU)
+        # The supervisor and its workers, once known: none may outlive stop().
+        self.family: list[tuple[int, str]] = []
 
-    def wait_ready(self, timeout: float = 20.0) -> str:
-        """Empty string once the port accepts connections, else why it never will."""
+    def wait_ready(self, timeout: float = 20.0, listeners: int = 1) -> str:
+        """Empty string once the port accepts connections, else why it never will.
+
+        With workers, once `listeners` sockets listen on the port (one per worker), so that
+        no connection goes to the first worker only because the second was not up yet.
+        """
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             rc = self.proc.poll()
@@ -145,10 +169,15 @@ class Server:
                 if rc == EXIT_UNAVAILABLE:
                     return "not available: " + tail.removeprefix("UNAVAILABLE: ")
                 return f"server exited with {rc}: {tail}"
-            with socket.socket() as s:
-                s.settimeout(0.5)
-                if s.connect_ex((HOST, self.port)) == 0:
+            if listeners > 1:
+                if listening(self.port) >= listeners:
+                    self.family = [(p, _started(p)) for p in proc_tree(self.proc.pid)]
                     return ""
+            else:
+                with socket.socket() as s:
+                    s.settimeout(0.5)
+                    if s.connect_ex((HOST, self.port)) == 0:
+                        return ""
             time.sleep(0.05)
         return "server did not start listening"
 
@@ -165,7 +194,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        for pid, started in self.family[1:]:
+            # Only the very worker (same start time) in case its pid was reused since.
+            if _started(pid) == started:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         self._log.close()
+
+
+def _started(pid: int) -> str:
+    """The start time of `pid` (field 22 of /proc/PID/stat), or "" if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 @contextlib.contextmanager
@@ -246,13 +289,69 @@ def run_server_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path
                     key=lambda n: SCENARIOS[n].kind != "idle")
     # One server process per library without compression, and one with it for the
     # scenarios that negotiate permessage-deflate (only the libraries that compress).
-    groups = [([n for n in wanted if not SCENARIOS[n].compress], False),
-              ([n for n in wanted if SCENARIOS[n].compress], True)]
+    plain = [n for n in wanted if not SCENARIOS[n].workers]
+    groups = [([n for n in plain if not SCENARIOS[n].compress], False),
+              ([n for n in plain if SCENARIOS[n].compress], True)]
     for loop in plan.loops:
         for lib in plan.libs:
             for names, compress in groups:
                 if names and (not compress or lib in COMPRESSING_LIBS):
                     _serve_and_load(plan, cells, logdir, log, lib, loop, names, compress)
+    for name in wanted:
+        if SCENARIOS[name].workers and "wskit" in plan.libs:
+            _workers(plan, cells, logdir, log, name)
+
+
+def workers_lib(n: int) -> str:
+    """The library column of `serve --workers n` cells."""
+    return f"wskit-{n}w"
+
+
+def _workers(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path, log: Any,
+             name: str) -> None:
+    """wskit's `app.run(workers=N)` for each N of the scenario, all servers up at once and
+    measured in turn, run by run, so that a change of the shared machine's load touches
+    every worker count alike. app.run picks uvloop when it is installed, as users get it."""
+    t0 = time.monotonic()
+    counts = SCENARIOS[name].workers
+    loop = "uvloop" if _importable("uvloop") else "asyncio"
+    for n in counts:
+        cells[("server", name, workers_lib(n), loop)] = Cell("server", name, workers_lib(n), loop)
+    with contextlib.ExitStack() as stack:
+        servers = {n: stack.enter_context(server("wskit", loop, logdir, ["--workers", str(n)]))
+                   for n in counts}
+        problems = {n: srv.wait_ready(listeners=n) for n, srv in servers.items()}
+        up = [n for n in counts if not problems[n]]
+        one = Plan(**{**plan.__dict__, "runs": 1})
+        for i in range(plan.runs):
+            for n in up:
+                srv = servers[n]
+                records, problem = run_driver(
+                    ["bench.loadgen", "--port", str(srv.port), "--pid", str(srv.proc.pid),
+                     "--proto", "ws", *one.driver_args([name])],
+                    one.budget([name]), logdir, f"loadgen-workers{n}-{i}")
+                for r in records:
+                    r["run"] = i
+                    cells[("server", name, workers_lib(n), loop)].runs.append(r)
+                if srv.proc.poll() is not None and not problem:
+                    problem = f"server died: {srv.tail()}"
+                problems[n] = problems[n] or problem
+    for n in counts:
+        c = cells[("server", name, workers_lib(n), loop)]
+        if problems[n] and not c.ok_runs():
+            c.error = problems[n]
+    trouble = "; ".join(f"{n} workers: {p}" for n, p in problems.items() if p)
+    print(f"  server wskit workers {'/'.join(map(str, counts)):<11} {loop:<7} "
+          f"{time.monotonic() - t0:5.1f} s" + (f"  ({trouble})" if trouble else ""),
+          file=log, flush=True)
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _serve_and_load(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path, log: Any,
@@ -381,7 +480,8 @@ COLUMNS = ("scenario", "library", "loop", "median", "spread (min–max)", "CPU �
 
 
 def table(summaries: list[dict[str, Any]], side: str) -> str:
-    rows = [s for s in summaries if s["side"] == side and not SCENARIOS[s["scenario"]].compress]
+    rows = [s for s in summaries if s["side"] == side and not SCENARIOS[s["scenario"]].compress
+            and not SCENARIOS[s["scenario"]].workers]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for s in rows:
         scen = f"{s['scenario']} ({s['unit']})"
@@ -396,6 +496,94 @@ def table(summaries: list[dict[str, Any]], side: str) -> str:
         lines.append(f"| {scen} | {s['lib']} | {s['loop']} | {_num(s['median'])} | {spread} "
                      f"| {cpu} | {xp} | {xf} |")
     return "\n".join(lines)
+
+
+CHUNK_COLUMNS = ("scenario", "library", "loop", "CPU µs/msg", "msg/server read",
+                 "msg/server write", "msg/generator read", "CPU µs/server read",
+                 "server sys %")
+
+
+def _per(x: float | None) -> str:
+    """Messages per read from reads per message."""
+    return _num(1 / x) if x else "–"
+
+
+def chunk_table(summaries: list[dict[str, Any]]) -> str:
+    """How the pipelined byte stream was chunked: the floor's cost is per read, not per
+    message, so its CPU per message is only comparable at the same messages per read."""
+    lines = ["| " + " | ".join(CHUNK_COLUMNS) + " |", "|" + "---|" * len(CHUNK_COLUMNS)]
+    for s in summaries:
+        if (s["side"] != "server" or SCENARIOS[s["scenario"]].kind != "pipe"
+                or SCENARIOS[s["scenario"]].compress or "error" in s):
+            continue
+        reads = s.get("srv_reads_per_msg")
+        per_read = _num(s["cpu_us"] / reads) if reads and s.get("cpu_us") else "–"
+        sys_share = s.get("srv_sys_share")
+        lines.append(
+            f"| {s['scenario']} | {s['lib']} | {s['loop']} | "
+            f"{_num(s['cpu_us']) if s.get('cpu_us') else '–'} | {_per(reads)} | "
+            f"{_per(s.get('srv_writes_per_msg'))} | {_per(s.get('gen_reads_per_msg'))} | "
+            f"{per_read} | {f'{sys_share * 100:.0f}' if sys_share is not None else '–'} |")
+    return "\n".join(lines)
+
+
+WORKER_COLUMNS = ("workers", "median msg/s", "spread (min–max)", "× 1 worker",
+                  "server CPU µs/msg", "server cores", "generator cores", "conns per worker")
+
+
+def workers_table(summaries: list[dict[str, Any]]) -> str:
+    """`serve --workers N` side by side: throughput, its ratio to one worker, and the CPU
+    of every server process and of the load generator, which shares the cores."""
+    lines = ["| " + " | ".join(WORKER_COLUMNS) + " |", "|" + "---|" * len(WORKER_COLUMNS)]
+    for s, base in _worker_cells(summaries):
+        n = SCENARIOS[s["scenario"]].workers[_worker_index(s)]
+        if "error" in s:
+            lines.append(f"| {n} | {s['error'][:80]} |" + " – |" * (len(WORKER_COLUMNS) - 2))
+            continue
+        ratio = f"{s['median'] / base['median']:.2f}" if base and "error" not in base else "–"
+        placement = "; ".join("/".join(map(str, r["extra"]["conns_per_worker"]))
+                              for r in s["runs"] if "conns_per_worker" in r.get("extra", {}))
+        lines.append(
+            f"| {n} | {_num(s['median'])} | {_num(s['min'])}–{_num(s['max'])} | {ratio} | "
+            f"{_num(s['cpu_us']) if s.get('cpu_us') else '–'} | "
+            f"{s.get('server_cores', 0):.2f} | {s.get('gen_cores', 0):.2f} | {placement} |")
+    return "\n".join(lines)
+
+
+def _worker_index(s: dict[str, Any]) -> int:
+    counts = SCENARIOS[s["scenario"]].workers
+    return [workers_lib(n) for n in counts].index(s["lib"])
+
+
+def _worker_cells(summaries: list[dict[str, Any]]) -> list[tuple[dict[str, Any],
+                                                                 dict[str, Any] | None]]:
+    """Each workers cell with the one-worker cell of its scenario (None if not measured)."""
+    cells = [s for s in summaries if SCENARIOS[s["scenario"]].workers]
+    out = []
+    for s in cells:
+        first = workers_lib(SCENARIOS[s["scenario"]].workers[0])
+        base = next((b for b in cells if b["scenario"] == s["scenario"] and b["lib"] == first),
+                    None)
+        out.append((s, base))
+    return out
+
+
+def workers_targets(summaries: list[dict[str, Any]]) -> list[str]:
+    """Issue 14: `serve --workers 2` delivers at least 1.8x one worker's throughput."""
+    lines = []
+    for s, base in _worker_cells(summaries):
+        n = SCENARIOS[s["scenario"]].workers[_worker_index(s)]
+        if n != 2 or base is None or "error" in s or "error" in base:
+            continue
+        ratio = s["median"] / base["median"]
+        gen = s.get("gen_cores", 0.0)
+        lines.append(
+            f"- {s['scenario']}: 2 workers {_num(s['median'])} msg/s, 1 worker "
+            f"{_num(base['median'])}: {ratio:.2f}x ({'met' if ratio >= 1.8 else 'NOT met'}); "
+            f"the server used {s.get('server_cores', 0):.2f} and {base.get('server_cores', 0):.2f}"
+            f" cores, the load generator {gen:.2f} and {base.get('gen_cores', 0):.2f} of the "
+            f"{os.cpu_count()} it shares with them")
+    return lines
 
 
 DEFLATE_COLUMNS = ("scenario", "library", "loop", "median", "spread (min–max)", "CPU µs/msg",
@@ -456,7 +644,8 @@ def _metric(s: dict[str, Any]) -> float | None:
 def targets(summaries: list[dict[str, Any]]) -> list[str]:
     """Issue 6's targets for wskit, checked against this run's cells."""
     by_key = {(s["side"], s["scenario"], s["lib"], s["loop"]): s for s in summaries}
-    wskit = [s for s in summaries if s["lib"] == "wskit" and not SCENARIOS[s["scenario"]].compress]
+    wskit = [s for s in summaries if s["lib"] == "wskit" and not SCENARIOS[s["scenario"]].compress
+             and not SCENARIOS[s["scenario"]].workers]
     if not wskit:
         return ["- wskit was not measured in this run"]
     missing = [f"{s['side']} {s['scenario']} {s['loop']}" for s in wskit if _metric(s) is None]
@@ -496,8 +685,31 @@ def targets(summaries: list[dict[str, Any]]) -> list[str]:
         status = "met" if not failed else f"NOT met in {len(failed)} of {len(results)} cells"
         detail = "; ".join(f"{n}: {v:.2f}" for n, v, _ in failed)
         lines.append(f"- {title}: {status}" + (f" ({detail})" if detail else ""))
+        if title.startswith("server pipe_32_text"):
+            lines.extend(_floor_context(by_key))
     if missing:
         lines.append(f"- no figure for: {', '.join(missing)}")
+    return lines
+
+
+def _floor_context(by_key: dict[tuple[str, ...], dict[str, Any]]) -> list[str]:
+    """Messages per server read of wskit and of the floor, beside the floor check: a ratio
+    of CPU per message is only fair if both processed the stream in the same read sizes."""
+    lines = []
+    for loop in LOOPS:
+        w, r = by_key.get(("server", "pipe_32_text", "wskit", loop)), by_key.get(
+            ("server", "pipe_32_text", "raw", loop))
+        if not w or not r or "error" in w or "error" in r:
+            continue
+        key = "srv_reads_per_msg" if r.get("srv_reads_per_msg") else "gen_reads_per_msg"
+        what = "per server read" if key == "srv_reads_per_msg" else "per generator read"
+        if not w.get(key) or not r.get(key):
+            continue
+        lines.append(
+            f"  - {loop}: messages {what}: wskit {_num(1 / w[key])}, floor {_num(1 / r[key])};"
+            f" the floor's CPU per read {_num(r['cpu_us'] / r[key])} µs"
+            + (f", {r['srv_sys_share'] * 100:.0f}% of it in the kernel"
+               if r.get("srv_sys_share") is not None else ""))
     return lines
 
 
@@ -534,9 +746,33 @@ def render(report: dict[str, Any]) -> str:
         "",
         deflate_table(report["results"]),
         "",
+        "## Reads per message in the pipelined scenarios (servers above)",
+        "",
+        "The floor's CPU is per read and write, not per message: its CPU per message is "
+        "its CPU per read divided by the messages each read brings, so the × floor ratio "
+        "is fair only where both read alike. msg/server read and write: uvloop only (libuv "
+        "uses read/write, counted in /proc/PID/io; asyncio's recv/send are not); msg/generator"
+        " read: how the server's replies arrived; server sys %: the kernel's share of the "
+        "server's CPU (clock ticks).",
+        "",
+        chunk_table(report["results"]),
+        "",
+        "## Many workers: `app.run(workers=N)` (SO_REUSEPORT), pipelined 32 B text",
+        "",
+        "All server processes are counted (the supervisor and its workers). The load "
+        "generator is one uvloop process on the same cores: a half-window top-up and "
+        "SO_RCVLOWAT make it read and write once per half window; its CPU is what the "
+        "workers could not have.",
+        "",
+        workers_table(report["results"]),
+        "",
         "## Issue 6 targets for wskit (ratios of the medians above)",
         "",
         *targets(report["results"]),
+        "",
+        "## Issue 14: many workers",
+        "",
+        *(workers_targets(report["results"]) or ["- not measured in this run"]),
         "",
         "## Issue 14 compression targets for wskit: CPU at most 0.5x each peer's, bytes on "
         "the wire no more than theirs",
@@ -598,7 +834,9 @@ def main(argv: list[str] | None = None) -> int:
             run_client_side(plan, cells, logdir, log)
 
     order = {n: i for i, n in enumerate(SCENARIOS)}
-    lib_order = {n: i for i, n in enumerate([*LIBS, "picows-afn"])}
+    counts = sorted({n for sc in SCENARIOS.values() for n in sc.workers})
+    lib_order = {n: i for i, n in enumerate(
+        [*LIBS, "picows-afn", *(workers_lib(k) for k in counts)])}
     summaries = [c.summary() for c in sorted(
         cells.values(),
         key=lambda c: (c.side != "server", order[c.scenario], lib_order[c.lib], c.loop))]

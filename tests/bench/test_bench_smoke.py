@@ -61,6 +61,7 @@ def test_quick_run_writes_full_table(tmp_path: Path) -> None:
         rows = _rows(md, heading)
         wanted = {
             (name, lib) for name in QUICK_SCENARIOS if side in SCENARIOS[name].sides
+            and not SCENARIOS[name].workers  # wskit only, in a table of their own
             for lib in LIBS
         }
         got = {(r[0].split(" ", 1)[0], r[1]) for r in rows}
@@ -72,3 +73,51 @@ def test_quick_run_writes_full_table(tmp_path: Path) -> None:
             if not r[0].startswith("idle"):
                 assert _number(r[5]) > 0, r  # CPU µs per message
             assert _number(r[7]) > 0, r  # ratio to the floor
+
+    # How the pipelined streams were chunked: a figure for every server and both counts
+    # on uvloop, where /proc/PID/io sees libuv's reads and writes.
+    section = md.split("## Reads per message", 1)[1].split("\n## ", 1)[0]
+    chunks = [[c.strip() for c in ln.strip("|").split("|")]
+              for ln in section.splitlines() if ln.startswith("|")][2:]
+    assert {(r[0], r[1]) for r in chunks} == {("pipe_32_text", lib) for lib in LIBS}
+    raw = next(r for r in chunks if r[1] == "raw")
+    assert all(_number(x) > 0 for x in raw[3:8]), raw
+    assert "messages per server read: wskit" not in md  # wskit was not measured
+
+
+def _table(md: str, heading: str) -> list[list[str]]:
+    section = md.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_workers_slice_runs_and_reports(tmp_path: Path) -> None:
+    """`serve --workers 1` and `2` under the many-connection load: it runs and reports
+    every figure (never how fast: the machine may be shared)."""
+    _require("uvloop")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "wskit", "--loops", LOOP,
+         "--sides", "server", "--scenarios", "workers_pipe_32_text", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (tmp_path / "latest-quick.md").read_text()
+    rows = _table(md, "## Many workers")
+    assert [r[0] for r in rows] == ["1", "2"], rows
+    quick_conns = SCENARIOS["workers_pipe_32_text"].quick_conns
+    for r in rows:
+        assert _number(r[1]) > 0 and _number(r[4]) > 0, r  # msg/s, server CPU per message
+        assert _number(r[6]) > 0, r  # the generator's cores
+        placement = [int(x) for x in r[7].split("/")]
+        assert len(placement) == int(r[0]) and sum(placement) == quick_conns, r
+    assert rows[0][3] == "1.00"
+    target = md.split("## Issue 14: many workers", 1)[1].split("\n## ", 1)[0]
+    assert "workers_pipe_32_text: 2 workers" in target and "load generator" in target
+    report = json.loads((tmp_path / "latest-quick.json").read_text())
+    cells = [c for c in report["results"] if c["scenario"] == "workers_pipe_32_text"]
+    assert sorted(c["lib"] for c in cells) == ["wskit-1w", "wskit-2w"]
+    two = next(c for c in cells if c["lib"] == "wskit-2w")
+    assert len(two["runs"][0]["extra"]["cores_per_worker"]) == 2
