@@ -631,7 +631,7 @@ class TestReceive:
                 await eventually(lambda: bool(server_ws))
                 # The client stops reading once its inbox is full: the server's buffer backs up.
                 await eventually(lambda: server_ws[0].buffered_amount > 0)
-                assert len(ws._inbox) <= 2 + 2
+                assert len(ws._inbox or ()) <= 2 + 2
                 assert ws._protocol._reading_paused
                 for i in range(count):
                     message = await asyncio.wait_for(ws.receive(), WAIT)
@@ -962,6 +962,40 @@ class TestAttributes:
             assert seen["same"] is True
             assert seen["subprotocol"] == "chat.v2"
             assert seen["extensions"] == []
+
+        run(main())
+
+    def test_request_headers_stay_readable_while_open(self, run: Any) -> None:
+        """An open connection keeps its request headers compactly (issue 14): read from a
+        listener long after the upgrade, they are what the before_upgrade hook saw."""
+
+        async def main() -> None:
+            at_upgrade: list[list[tuple[str, str]]] = []
+            later: list[Any] = []
+            app = quiet_app()
+
+            def hook(req: wskit.Request) -> None:
+                at_upgrade.append(req.headers.raw_items())
+
+            @app.websocket("h", before_upgrade=hook)
+            def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
+                def on_text(ws: wskit.WebSocket, text: str) -> None:
+                    headers = ws.request.headers
+                    later.append((headers.raw_items(), headers.get("x-trace"),
+                                  headers.get_all("X-Multi"), "X-TRACE" in headers,
+                                  len(headers), ws.request.subprotocols))
+                    ws.send(text)
+
+                ws.on_text(on_text)
+
+            headers = [("X-Trace", "t: 1"), ("X-Multi", "a"), ("x-multi", "b")]
+            async with serving(app) as base, quiet_connect(base + "/h", headers=headers) as ws:
+                ws.send("hi")
+                assert await asyncio.wait_for(ws.receive(), WAIT) == "hi"
+            pairs, trace, multi, present, count, subprotocols = later[0]
+            assert pairs == at_upgrade[0]
+            assert (trace, multi, present, count) == ("t: 1", ["a", "b"], True, len(pairs))
+            assert subprotocols == []
 
         run(main())
 

@@ -43,6 +43,8 @@ class ClientProtocol(WebSocketProtocol):
     # open_connection() bounds the whole opening (DNS, proxy, TCP, TLS, handshake) itself.
     times_handshake = False
 
+    __slots__ = ("answered", "handshake", "opened", "parser", "uri", "where")
+
     def __init__(self, limits: Limits, handshake: ClientHandshake, uri: WebSocketURI,
                  where: str) -> None:
         super().__init__(limits, Role.CLIENT)

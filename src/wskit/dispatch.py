@@ -70,11 +70,13 @@ class Dispatcher:
         self._binary: _Listener | None = None
         self._on_ping: _Listener | None = None
         self._on_pong: _Listener | None = None
-        self._inbox: deque[Message] = deque()
+        # The two queues exist only while they hold something: a deque is 760 bytes, and
+        # an idle connection (or one whose listeners are plain functions) needs neither.
+        self._inbox: deque[Message] | None = None
         self._inbox_waiter: asyncio.Future[None] | None = None
         # Whether receive() was ever called: only then may the inbox hold our Close back.
         self._receiving = False
-        self._async_calls: deque[tuple[_Listener, Any]] = deque()
+        self._async_calls: deque[tuple[_Listener, Any]] | None = None
         self._async_runner: asyncio.Task[None] | None = None
         # From taking a call off the queue until that call first suspends (or returns).
         self._call_starting = False
@@ -152,18 +154,19 @@ class Dispatcher:
 
     def _flush_inbox(self, kind: type) -> None:
         """Hand queued messages of this kind to the listener that was just set, in order."""
-        if not self._inbox:
+        inbox = self._inbox
+        if not inbox:
             return
         keep: deque[Message] = deque()
-        while self._inbox:
-            message = self._inbox.popleft()
+        while inbox:
+            message = inbox.popleft()
             if isinstance(message, kind):
                 listener = self._text if isinstance(message, str) else self._binary
                 assert listener is not None
                 self._call(listener, message)
             else:
                 keep.append(message)
-        self._inbox = keep
+        self._inbox = keep or None
         self._maybe_resume()
 
     # -- the receive path (Receiver.receive_events) ------------------------------------------
@@ -248,9 +251,12 @@ class Dispatcher:
             self.listener_failed(exc)
 
     def _enqueue(self, message: Message) -> None:
-        self._inbox.append(message)
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        inbox.append(message)
         protocol = self._protocol
-        if len(self._inbox) >= protocol.limits.max_queue and protocol.conn.state is _OPEN:
+        if len(inbox) >= protocol.limits.max_queue and protocol.conn.state is _OPEN:
             # Bounded: stop reading until receive() takes messages out. (Once we have sent a
             # Close, reading goes on so that the peer's Close is seen; close_timeout bounds it.)
             protocol.pause_reading()
@@ -259,9 +265,12 @@ class Dispatcher:
             waiter.set_result(None)
 
     def _schedule(self, listener: _Listener, data: Any) -> None:
-        self._async_calls.append((listener, data))
+        calls = self._async_calls
+        if calls is None:
+            calls = self._async_calls = deque()
+        calls.append((listener, data))
         protocol = self._protocol
-        if len(self._async_calls) >= protocol.limits.max_queue and (
+        if len(calls) >= protocol.limits.max_queue and (
             protocol.conn.state is _OPEN
         ):
             protocol.pause_reading()
@@ -270,6 +279,7 @@ class Dispatcher:
 
     async def _run_async_listeners(self) -> None:
         calls = self._async_calls
+        assert calls is not None
         try:
             while calls:
                 listener, data = calls.popleft()
@@ -287,6 +297,8 @@ class Dispatcher:
                 self._maybe_resume()
         finally:
             self._async_runner = None
+            if not calls and self._async_calls is calls:
+                self._async_calls = None
             if self._finished:
                 # The connection ended while calls were queued: now the handles may end.
                 self._end_streams()
@@ -298,7 +310,7 @@ class Dispatcher:
         this WebSocket, often, which would otherwise keep a cycle past the connection."""
         self._streams.end(self._error)
         self._text = self._binary = self._on_ping = self._on_pong = None
-        self._async_calls.clear()
+        self._async_calls = None
 
     def _call_started(self) -> None:
         self._call_starting = False
@@ -306,7 +318,8 @@ class Dispatcher:
 
     def _maybe_resume(self) -> None:
         low = self._protocol.limits.max_queue // 2
-        if len(self._inbox) <= low and len(self._async_calls) <= low:
+        inbox, calls = self._inbox, self._async_calls
+        if (inbox is None or len(inbox) <= low) and (calls is None or len(calls) <= low):
             self._protocol.resume_reading()
 
     def answers_pending(self) -> bool:
@@ -363,7 +376,11 @@ class Dispatcher:
             if waiter is None or waiter.done():
                 waiter = self._inbox_waiter = self._loop.create_future()
             await asyncio.shield(waiter)
-        message = self._inbox.popleft()
+        inbox = self._inbox
+        assert inbox is not None
+        message = inbox.popleft()
+        if not inbox:
+            self._inbox = None
         self._maybe_resume()
         return message
 

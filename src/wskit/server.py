@@ -524,6 +524,8 @@ class App(Routes):
             proto.respond(reject(500, "internal error"))
             return
         proto.write(response)
+        # The handshake has read them: from now on they are kept small (headers stay readable).
+        req.http.headers.compact()
         ws = WebSocket(proto, req, result.subprotocol, list(result.extensions))
         ws.stats = self._stats
         proto.open(ws, result.extensions)
@@ -661,6 +663,8 @@ def _format_address(address: Any, tls: bool) -> str:
 
 class ServerProtocol(WebSocketProtocol):
     """The server side of one TCP connection: reads the upgrade request, then frames."""
+
+    __slots__ = ("_handshaking", "_responded", "app", "ip", "parser", "peer")
 
     def __init__(self, app: App) -> None:
         super().__init__(app.limits, Role.SERVER)

@@ -70,6 +70,38 @@ class TestReceiverSeam:
 
         run(main())
 
+    def test_closed_is_done_once_the_connection_is_lost(self, run: Any) -> None:
+        """``closed`` is made only when asked for (issue 14), before or after the loss: done
+        once connection_lost has come, pending until then."""
+
+        async def main() -> None:
+            protocols: list[NoHandshake] = []
+
+            def make() -> NoHandshake:
+                protocols.append(NoHandshake(Recorder()))
+                return protocols[-1]
+
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(make, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            for ask_first in (True, False):
+                opened = len(protocols)
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(frame(TEXT, b"x"))
+                await eventually(lambda n=opened: len(protocols) > n
+                                 and bool(protocols[-1].recorder.events))
+                proto = protocols[-1]
+                early = proto.closed if ask_first else None
+                assert early is None or not early.done()
+                writer.close()
+                await asyncio.wait_for(proto.recorder.ended, WAIT)
+                await asyncio.wait_for(proto.closed, WAIT)
+                assert proto.closed.done() and (early is None or early is proto.closed)
+            server.close()
+            await server.wait_closed()
+
+        run(main())
+
 
 class TestCloseHeldForTheApplication:
     """RFC 6455 §5.5.1: the Close may wait until what is being sent is sent (issue 10, bug 2)."""

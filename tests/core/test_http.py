@@ -120,6 +120,76 @@ class TestHeaders:
             hash(Headers())
 
 
+_NAMES = st.sampled_from(["Host", "host", "X-A", "x-a", "Sec-WebSocket-Key", "Cookie", "a"])
+_VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=12)
+
+
+class TestCompactHeaders:
+    """``compact`` (an open connection's request headers, issue 14) changes nothing visible."""
+
+    @staticmethod
+    def compacted(pairs: list[tuple[str, str]]) -> Headers:
+        headers = Headers(pairs)
+        headers.compact()
+        return headers
+
+    @given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8), st.lists(_NAMES, max_size=4))
+    def test_same_answers_as_before(self, pairs: list[tuple[str, str]], asked: list[str]) -> None:
+        plain, packed = Headers(pairs), self.compacted(pairs)
+        assert list(packed) == list(plain) == pairs
+        assert list(packed.items()) == pairs
+        assert packed.raw_items() == pairs
+        assert len(packed) == len(pairs)
+        assert packed == plain
+        assert repr(packed) == repr(plain)
+        for name in [*asked, "missing", "HOST"]:
+            assert packed.get(name) == plain.get(name)
+            assert packed.get(name, "dflt") == plain.get(name, "dflt")
+            assert packed.get_all(name) == plain.get_all(name)
+            assert (name in packed) == (name in plain)
+        assert 3 not in packed
+
+    def test_values_with_colons_and_empty_values(self) -> None:
+        headers = self.compacted([("Host", "example.com:8080"), ("X-Empty", ""), ("A", "b:c:d")])
+        assert headers.get("host") == "example.com:8080"
+        assert headers.get("x-empty") == ""
+        assert headers.get_all("a") == ["b:c:d"]
+        assert headers.raw_items() == [("Host", "example.com:8080"), ("X-Empty", ""),
+                                       ("A", "b:c:d")]
+
+    def test_add_after_compact(self) -> None:
+        headers = self.compacted([("X", "1")])
+        headers.add("x", "2")
+        assert headers.get_all("X") == ["1", "2"]
+        assert headers.raw_items() == [("X", "1"), ("x", "2")]
+        headers.compact()
+        headers.add("Y", "3")
+        assert len(headers) == 3 and headers.get("y") == "3"
+
+    def test_get_all_returns_a_copy(self) -> None:
+        headers = self.compacted([("a", "1")])
+        headers.get_all("a").append("2")
+        assert headers.get_all("a") == ["1"]
+
+    def test_fields_built_by_hand_that_cannot_be_packed_stay_as_they_are(self) -> None:
+        pairs = [("A:B", "1"), ("C", "x\ny")]
+        headers = self.compacted(pairs)
+        assert headers.raw_items() == pairs
+        assert headers.get("a:b") == "1" and headers.get("c") == "x\ny"
+
+    def test_empty(self) -> None:
+        headers = self.compacted([])
+        assert len(headers) == 0 and list(headers) == [] and headers.get("") is None
+
+    def test_a_parsed_request_compacted(self) -> None:
+        request = RequestParser().feed(REQUEST)
+        assert request is not None
+        before = request.headers.raw_items()
+        request.headers.compact()
+        assert request.headers.raw_items() == before
+        assert request.headers.get("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
+
+
 class TestRequestTarget:
     """RFC 9112 §3.2: the request target, its path and its query."""
 

@@ -126,8 +126,43 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
 
     #: Whether this protocol bounds the opening handshake with ``limits.open_timeout`` itself.
     times_handshake = True
-    #: Over TLS (no half-close), closes the connection once the peer has gone quiet.
-    _quiet_timer: asyncio.TimerHandle | None = None
+
+    # One per open connection, tens of thousands of them: slots, not a dict each (issue 14).
+    __slots__ = (
+        "__weakref__",
+        "_batch_scheduled",
+        "_blocked_pongs",
+        "_close_timer",
+        "_closed",
+        "_corked",
+        "_drain_waiters",
+        "_hold_timer",
+        "_idle",
+        "_idle_seen",
+        "_idle_since",
+        "_keepalive",
+        "_keepalive_deadline",
+        "_keepalive_ping",
+        "_lingering",
+        "_lost",
+        "_open_timer",
+        "_pause_reasons",
+        "_quiet_timer",
+        "_read_view",
+        "_reading_paused",
+        "_write_paused",
+        "bytes_in",
+        "bytes_out",
+        "conn",
+        "failure",
+        "holding_close",
+        "id",
+        "latency",
+        "limits",
+        "loop",
+        "receiver",
+        "transport",
+    )
 
     def __init__(self, limits: Limits, role: Role = Role.SERVER) -> None:
         self.limits = limits
@@ -157,10 +192,13 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # Bytes of pongs queued while the write buffer was not empty (the peer not reading).
         self._blocked_pongs = 0
         self._batch_scheduled = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        # Made when drain() first waits: most connections never do.
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._open_timer: asyncio.TimerHandle | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
+        #: Over TLS (no half-close), closes the connection once the peer has gone quiet.
+        self._quiet_timer: asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._keepalive_deadline: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -176,7 +214,19 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._corked: list[bytes] | None = None
         self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
-        self.closed: asyncio.Future[None] = self.loop.create_future()
+        # Whether connection_lost has come; ``closed`` is made only when someone asks for it.
+        self._lost = False
+        self._closed: asyncio.Future[None] | None = None
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """A future that is done once the TCP connection is lost."""
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = self.loop.create_future()
+            if self._lost:
+                closed.set_result(None)
+        return closed
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -377,14 +427,17 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             receiver.connection_ended(exc)
         elif connecting:
             self.handshake_lost(exc)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self._lost = True
+        closed = self._closed
+        if closed is not None and not closed.done():
+            closed.set_result(None)
 
     def _wake_drainers(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        waiters, self._drain_waiters = self._drain_waiters, None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- the opening handshake, for subclasses -----------------------------------------------
 
@@ -500,9 +553,12 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its low-water mark or the connection is lost."""
-        if self._write_paused and not self.closed.done():
+        if self._write_paused and not self._lost:
             waiter = self.loop.create_future()
-            self._drain_waiters.append(waiter)
+            if self._drain_waiters is None:
+                self._drain_waiters = [waiter]
+            else:
+                self._drain_waiters.append(waiter)
             await waiter
 
     # -- reading -----------------------------------------------------------------------------
