@@ -134,6 +134,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         "_blocked_pongs",
         "_close_timer",
         "_closed",
+        "_cork",
         "_corked",
         "_drain_waiters",
         "_hold_timer",
