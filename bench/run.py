@@ -112,6 +112,8 @@ def _env() -> dict[str, str]:
 
 
 PIN = "none"
+#: Wall seconds of each server process and each client driver, for the report.
+TIMES: list[dict[str, Any]] = []
 
 
 def _pin(pid: int, cpu: int) -> None:
@@ -281,6 +283,62 @@ class Plan:
         return 60 + len(names) * self.runs * (self.duration + self.warmup + 30)
 
 
+# --- how long a run takes ---
+
+#: Wall seconds of one run beyond its warm-up and measured window, by scenario kind, on this
+#: 2-core VM with nothing else running: settling, connecting, draining and closing, a fixed
+#: part and a part per connection (storm and idle have no window: one round of the storm
+#: after a warm-up round, one build of 10,000 connections). Rough figures from the runs'
+#: `wall_s` and the lengths of the runs of 2026-11-25 and 2026-12-01.
+SERVER_RUN = {"rt": (0.1, 0.0), "pipe": (0.1, 0.0), "bulk": (0.15, 0.0), "mpipe": (0.65, 0.0),
+              "storm": (0.2, 0.0018), "fanout": (0.5, 0.0008), "idle": (1.5, 0.0006)}
+#: The client drivers do not wait for the fixed server to settle; their storms connect with
+#: each library's client, which costs more than the generator's hand-made upgrade.
+CLIENT_RUN = {"rt": (0.05, 0.0), "pipe": (0.05, 0.0), "bulk": (0.1, 0.0),
+              "storm": (0.2, 0.0025)}
+#: Starting a server process until it listens, and a driver process until it sends.
+SERVER_START, DRIVER_START = 1.0, 0.5
+#: One-time cost per compressed scenario in a driver: building and compressing its messages.
+COMPRESSED_PREP = 1.0
+
+
+def run_seconds(plan: Plan, name: str, side: str = "server") -> float:
+    """Estimated wall time of all runs of one scenario in one cell."""
+    s = SCENARIOS[name]
+    fixed, per_conn = (SERVER_RUN if side == "server" else CLIENT_RUN)[s.kind]
+    timed = 0.0 if s.kind in ("storm", "idle") else plan.warmup + plan.duration
+    runs = 1 if s.kind == "idle" else plan.runs
+    one = fixed + per_conn * s.n_conns(plan.quick) + timed
+    return runs * one + (COMPRESSED_PREP if s.compress else 0.0)
+
+
+def estimate(plan: Plan) -> float:
+    """Estimated wall time of the whole plan on an idle machine (cells x runs x duration,
+    plus the fixed costs above); a loaded machine takes longer, mostly to connect."""
+    total = 0.0
+    if "server" in plan.sides:
+        wanted = [n for n in plan.scenarios if "server" in SCENARIOS[n].sides]
+        plain = [n for n in wanted if not SCENARIOS[n].workers]
+        for _loop in plan.loops:
+            for lib in plan.libs:
+                for compress in (False, True):
+                    names = [n for n in plain if SCENARIOS[n].compress == compress]
+                    if names and (not compress or lib in COMPRESSING_LIBS):
+                        total += SERVER_START + DRIVER_START + sum(
+                            run_seconds(plan, n) for n in names)
+        for n in wanted:
+            if SCENARIOS[n].workers and "wskit" in plan.libs:
+                counts = len(SCENARIOS[n].workers)
+                total += counts * (SERVER_START + plan.runs * DRIVER_START
+                                   + run_seconds(plan, n))
+    if "client" in plan.sides:
+        names = [n for n in plan.scenarios if "client" in SCENARIOS[n].sides]
+        if names:
+            total += SERVER_START + len(plan.loops) * len(plan.libs) * (
+                DRIVER_START + sum(run_seconds(plan, n, "client") for n in names))
+    return total
+
+
 def run_server_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path,
                     log: Any) -> None:
     # Idle memory first, on the fresh process, so earlier scenarios' buffers do not hide
@@ -340,6 +398,8 @@ def _workers(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path, log: 
         c = cells[("server", name, workers_lib(n), loop)]
         if problems[n] and not c.ok_runs():
             c.error = problems[n]
+    TIMES.append({"side": "server", "group": f"wskit workers {name}", "loop": loop,
+                  "s": round(time.monotonic() - t0, 1)})
     trouble = "; ".join(f"{n} workers: {p}" for n, p in problems.items() if p)
     print(f"  server wskit workers {'/'.join(map(str, counts)):<11} {loop:<7} "
           f"{time.monotonic() - t0:5.1f} s" + (f"  ({trouble})" if trouble else ""),
@@ -375,6 +435,8 @@ def _serve_and_load(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path
         if problem and not c.ok_runs():
             c.error = problem
     label = lib + (" deflate" if compress else "")
+    TIMES.append({"side": "server", "group": label, "loop": loop,
+                  "s": round(time.monotonic() - t0, 1)})
     print(f"  server {label:<18} {loop:<7} {time.monotonic() - t0:5.1f} s"
           + (f"  ({problem})" if problem else ""), file=log, flush=True)
 
@@ -404,6 +466,8 @@ def run_client_side(plan: Plan, cells: dict[tuple[str, ...], Cell], logdir: Path
                     c = cells[("client", n, lib, loop)]
                     if problem and not c.ok_runs():
                         c.error = problem
+                TIMES.append({"side": "client", "group": lib, "loop": loop,
+                              "s": round(time.monotonic() - t0, 1)})
                 print(f"  client {lib:<10} {loop:<7} {time.monotonic() - t0:5.1f} s"
                       + (f"  ({problem})" if problem else ""), file=log, flush=True)
 
@@ -783,8 +847,7 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    global PIN
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true",
                     help="one short run per cell, a subset of scenarios (smoke test)")
@@ -797,9 +860,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pin", choices=("none", "same", "split"), default=PIN,
                     help="CPU placement of the process under test and its peer")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where latest.md/json go")
-    args = ap.parse_args(argv)
+    return ap
 
-    PIN = args.pin
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """What the command line asks for; raises ValueError naming unknown names."""
     libs = args.only.split(",") if args.only else list(LIBS)
     # picows and the floor are the references for the ratio columns: always measure them.
     for ref in ("picows", "raw"):
@@ -811,8 +876,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = ([x for x in scenarios if x not in SCENARIOS] + [x for x in loops if x not in LOOPS]
            + [x for x in libs if x not in (*LIBS, "picows-afn")])
     if bad:
-        ap.error(f"unknown names: {bad}")
-    plan = Plan(
+        raise ValueError(f"unknown names: {bad}")
+    return Plan(
         libs=libs, loops=loops, scenarios=scenarios,
         sides=[s for s in args.sides.split(",") if s in ("server", "client")],
         runs=args.runs or (1 if args.quick else 3),
@@ -820,7 +885,20 @@ def main(argv: list[str] | None = None) -> int:
         warmup=0.1 if args.quick else 0.3,
         quick=args.quick,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    global PIN
+    ap = parser()
+    args = ap.parse_args(argv)
+    PIN = args.pin
+    try:
+        plan = plan_from(args)
+    except ValueError as e:
+        ap.error(str(e))
     started = time.monotonic()
+    print(f"estimated {estimate(plan) / 60:.1f} min on an idle machine", file=sys.stderr,
+          flush=True)
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cells: dict[tuple[str, ...], Cell] = {}
     log = sys.stderr
@@ -850,6 +928,8 @@ def main(argv: list[str] | None = None) -> int:
                    "scenarios": plan.scenarios, "sides": plan.sides,
                    "fixed_echo_server": list(FIXED_SERVER), "pinned": PIN},
         "elapsed_s": time.monotonic() - started,
+        "estimate_s": round(estimate(plan)),
+        "times": TIMES,
         "results": summaries,
     }
     md = render(report)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 LIBS = ["wskit", "picows", "websockets", "aiohttp", "raw"]
 SCENARIOS = ["rt_32_text", "rt_1k_bin", "pipe_32_text", "pipe_1k_bin", "bulk_1m_bin",
@@ -12,6 +13,8 @@ SCENARIOS = ["rt_32_text", "rt_1k_bin", "pipe_32_text", "pipe_1k_bin", "bulk_1m_
 #: With permessage-deflate: only the libraries that compress.
 DEFLATE_SCENARIOS = ["z_rt_500_json", "z_pipe_500_json", "z_pipe_4k_json", "z_fanout_1000"]
 DEFLATE_LIBS = ["wskit", "websockets", "aiohttp"]
+#: wskit's `serve --workers N` side by side (cells wskit-1w, wskit-2w).
+WORKERS_SCENARIOS = ["workers_pipe_32_text"]
 
 
 def _number(value: float | None) -> str:
@@ -74,7 +77,35 @@ def summarize(path: Path) -> str:
                 value = cell.get("wire_bytes") if cell else None
                 wire.append(f"{value:.0f}" if value else "–")
             lines.append(f"| {scenario} | " + " | ".join(cpu) + " | " + " | ".join(wire) + " |")
+    lines += _workers_lines(data["results"])
     return "\n".join(lines)
+
+
+def _workers_count(lib: str) -> int:
+    return int(lib.split("-")[1][:-1])  # wskit-2w
+
+
+def _workers_label(lib: str) -> str:
+    n = _workers_count(lib)
+    return f"{n} worker" + ("s" if n > 1 else "")
+
+
+def _workers_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One line per workers scenario: msg/s of each worker count, the ratio to one worker,
+    and the CPU per message of all server processes and the generator's cores."""
+    out = []
+    for scenario in WORKERS_SCENARIOS:
+        cells = sorted((r for r in results if r["scenario"] == scenario and "error" not in r
+                        and r.get("median")), key=lambda r: _workers_count(r["lib"]))
+        if not cells:
+            continue
+        base = cells[0]["median"]
+        parts = [f"{_workers_label(c['lib'])} {c['median']:,.0f} msg/s "
+                 f"({c['median'] / base:.2f}x; {_number(c.get('cpu_us'))} µs/msg, generator "
+                 f"{c.get('gen_cores', 0):.2f} cores)" for c in cells]
+        out += ["", f"Many workers, `app.run(workers=N)` ({scenario}, {cells[0]['loop']}): "
+                + "; ".join(parts) + "."]
+    return out
 
 
 if __name__ == "__main__":

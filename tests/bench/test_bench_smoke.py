@@ -14,10 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import QUICK_SCENARIOS, SCENARIOS  # noqa: E402
-from bench.run import COLUMNS  # noqa: E402
+from bench.run import COLUMNS, estimate, parser, plan_from  # noqa: E402
+from bench.summary import summarize  # noqa: E402
 
 LIBS = ("picows", "raw")
 LOOP = "uvloop"
+
+
+def test_full_plan_is_estimated_under_15_minutes() -> None:
+    """Issue 14: `make bench` stays under 15 minutes. Arithmetic on the plan (cells x runs x
+    duration plus each kind's set-up, bench/run.py), not a measured time: a scenario added
+    without room for it fails here, before anyone waits for a full run."""
+    full = plan_from(parser().parse_args([]))
+    assert set(full.scenarios) == set(SCENARIOS) and full.runs == 3
+    assert estimate(full) < 15 * 60
+    quick = plan_from(parser().parse_args(["--quick"]))
+    assert estimate(quick) < 2 * 60
 
 
 def _require(module: str) -> None:
@@ -121,3 +133,7 @@ def test_quick_workers_slice_runs_and_reports(tmp_path: Path) -> None:
     assert sorted(c["lib"] for c in cells) == ["wskit-1w", "wskit-2w"]
     two = next(c for c in cells if c["lib"] == "wskit-2w")
     assert len(two["runs"][0]["extra"]["cores_per_worker"]) == 2
+    # The README's condensed table carries it too.
+    condensed = summarize(tmp_path / "latest-quick.json")
+    assert "Many workers, `app.run(workers=N)` (workers_pipe_32_text" in condensed
+    assert "1 worker " in condensed and "2 workers " in condensed
