@@ -46,6 +46,66 @@ _READ_BUFFER_SIZE = 256 * 1024
 _per_thread = threading.local()
 # Short connection ids for log lines ("c1f"): unique in the process, cheap to read.
 _ids = itertools.count(1)
+#: Seconds between two sweeps of a loop's compressing connections: one that had no read for a
+#: whole interval parks its codec (``Connection.park``), so it is parked 0.25-0.5 s after its
+#: last read. Parking after every read instead rebuilt both zlib objects, primed with their
+#: windows, for every message of a round trip (some 70,000 instructions of 240,000).
+_PARK_INTERVAL = 0.25
+#: Compressing connections of one loop that may keep their zlib objects (some 35 KiB each)
+#: between reads; past it, the one that read least recently parks at once. Without the bound,
+#: thousands of connections busy at the same moment would all hold theirs until the sweep,
+#: and the allocator keeps the peak: idle memory would be that of live codecs.
+_MAX_LIVE_CODECS = 16
+
+
+class _Parker:
+    """The compressing connections of one event loop that read lately, least recent first,
+    and a timer that parks those that did not read since its previous sweep (an idle
+    connection keeps only its windows' bytes)."""
+
+    __slots__ = ("live", "loop", "sweeps", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # Each connection that may hold zlib objects, with the sweep count at its last read.
+        self.live: dict[Connection, int] = {}
+        self.sweeps = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def touch(self, conn: Connection) -> None:
+        live = self.live
+        if live.pop(conn, None) is None and len(live) >= _MAX_LIVE_CODECS:
+            oldest = next(iter(live))
+            del live[oldest]
+            oldest.park()
+        live[conn] = self.sweeps  # now the most recent (dicts keep insertion order)
+        if self.timer is None:
+            self.timer = self.loop.call_later(_PARK_INTERVAL, self.sweep)
+
+    def forget(self, conn: Connection) -> None:
+        self.live.pop(conn, None)
+
+    def sweep(self) -> None:
+        self.sweeps += 1
+        # Read before the previous sweep: a whole interval without a read.
+        cutoff = self.sweeps - 2
+        live = self.live
+        while live:
+            conn = next(iter(live))
+            if live[conn] > cutoff:
+                break  # this one and all after it read more recently
+            del live[conn]
+            conn.park()
+        # Re-armed only while some connection may still need parking.
+        self.timer = self.loop.call_later(_PARK_INTERVAL, self.sweep) if live else None
+
+
+def _parker(loop: asyncio.AbstractEventLoop) -> _Parker:
+    """This thread's parker, for its running loop (a thread may run several loops in turn)."""
+    parker: _Parker | None = getattr(_per_thread, "parker", None)
+    if parker is None or parker.loop is not loop:
+        parker = _per_thread.parker = _Parker(loop)
+    return parker
 
 
 def _read_buffer() -> memoryview:
@@ -147,6 +207,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         "_lingering",
         "_lost",
         "_open_timer",
+        "_parker",
         "_pause_reasons",
         "_quiet_timer",
         "_read_view",
@@ -215,6 +276,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._corked: list[bytes] | None = None
         self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
+        # Parks the codec once idle, when an extension (permessage-deflate) was negotiated.
+        self._parker: _Parker | None = None
         # Whether connection_lost has come; ``closed`` is made only when someone asks for it.
         self._lost = False
         self._closed: asyncio.Future[None] | None = None
@@ -303,9 +366,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                 out = self._replies(conn, receiver)
         if out:
             self.write(out)
-        # Between reads a compressing connection keeps only its windows' bytes, not its zlib
-        # objects: some 40 KiB less per idle connection (PerMessageDeflate.park).
-        conn.park()
+        parker = self._parker
+        if parker is not None:
+            # Once idle, a compressing connection keeps only its windows' bytes, not its zlib
+            # objects: some 40 KiB less per idle connection (PerMessageDeflate.park).
+            parker.touch(conn)
         if replies:
             self._count_replies(conn, replies)
         parser = conn.parser
@@ -418,6 +483,9 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             if handle is not None:
                 handle.cancel()
         self._keepalive = self._keepalive_deadline = self._idle = None
+        if self._parker is not None:
+            self._parker.forget(self.conn)
+            self._parker = None
         connecting = self.conn.state is _CONNECTING
         self.conn.connection_lost()
         self._wake_drainers()
@@ -466,6 +534,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         conn = self.conn
         conn.receive_early(early)
         conn.handshake_complete(extensions)
+        if extensions:
+            self._parker = _parker(self.loop)
         self.receiver = receiver
         if self.limits.ping_interval:
             self._keepalive = self.loop.call_later(self.limits.ping_interval,
