@@ -59,13 +59,28 @@ class Dispatcher:
     ``WebSocket`` is a Dispatcher; the attributes below are set by its ``__init__``.
     """
 
+    __slots__ = (
+        "_async_calls",
+        "_async_runner",
+        "_binary",
+        "_call_starting",
+        "_error",
+        "_finished",
+        "_inbox",
+        "_inbox_waiter",
+        "_on_ping",
+        "_on_pong",
+        "_receiving",
+        "_text",
+    )
+
     _protocol: WebSocketProtocol
     _loop: asyncio.AbstractEventLoop
     _streams: Streams
-    _error: BaseException | None
-    _finished: bool
 
     def _init_dispatch(self) -> None:
+        self._error: BaseException | None = None
+        self._finished = False
         self._text: _Listener | None = None
         self._binary: _Listener | None = None
         self._on_ping: _Listener | None = None

@@ -135,6 +135,8 @@ class App(Routes):
         self._port: int | None = None
         self._stopping: asyncio.Event | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
+        # Bound once: each connection's on_close list holds this one method object.
+        self._forget_ws = self._forget
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -526,12 +528,13 @@ class App(Routes):
         proto.write(response)
         # The handshake has read them: from now on they are kept small (headers stay readable).
         req.http.headers.compact()
-        ws = WebSocket(proto, req, result.subprotocol, list(result.extensions))
+        ws = WebSocket(proto, req, result.subprotocol, list(result.extensions),
+                       remote_address=proto.peer)
         ws.stats = self._stats
         proto.open(ws, result.extensions)
         proto._handshake_over()
         self.connections.add(ws)
-        ws.on_close(self._forget)
+        ws.on_close(self._forget_ws)
         logger.info("[%s] open %s %s (%s)", ws.id, proto.peer, req.path,
                     ", ".join(ws.extensions) or "no extensions")
         try:

@@ -28,8 +28,9 @@ class Stream:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # The loop, not the WebSocket: a handle kept by its WebSocket must not refer back.
         self._loop = loop
-        self._catchers: list[Callable[[BaseException], Any]] = []
-        self._finalizers: list[Callable[[], Any]] = []
+        # Made by the first catch / finally_: most handles never get one.
+        self._catchers: list[Callable[[BaseException], Any]] | None = None
+        self._finalizers: list[Callable[[], Any]] | None = None
         self._ended = False
         self._error: BaseException | None = None
 
@@ -44,7 +45,10 @@ class Stream:
             This handle, to chain ``.finally_``.
         """
         if not self._ended:
-            self._catchers.append(fn)
+            if self._catchers is None:
+                self._catchers = [fn]
+            else:
+                self._catchers.append(fn)
         elif self._error is not None:
             self._loop.call_soon(run_hook, self._loop, fn, self._error)
         return self
@@ -60,7 +64,10 @@ class Stream:
             This handle, to chain more.
         """
         if not self._ended:
-            self._finalizers.append(fn)
+            if self._finalizers is None:
+                self._finalizers = [fn]
+            else:
+                self._finalizers.append(fn)
         else:
             self._loop.call_soon(run_hook, self._loop, fn)
         return self
@@ -115,15 +122,15 @@ class Streams:
         loop = self._loop
         if error is not None:
             for stream in streams:
-                for catcher in stream._catchers:
+                for catcher in stream._catchers or ():
                     run_hook(loop, catcher, error)
         for stream in streams:
-            for finalizer in stream._finalizers:
+            for finalizer in stream._finalizers or ():
                 run_hook(loop, finalizer)
             # Nothing will be called any more: let go of the functions (closures over the
             # WebSocket, often), so that no cycle outlives the connection.
-            stream._catchers = []
-            stream._finalizers = []
+            stream._catchers = None
+            stream._finalizers = None
 
 
 def run_hook(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

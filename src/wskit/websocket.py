@@ -105,7 +105,30 @@ class WebSocket(Dispatcher):
         subprotocol: The negotiated subprotocol, or None.
         extensions: The negotiated extensions.
         response_headers: The handshake response's headers (client side).
+        remote_address: Where the peer is; by default, as the transport gives it.
     """
+
+    # One per open connection: slots (a ``__dict__`` still takes attributes a program sets,
+    # made on the first one; ``__weakref__`` for the hub's weak set).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_closed_future",
+        "_conn",
+        "_loop",
+        "_on_finish",
+        "_pings",
+        "_protocol",
+        "_streams",
+        "extensions",
+        "id",
+        "remote_address",
+        "request",
+        "response_headers",
+        "stats",
+        "subprotocol",
+        "url",
+    )
 
     def __init__(
         self,
@@ -114,6 +137,7 @@ class WebSocket(Dispatcher):
         subprotocol: str | None,
         extensions: list[Extension],
         response_headers: Any = None,
+        remote_address: Any = None,
     ) -> None:
         self._protocol = protocol
         self._conn = protocol.conn
@@ -134,15 +158,15 @@ class WebSocket(Dispatcher):
         self.stats: ServerStats | None = None
         self._streams = Streams(self._loop)
         self._init_dispatch()
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-        self._error: BaseException | None = None
-        self._finished = False
-        self._closed_future: asyncio.Future[None] = self._loop.create_future()
-        self._on_finish: list[Callable[[WebSocket], Any]] = []
+        # The pings awaiting their pong, the future wait_closed() waits on and the on_close
+        # hooks are made when first needed: most connections never need the first two.
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
+        self._closed_future: asyncio.Future[None] | None = None
+        self._on_finish: list[Callable[[WebSocket], Any]] | None = None
         #: Where the peer is, as given by the socket.
-        self.remote_address: Any = None
+        self.remote_address: Any = remote_address
         transport = protocol.transport
-        if transport is not None:
+        if remote_address is None and transport is not None:
             self.remote_address = transport.get_extra_info("peername")
 
     def __repr__(self) -> str:
@@ -319,25 +343,29 @@ class WebSocket(Dispatcher):
         if self._conn.state is not _OPEN:
             self._raise_closed()
         payload = os.urandom(4) if data is None else bytes(data)
-        if payload in self._pings:
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        if payload in pings:
             raise InvalidArgument("a ping with this payload is already waiting for its pong")
         frame = self._conn.send_ping(payload)
         future: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = (future, self._loop.time())
+        pings[payload] = (future, self._loop.time())
         self._protocol.write(frame)
         try:
             return await future
         except asyncio.CancelledError:
-            self._pings.pop(payload, None)
+            pings.pop(payload, None)
             raise
 
     def _pong_received(self, payload: bytes) -> None:
-        if payload not in self._pings:
+        pings = self._pings
+        if pings is None or payload not in pings:
             return  # RFC 6455 §5.5.3: an unsolicited pong needs no answer.
         now = self._loop.time()
         # A pong answers its ping and every earlier one (RFC 6455 §5.5.3 allows skipping).
-        for key in list(self._pings):
-            future, sent = self._pings.pop(key)
+        for key in list(pings):
+            future, sent = pings.pop(key)
             if not future.done():
                 future.set_result(now - sent)
             if key == payload:
@@ -368,7 +396,12 @@ class WebSocket(Dispatcher):
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
-        await asyncio.shield(self._closed_future)
+        future = self._closed_future
+        if future is None:
+            future = self._closed_future = self._loop.create_future()
+            if self._finished:
+                future.set_result(None)
+        await asyncio.shield(future)
 
     def on_close(self, fn: Callable[[WebSocket], Any]) -> None:
         """Call ``fn(ws)`` once the connection has ended (the server and the hub use it).
@@ -376,7 +409,10 @@ class WebSocket(Dispatcher):
         Args:
             fn: Called with this WebSocket after every ``catch`` and ``finally_``.
         """
-        self._on_finish.append(fn)
+        if self._on_finish is None:
+            self._on_finish = [fn]
+        else:
+            self._on_finish.append(fn)
 
     @property
     def is_closed(self) -> bool:
@@ -442,11 +478,13 @@ class WebSocket(Dispatcher):
             # close(code) is never an error, nor an application's 4000-4999 code).
             error = conn.close_exception()
         self._error = error
-        closed = self._closed_error()
-        for future, _ in self._pings.values():
-            if not future.done():
-                future.set_exception(closed)
-        self._pings.clear()
+        pings = self._pings
+        if pings:
+            closed = self._closed_error()
+            for future, _ in pings.values():
+                if not future.done():
+                    future.set_exception(closed)
+            pings.clear()
         waiter = self._inbox_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -454,15 +492,16 @@ class WebSocket(Dispatcher):
             self._end_streams()
         # Otherwise coroutine listeners still have messages received before the end: the
         # handles end (catch, then finally_) once those calls are done.
-        hooks, self._on_finish = self._on_finish, []
-        for hook in hooks:
+        hooks, self._on_finish = self._on_finish, None
+        for hook in hooks or ():
             run_hook(self._loop, hook, self)
         # A protocol may keep its WebSocket after the end (the ASGI one does, for the
         # disconnect code); the WebSocket lets go of the protocol, so the two are no cycle
         # that only the collector frees.
         self._protocol = cast(WebSocketProtocol, _Detached(self._protocol))
-        if not self._closed_future.done():
-            self._closed_future.set_result(None)
+        ended = self._closed_future
+        if ended is not None and not ended.done():
+            ended.set_result(None)
 
 
 class _Detached:

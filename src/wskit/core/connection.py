@@ -277,7 +277,9 @@ class Connection:
         self.max_batch_bytes = max_batch_bytes
         # The frames of a batch cut short by the budget, and input that came meanwhile.
         self._held: list[_frames.RawFrame] | None = None
-        self._backlog: list[bytes] = []
+        # (Each list of this connection is made when first needed, None until then: tens of
+        # thousands of idle connections need none of them.)
+        self._backlog: list[bytes] | None = None
         self._msg_frames = 0
         #: Messages received (returned by ``receive_data``) and sent (encoded by ``send_*``).
         self.messages_in = 0
@@ -286,10 +288,10 @@ class Connection:
         # RFC 6455 §5.3: a client masks every frame it sends.
         self._client = role is Role.CLIENT
         self._extension: Extension | None = None
-        self._out: list[bytes] = []
+        self._out: list[bytes] | None = None
         # Whether _out ends with our Close frame, behind messages of the same read.
         self._close_queued = False
-        self._fragments: list[bytes | bytearray | memoryview | str] = []
+        self._fragments: list[bytes | bytearray | memoryview | str] | None = None
         self._msg_opcode = 0  # opcode of the message being assembled, 0 when none
         self._msg_size = 0
         self._msg_compressed = False
@@ -316,7 +318,7 @@ class Connection:
         # Whether the peer half-closed its side (receive_eof).
         self._eof = False
         # Bytes that came behind the HTTP head, kept until handshake_complete().
-        self._early: list[bytes] = []
+        self._early: list[bytes] | None = None
         if state is State.OPEN:
             self.set_extensions(extensions)
         elif extensions:
@@ -346,16 +348,19 @@ class Connection:
         if self.state is not State.CONNECTING:
             raise InvalidState(f"receive_early() in state {self.state.name}")
         if data:
-            self._early.append(data)
+            if self._early is None:
+                self._early = [data]
+            else:
+                self._early.append(data)
 
     def receive_pending(self) -> list[Event]:
         """Parse the bytes kept by ``receive_early``, in order (RFC 6455 §4.1: frames may
         follow the handshake at once, even in the same read)."""
-        if not self._early:
+        early = self._early
+        if not early:
             return []
-        data = b"".join(self._early)
-        self._early.clear()
-        return self.receive_data(data)
+        self._early = None
+        return self.receive_data(b"".join(early))
 
     @property
     def has_pending(self) -> bool:
@@ -374,12 +379,12 @@ class Connection:
         self.state = State.CLOSED
         # Nothing can be written any more: no replies, no queued Close.
         self._close_queued = False
-        self._out.clear()
-        self._early.clear()
+        self._out = None
+        self._early = None
         self.parser.clear()
         self._held = None
-        self._backlog = []
-        self._fragments = []
+        self._backlog = None
+        self._fragments = None
         self._decoder = None
         self._peek = None
         self._extension = None
@@ -470,13 +475,16 @@ class Connection:
             # The rest of a batch cut short: first, and what came meanwhile waits behind it.
             self._held = None
             if data:
-                self._backlog.append(data)
+                if self._backlog is None:
+                    self._backlog = [data]
+                else:
+                    self._backlog.append(data)
             data = b""
         elif self._backlog:
             if data:
                 self._backlog.append(data)
             data = b"".join(self._backlog)
-            self._backlog = []
+            self._backlog = None
         messages = self.max_batch_messages
         budget = self.max_batch_bytes
         try:
@@ -543,7 +551,7 @@ class Connection:
             payload = bytes(frame.payload)
             # RFC 6455 §5.5.2: answer a ping with a pong carrying the same data, "unless it
             # already received a Close frame": so also after sending ours (LOCAL_CLOSING).
-            self._out.append(self._encode(_OP_PONG, payload))
+            self._queue(self._encode(_OP_PONG, payload))
             events.append(Ping(payload))
         elif opcode == _OP_PONG:
             events.append(Pong(bytes(frame.payload)))
@@ -618,7 +626,7 @@ class Connection:
             if not fin:
                 _check_pending_surrogate(decoder)
             if piece:  # an empty fragment costs no entry (a peer may send millions)
-                self._fragments.append(piece)
+                self._fragment(piece)
         else:
             if fin and not self._fragments:
                 self._msg_opcode = 0
@@ -627,10 +635,10 @@ class Connection:
                 events.append(BinaryMessage(payload))
                 return
             if payload:
-                self._fragments.append(payload)
+                self._fragment(payload)
         if fin:
-            parts = self._fragments
-            self._fragments = []
+            parts = self._fragments or ()
+            self._fragments = None
             if self._msg_opcode == _OP_TEXT:
                 events.append(TextMessage("".join(parts)))  # type: ignore[arg-type]
                 self._decoder = None
@@ -652,7 +660,7 @@ class Connection:
             # RFC 6455 §5.5.1: answer a Close with a Close, "typically echoing the status code
             # it received"; the reason too, so that both ends log the same words.
             echo = None if code == CloseCode.NO_STATUS_RCVD else code
-            self._out.append(self._encode(_OP_CLOSE, encode_close_payload(echo, reason)))
+            self._queue(self._encode(_OP_CLOSE, encode_close_payload(echo, reason)))
             self._close_queued = _has_message(events)
             self.sent_code = echo
             self.sent_reason = reason
@@ -681,7 +689,7 @@ class Connection:
         # as long as the error is kept: the error is all the caller needs.
         without_traceback(error)
         if self.state is State.OPEN:
-            self._out.append(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
+            self._queue(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
             self._close_queued = _has_message(events)
             self.sent_code = error.close_code
             self.sent_reason = ""
@@ -691,10 +699,25 @@ class Connection:
         self.close_reason = error.reason
         self.state = State.CLOSED
         self.should_close_transport = True
-        self._fragments = []
+        self._fragments = None
         self._held = None
-        self._backlog = []
+        self._backlog = None
         events.append(Failed(error))
+
+    def _fragment(self, piece: bytes | bytearray | memoryview | str) -> None:
+        fragments = self._fragments
+        if fragments is None:
+            self._fragments = [piece]
+        else:
+            fragments.append(piece)
+
+    def _queue(self, frame: bytes) -> None:
+        """Queue a frame the connection sends by itself (``data_to_send`` takes it)."""
+        out = self._out
+        if out is None:
+            self._out = [frame]
+        else:
+            out.append(frame)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -713,7 +736,7 @@ class Connection:
             del out[:-1]
             return data
         data = b"".join(out)
-        out.clear()
+        self._out = None
         self._close_queued = False
         return data
 
