@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import socket
 from typing import Any
 
@@ -164,6 +166,48 @@ class TestListeners:
                 # The view is valid only during the call: afterwards it is released.
                 with pytest.raises(ValueError):
                     bytes(views[0])
+
+        run(main())
+
+    def test_every_kind_of_coroutine_function_is_awaited(self, run: Any) -> None:
+        # A listener is a coroutine function when calling it makes a coroutine: async
+        # functions, bound async methods, partials of them, objects with ``async __call__``
+        # and (3.12+) functions marked with inspect.markcoroutinefunction.
+        async def main() -> None:
+            async def answer(tag: str, ws: wskit.WebSocket, text: str) -> None:
+                await asyncio.sleep(0)
+                ws.send(tag)
+
+            class Caller:
+                async def __call__(self, ws: wskit.WebSocket, text: str) -> None:
+                    await answer("__call__", ws, text)
+
+                async def method(self, ws: wskit.WebSocket, text: str) -> None:
+                    await answer("method", ws, text)
+
+            async def function(ws: wskit.WebSocket, text: str) -> None:
+                await answer("function", ws, text)
+
+            listeners: dict[str, Any] = {
+                "function": function, "partial": functools.partial(answer, "partial"),
+                "__call__": Caller(), "method": Caller().method,
+            }
+            if hasattr(inspect, "markcoroutinefunction"):
+                def marked(ws: wskit.WebSocket, text: str) -> Any:
+                    return answer("marked", ws, text)
+
+                listeners["marked"] = inspect.markcoroutinefunction(marked)
+            app = quiet_app()
+
+            @app.websocket("a/{kind}")
+            def handler(req: wskit.Request, ws: wskit.WebSocket) -> None:
+                ws.on_text(listeners[req.params["kind"]])
+
+            async with serving(app) as base:
+                for kind in listeners:
+                    async with quiet_connect(f"{base}/a/{kind}") as ws:
+                        ws.send("go")
+                        assert await asyncio.wait_for(ws.receive(), WAIT) == kind
 
         run(main())
 

@@ -9,6 +9,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Union
 
 from .core.close import CloseCode
@@ -37,6 +38,25 @@ _OPEN = State.OPEN
 Message = Union[str, bytes]  # noqa: UP007 - a runtime alias, usable on Python 3.10
 
 
+# inspect.markcoroutinefunction (3.12+) marks a plain function as a coroutine function too.
+_MARKS = hasattr(inspect, "markcoroutinefunction")
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` makes a coroutine: a coroutine function, or an object with
+    ``async def __call__``."""
+    if type(fn) is FunctionType:
+        # What inspect answers for a plain function, from its code's flags (listeners are
+        # often lambdas and closures, new objects for each connection, which no cache would
+        # help); ``type(fn).__call__`` is never a coroutine function for them.
+        if fn.__code__.co_flags & inspect.CO_COROUTINE:
+            return True
+        return _MARKS and inspect.iscoroutinefunction(fn)
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        type(fn).__call__  # an object with ``async def __call__``
+    )
+
+
 class _Listener:
     """A listener slot: the function, whether it is a coroutine function, and its handle."""
 
@@ -44,9 +64,7 @@ class _Listener:
 
     def __init__(self, streams: Streams, fn: Callable[..., Any], zero_copy: bool = False) -> None:
         self.fn = fn
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            type(fn).__call__  # an object with ``async def __call__``
-        )
+        self.is_async = _is_coroutine_function(fn)
         self.zero_copy = zero_copy
         self.stream = streams.new()
 

@@ -22,7 +22,7 @@ def normalize_path(path: str) -> str:
 class Route:
     """One path pattern; ``{name}`` matches one path segment and becomes ``params[name]``."""
 
-    __slots__ = ("handler", "hooks", "kind", "methods", "path", "regex")
+    __slots__ = ("handler", "hooks", "kind", "methods", "path", "regex", "static")
 
     def __init__(
         self,
@@ -51,8 +51,14 @@ class Route:
             last = match.end()
         pattern += _literal(self.path, self.path[last:])
         self.regex = re.compile(pattern + r"/?\Z")
+        #: Without parameters, the two paths the pattern matches (with and without the
+        #: trailing slash): compared as strings, which is what most routes need per request.
+        self.static = (self.path, self.path + "/") if not names else None
 
     def match(self, path: str) -> dict[str, str] | None:
+        static = self.static
+        if static is not None:
+            return {} if path == static[0] or path == static[1] else None
         found = self.regex.match(path)
         if found is None:
             return None

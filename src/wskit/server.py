@@ -18,6 +18,7 @@ from .core import limits as defaults
 from .core.close import CloseCode
 from .core.connection import Role, State
 from .core.errors import InvalidHandshake
+from .core.extensions import ExtensionFactory
 from .core.handshake import accept_request, error_response, reject
 from .core.http import Request as HttpRequest
 from .core.http import RequestParser
@@ -122,6 +123,7 @@ class App(Routes):
         self._fd_warned = False
         self._refusals_logged = 0
         self.compression = compression
+        self._deflate_factories: list[ExtensionFactory] | None = None
         self.subprotocols = list(subprotocols)
         #: Allowed ``Origin`` values (403 for others); None allows every origin. Put None in
         #: the allowlist to also accept requests without an Origin (non-browser clients).
@@ -458,6 +460,20 @@ class App(Routes):
 
         self.get(path, metrics)
 
+    def _extension_factories(self) -> Sequence[ExtensionFactory]:
+        """The factories of ``compression`` for one upgrade; those of None and "deflate" (the
+        common settings) are made once, since a factory holds only its configuration."""
+        compression = self.compression
+        if compression is None:
+            return ()
+        if compression != "deflate" or type(compression) is not str:
+            return extension_factories(compression, is_client=False)
+        factories = self._deflate_factories
+        if factories is None:
+            factories = self._deflate_factories = extension_factories(compression,
+                                                                      is_client=False)
+        return factories
+
     def _admit(self, proto: ServerProtocol) -> None:
         """A TCP connection was accepted: refuse it at once (before reading its request) when
         too many handshakes are under way or its address has too many connections."""
@@ -511,7 +527,7 @@ class App(Routes):
             response, result = accept_request(
                 req.http,
                 subprotocols=self.subprotocols,
-                extensions=extension_factories(self.compression, is_client=False),
+                extensions=self._extension_factories(),
                 select_subprotocol=(lambda offers: chosen) if chosen is not None else None,
                 extra_headers=req.response_headers,
             )
@@ -528,21 +544,22 @@ class App(Routes):
         proto.write(response)
         # The handshake has read them: from now on they are kept small (headers stay readable).
         req.http.headers.compact()
-        ws = WebSocket(proto, req, result.subprotocol, list(result.extensions),
+        ws = WebSocket(proto, req, result.subprotocol, result.extensions,
                        remote_address=proto.peer)
         ws.stats = self._stats
         proto.open(ws, result.extensions)
         proto._handshake_over()
         self.connections.add(ws)
         ws.on_close(self._forget_ws)
-        logger.info("[%s] open %s %s (%s)", ws.id, proto.peer, req.path,
-                    ", ".join(ws.extensions) or "no extensions")
+        if logger.isEnabledFor(logging.INFO):  # (its arguments cost more than the test)
+            logger.info("[%s] open %s %s (%s)", ws.id, proto.peer, req.path,
+                        ", ".join(ws.extensions) or "no extensions")
         try:
             outcome = handler(req, ws)
         except Exception as exc:
             ws.listener_failed(exc, f"the handler for {req.path}")
             return
-        if inspect.isawaitable(outcome):
+        if outcome is not None and inspect.isawaitable(outcome):
             task = asyncio.ensure_future(self._await_handler(ws, req, outcome))
             self._track(task)
         proto.feed_pending()
@@ -589,6 +606,8 @@ class App(Routes):
         self.connections.discard(ws)
         # (Its messages and bytes are counted by its ServerProtocol's connection_lost.)
         self._stats.close_codes[ws.close_code or CloseCode.ABNORMAL_CLOSURE] += 1
+        if not logger.isEnabledFor(logging.INFO):
+            return
         # Both directions: what the peer sent (1006: nothing) and what we sent, if anything.
         sent = ws.close_sent
         sent_text = "none" if sent is None else f"{_code(sent[0])} {sent[1]!r}"

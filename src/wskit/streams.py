@@ -137,7 +137,7 @@ def run_hook(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any
     """Call a catch/finally_ (or an end-of-connection hook); a coroutine runs as a task."""
     try:
         result = fn(*args)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             loop.create_task(_await(result))
     except Exception:
         logger.exception("a catch/finally_ handler raised")
