@@ -79,8 +79,12 @@ def generate_key() -> str:
 
 def accept_key(key: str) -> str:
     """The Sec-WebSocket-Accept value for ``key`` (RFC 6455 §4.2.2 step 5.4)."""
+    return _accept_bytes(key).decode("ascii")
+
+
+def _accept_bytes(key: str) -> bytes:
     digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False)  # what base64.b64encode calls
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,8 +428,10 @@ def validate_request(req: Request) -> str:
         # What follows the head is WebSocket data, so a request body cannot be told apart.
         raise InvalidHandshake("the upgrade request must not have a body")
     upgrade_values = req.headers.get_all("Upgrade")
-    upgrade = _split_list(upgrade_values, _PROTOCOL, "Upgrade header")
-    if "websocket" not in (protocol.lower() for protocol in upgrade):
+    # The common field, one "websocket" (any case), passes every check below: taken at once.
+    if (len(upgrade_values) != 1 or upgrade_values[0].lower() != "websocket") and (
+        "websocket" not in (protocol.lower() for protocol in _split_list(
+            upgrade_values, _PROTOCOL, "Upgrade header"))):
         # RFC 6455 §4.2.1 item 3; 426 names the protocol to upgrade to (RFC 9110 §15.5.22).
         shown = ", ".join(upgrade_values) if upgrade_values else "missing"
         raise InvalidHandshake(
@@ -434,8 +440,9 @@ def validate_request(req: Request) -> str:
             headers=[("Upgrade", "websocket"), ("Connection", "Upgrade")],
         )
     connection_values = req.headers.get_all("Connection")
-    connection = _split_list(connection_values, _TOKEN, "Connection header")
-    if "upgrade" not in (option.lower() for option in connection):
+    if (len(connection_values) != 1 or connection_values[0].lower() != "upgrade") and (
+        "upgrade" not in (option.lower() for option in _split_list(
+            connection_values, _TOKEN, "Connection header"))):
         # RFC 6455 §4.2.1 item 4: Connection MUST include the token "Upgrade".
         shown = ", ".join(connection_values) if connection_values else "missing"
         raise InvalidHandshake(f"Connection header must include Upgrade (got {shown})")
@@ -509,7 +516,7 @@ def accept_request(
     fields.extend(extra)
     # The fixed part is built once (_HEAD_101); only the fields that vary are checked here.
     response = b"".join((
-        _HEAD_101, accept_key(key).encode("ascii"), b"\r\n",  # RFC 6455 §4.2.2 step 5.4
+        _HEAD_101, _accept_bytes(key), b"\r\n",  # RFC 6455 §4.2.2 step 5.4
         serialize_fields(fields) if fields else b"", b"\r\n",
     ))
     return response, HandshakeResult(subprotocol, accepted, req.headers)
