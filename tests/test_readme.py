@@ -411,7 +411,7 @@ def test_every_export_is_documented() -> None:
 #: The Receiver interface the binding calls (docs/architecture.md, Seams), and the server's
 #: report of a handler that raised.
 INTERNAL_MEMBERS = {"on_close", "answers_pending", "connection_ended", "listener_failed",
-                    "receive_events"}
+                    "receive_events", "receive_messages"}
 
 
 def test_the_websocket_table_lists_every_member() -> None:

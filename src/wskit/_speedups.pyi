@@ -12,6 +12,12 @@ def parse_frames(
 ) -> int:
     """The complete frames at the start of ``data`` into ``out``; where they end (§5.2)."""
 
+def parse_messages(
+    data: bytes, expect_mask: bool, max_size: int, max_frames: int, max_bytes: int, /
+) -> list[str | bytes] | None:
+    """The payloads of ``data`` when it holds only whole messages, else None (the fast path
+    of a read); the twin of ``wskit.core.frames.parse_messages_python``."""
+
 def build_frame(
     b0: int, payload: bytes | bytearray | memoryview, key: bytes | bytearray | memoryview | None, /
 ) -> bytes:

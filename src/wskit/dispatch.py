@@ -237,6 +237,33 @@ class Dispatcher:
         except Exception as exc:
             self.listener_failed(exc)
 
+    def receive_messages(self, messages: list[str | bytes]) -> None:
+        """Called by the binding, like ``receive_events``, for a read that held only messages:
+        ``str`` for text, ``bytes`` for binary (``Connection.receive_messages``); the same
+        delivery."""
+        try:
+            for data in messages:
+                if type(data) is str:
+                    listener = self._text
+                    if listener is None:
+                        self._enqueue(data)
+                    elif listener.is_async:
+                        self._schedule(listener, data)
+                    else:
+                        listener.fn(self, data)
+                else:
+                    listener = self._binary
+                    if listener is None:
+                        self._enqueue(data)
+                    elif listener.zero_copy and not listener.is_async:
+                        _call_with_view(listener.fn, self, data)
+                    elif listener.is_async:
+                        self._schedule(listener, _binary_arg(listener, data))  # type: ignore[arg-type]
+                    else:
+                        listener.fn(self, data)
+        except Exception as exc:
+            self.listener_failed(exc)
+
     def _call(self, listener: _Listener, data: Any) -> None:
         """Deliver one message outside the receive path (a flushed message of the inbox)."""
         if listener.is_async:

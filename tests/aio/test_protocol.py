@@ -7,11 +7,24 @@ import asyncio
 import logging
 from typing import Any
 
-from e2e import CLOSE, TEXT, WAIT, close_payload, eventually, frame, quiet_app, raw_client, serving
+from e2e import (
+    BINARY,
+    CLOSE,
+    PING,
+    PONG,
+    TEXT,
+    WAIT,
+    close_payload,
+    eventually,
+    frame,
+    quiet_app,
+    raw_client,
+    serving,
+)
 
 import wskit
 from wskit.aio.protocol import WebSocketProtocol
-from wskit.core.connection import Event, Role, TextMessage
+from wskit.core.connection import BinaryMessage, Event, Role, TextMessage
 from wskit.core.limits import Limits
 
 
@@ -25,6 +38,10 @@ class Recorder:
 
     def receive_events(self, events: list[Event]) -> None:
         self.events += events
+
+    def receive_messages(self, messages: list[str | bytes]) -> None:
+        self.events += [TextMessage(m) if isinstance(m, str) else BinaryMessage(m)
+                        for m in messages]
 
     def answers_pending(self) -> bool:
         return False
@@ -202,6 +219,46 @@ class TestKeepalive:
                 await eventually(lambda: len(errors) == 1)
                 assert isinstance(errors[0], wskit.KeepaliveTimeout)
                 assert errors[0].code == wskit.CloseCode.INTERNAL_ERROR
+                await peer.aclose()
+
+        run(main())
+
+
+class TestCounters:
+    """``bytes_out`` counts what the server writes once (app.stats(), ``Server.stats``)."""
+
+    def test_bytes_out_is_what_the_peer_receives(self, run: Any) -> None:
+        app = quiet_app()
+
+        @app.websocket("echo")
+        def echo(req: wskit.Request, ws: wskit.WebSocket) -> None:
+            ws.on_text(lambda ws, text: ws.send(text) if text != "two" else (ws.send(text),
+                                                                            ws.send(text)))
+            ws.on_binary(lambda ws, data: ws.send(data))
+
+        async def main() -> None:
+            async with serving(app):
+                peer = await raw_client(app.port, "/echo")
+                got = 0
+                before = app.stats()["bytes_out"]
+                # Reads of whole messages (the fast path), one or two per read, one or two
+                # answers each; then a ping and a fragmented message (the general path):
+                # RFC 6455 §5.5.2 pong first, §5.4 fragments.
+                for data, answers in (
+                        (frame(TEXT, b"one"), [(TEXT, b"one")]),
+                        (frame(TEXT, b"two"), [(TEXT, b"two")] * 2),
+                        (frame(BINARY, b"b" * 300) + frame(TEXT, b"x"),
+                         [(BINARY, b"b" * 300), (TEXT, b"x")]),
+                        (frame(PING, b"p") + frame(TEXT, b"y"), [(PONG, b"p"), (TEXT, b"y")]),
+                        (frame(TEXT, b"fr", fin=False) + frame(0x0, b"ag"), [(TEXT, b"frag")]),
+                ):
+                    peer.write(data)
+                    for answer in answers:
+                        assert await peer.recv() == answer
+                        got += len(answer[1]) + (2 if len(answer[1]) < 126 else 4)
+                    assert app.stats()["bytes_out"] - before == got
+                stats = app.stats()
+                assert (stats["messages_in"], stats["messages_out"]) == (6, 7)
                 await peer.aclose()
 
         run(main())

@@ -13,7 +13,7 @@ from wskit.core import frames, masking
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # The frame functions that have a compiled twin, by the name frames.py selects them under.
-FRAME_FUNCTIONS = ("parse_frames", "build_frame")
+FRAME_FUNCTIONS = ("parse_frames", "build_frame", "parse_messages")
 
 
 def c_frame_function(name: str) -> Callable[..., Any]:
@@ -29,7 +29,8 @@ def c_frame_function(name: str) -> Callable[..., Any]:
 
 @pytest.fixture(params=["python", "c"])
 def frame_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test with frames.parse_frames and frames.build_frame from one implementation.
+    """Run the test with frames.parse_frames, build_frame and parse_messages from one
+    implementation.
 
     Every caller (FrameParser, encode_frame, Connection) looks them up in ``frames`` at call
     time, so patching the module switches the whole core.
@@ -47,6 +48,12 @@ def frame_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def c_parse() -> Callable[..., Any]:
     """The compiled parse_frames (tests/core/test_speedups.py compares it with the pure one)."""
     return c_frame_function("parse_frames")
+
+
+@pytest.fixture(scope="module")
+def c_messages() -> Callable[..., Any]:
+    """The compiled parse_messages."""
+    return c_frame_function("parse_messages")
 
 
 @pytest.fixture(scope="module")

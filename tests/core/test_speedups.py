@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wskit.core import frames, masking
+from wskit.core.connection import BinaryMessage, Connection, Role, State, TextMessage
 from wskit.core.errors import RemoteError
 from wskit.core.frames import FrameParser, RawFrame
 
@@ -189,6 +190,109 @@ class TestParseFrames:
             c_parse(object(), b"\x81\x00", [], True)  # type: ignore[arg-type]
 
 
+def messages_outcome(parse: Callable[..., Any], data: bytes, *args: Any) -> Any:
+    result = parse(data, *args)
+    return result if result is None else [(type(m), m) for m in result]
+
+
+@st.composite
+def message_streams(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """Reads as they mostly come: whole messages, masked or not, sometimes something else."""
+    masked = draw(st.booleans())
+    parts = []
+    for _ in range(draw(st.integers(1, 5))):
+        if draw(st.integers(0, 5)) == 0:
+            parts.append(draw(frame_bytes()))
+            continue
+        b0 = draw(st.sampled_from([0x81, 0x82]))
+        if b0 == 0x81:
+            payload = draw(st.text(max_size=300)).encode()
+        else:
+            payload = draw(st.binary(max_size=300))
+        key = draw(st.binary(min_size=4, max_size=4)) if masked else None
+        minimal = 7 if len(payload) < 126 else 16
+        parts.append(header(b0, len(payload), key, minimal)
+                     + (xor(payload, key) if key is not None else payload))
+    data = b"".join(parts)
+    if draw(st.integers(0, 4)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]
+    return data, masked
+
+
+message_limits = st.tuples(st.sampled_from([0, 1, 125, 300, 1 << 20, 1 << 70]),
+                           st.sampled_from([1, 2, 3, 1024]),
+                           st.sampled_from([1, 3, 100, 301, 1 << 20]))
+
+
+class TestParseMessages:
+    """The fast path of a read (``frames.parse_messages``): the same in C and Python, and
+    only ever what the general path (``Connection.receive_data``) would deliver."""
+
+    @given(message_streams(), message_limits)
+    @settings(max_examples=1500, deadline=None)
+    def test_like_python(self, c_messages: Callable[..., Any], stream: tuple[bytes, bool],
+                         limits: tuple[int, int, int]) -> None:
+        data, masked = stream
+        for expect_mask in (masked, not masked):
+            args = (expect_mask, *limits)
+            assert messages_outcome(c_messages, data, *args) == messages_outcome(
+                frames.parse_messages_python, data, *args)
+
+    @given(message_streams(), message_limits)
+    @settings(max_examples=600, deadline=None)
+    def test_only_what_the_general_path_delivers(self, c_messages: Callable[..., Any],
+                                                 stream: tuple[bytes, bool],
+                                                 limits: tuple[int, int, int]) -> None:
+        data, masked = stream
+        max_size, max_frames, max_bytes = limits
+        for parse in (c_messages, frames.parse_messages_python):
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(frames, "parse_messages", parse)
+                role = Role.SERVER if masked else Role.CLIENT
+                fast = Connection(role, max_message_size=max_size or 1,
+                                  max_batch_messages=max_frames, max_batch_bytes=max_bytes)
+                general = Connection(role, max_message_size=max_size or 1,
+                                     max_batch_messages=max_frames, max_batch_bytes=max_bytes)
+                messages = fast.receive_messages(data)
+                if messages is None:
+                    continue
+                events = general.receive_data(data)
+                assert [(type(e), e.data) for e in events] == [  # type: ignore[attr-defined]
+                    (TextMessage if type(m) is str else BinaryMessage, m) for m in messages]
+                assert [type(m) for m in messages] == [  # str for text, bytes for binary
+                    str if type(e) is TextMessage else bytes for e in events]
+                assert not general.events_pending and not general.data_to_send()
+                assert fast.messages_in == general.messages_in == len(messages)
+                assert general.state is State.OPEN
+
+    @pytest.mark.parametrize("masked", [False, True])
+    def test_whole_messages_take_the_fast_path(self, c_messages: Callable[..., Any],
+                                               masked: bool) -> None:
+        key = KEY if masked else None
+        texts = ["", "hé", "x" * 125, "y" * 126, "z" * 70000]
+        data = b""
+        for text in texts:
+            payload = text.encode()
+            bits = 7 if len(payload) < 126 else 16 if len(payload) < 0x10000 else 64
+            data += header(0x81, len(payload), key, bits) + (
+                xor(payload, KEY) if masked else payload)
+        data += header(0x82, 3, key, 7) + (xor(b"bin", KEY) if masked else b"bin")
+        for parse in (c_messages, frames.parse_messages_python):
+            assert parse(data, masked, 1 << 20, 6, 1 << 20) == [*texts, b"bin"]
+            # Budgets as receive_data's: six frames, and the bytes before the last one.
+            assert parse(data, masked, 1 << 20, 5, 1 << 20) is None
+            before_last = sum(len(t) for t in texts)
+            assert parse(data, masked, 1 << 20, 6, before_last + 1) is not None
+            assert parse(data, masked, 1 << 20, 6, before_last) is None
+            # Anything else: the general path.
+            assert parse(data, not masked, 1 << 20, 6, 1 << 20) is None
+            assert parse(data, masked, 69999, 6, 1 << 20) is None
+            assert parse(data[:-1], masked, 1 << 20, 6, 1 << 20) is None
+            assert parse(b"", masked, 1 << 20, 6, 1 << 20) is None
+            with pytest.raises(TypeError):
+                parse(bytearray(data), masked, 1 << 20, 6, 1 << 20)
+
+
 def in_place_outcome(parse: Parse, data: bytes, **cfg: Any) -> tuple[Any, ...]:
     """``outcome`` for a writable copy of ``data``: views instead of bytes, and the buffer."""
     buf = bytearray(data)
@@ -359,7 +463,7 @@ def rss_kib() -> int:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
-def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
+def test_no_leaks(c_parse: Parse, c_build: Build, c_messages: Callable[..., Any]) -> None:
     """200,000 calls of each path, errors included, leave the process size where it was."""
     text = header(0x81, 5, KEY, 7) + xor(b"hello", KEY)
     bad_text = header(0x81, 2, KEY, 7) + xor(b"\xc0\xaf", KEY)
@@ -376,6 +480,7 @@ def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
             parser = FrameParser(expect_mask=True, max_size=2000)
             with contextlib.suppress(RemoteError):
                 c_parse(parser, bytearray(data), [], True)  # type: ignore[arg-type]
+            c_messages(data, True, 2000, 3, 2000)
         c_build(0x81, b"hello", None)
         c_build(0x82, b"x" * 300, KEY)
         with contextlib.suppress(ValueError):

@@ -162,6 +162,11 @@ class Receiver(Protocol):
     def receive_events(self, events: list[Event]) -> None:
         """The events of one read, in order (listeners may send from here: it is corked)."""
 
+    def receive_messages(self, messages: list[str | bytes]) -> None:
+        """The messages of a read that held nothing else, in order: ``str`` for text,
+        ``bytes`` for binary (``Connection.receive_messages``); delivered as their events
+        would be by ``receive_events``, corked alike."""
+
     def answers_pending(self) -> bool:
         """Whether messages received so far may still be answered: some wait in the inbox
         for a reader, or coroutine-listener calls are queued or running. A Close that came
@@ -319,7 +324,32 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         conn = self.conn
-        if conn.state is _CONNECTING:
+        if conn.state is _OPEN and self._corked is None:
+            # The fast path of a read that holds only whole messages (most reads): no event
+            # objects, no replies of the core's own; else receive_data takes the same bytes.
+            messages = conn.receive_messages(data)
+            if messages is not None:
+                receiver = self.receiver
+                assert receiver is not None
+                corked = self._corked = []
+                cork = self._cork
+                cork.depth += 1
+                try:
+                    receiver.receive_messages(messages)
+                finally:
+                    self._corked = None
+                    cork.depth -= 1
+                    if not cork.depth and cork.pending:
+                        cork.flush()
+                if corked:
+                    self._write_out(corked)
+                if conn.state is not _OPEN:
+                    # A listener closed or failed the connection: what _handle does after them
+                    # (no replies of the core's, no lent buffer: payloads from bytes are bytes).
+                    conn.park()
+                    self._end_read(conn)
+                return
+        elif conn.state is _CONNECTING:
             self.handshake_data(data)
             return
         self._handle(conn, conn.receive_data(data))
@@ -380,6 +410,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             # allocator and returning as page faults.
             del events
             parser.release()
+        self._end_read(conn)
+
+    def _end_read(self, conn: Connection) -> None:
+        """What the state says once a read is handled: the closing handshake, or the rest
+        of the read as the next batch."""
         if conn.state >= _REMOTE_CLOSING:
             if not self.holding_close:
                 self._after_close_handshake()

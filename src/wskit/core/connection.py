@@ -530,6 +530,26 @@ class Connection:
         self.messages_in += self.max_batch_messages - messages
         return events
 
+    def receive_messages(self, data: bytes) -> list[str | bytes] | None:
+        """The fast path of ``receive_data``: when ``data`` holds nothing but whole messages
+        (``frames.parse_messages``: each in one final frame, uncompressed) and nothing is
+        buffered, held or fragmented, their payloads (``str`` for text, ``bytes`` for binary)
+        without event objects; counted in ``messages_in`` alike. None otherwise, having
+        changed nothing: then call ``receive_data(data)``, which handles the same bytes."""
+        parser = self.parser
+        if (self.state is not _OPEN or self._held is not None or self._backlog
+                or self._msg_opcode or self._extension is not None or parser.buffered
+                or parser.error is not None or parser.lent is not None):
+            return None
+        # (Within one feed's frames and this call's budget, as receive_data would deliver them.)
+        batch = self.max_batch_messages
+        messages = _frames.parse_messages(data, parser.expect_mask, parser.max_size,
+                                          batch if batch < parser.batch else parser.batch,
+                                          self.max_batch_bytes)
+        if messages is not None:
+            self.messages_in += len(messages)
+        return messages
+
     def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
         opcode = frame.opcode
         if opcode in (_OP_TEXT, _OP_BINARY):

@@ -25,6 +25,8 @@ __all__ = [
     "parse_close_payload",
     "parse_frames",
     "parse_frames_python",
+    "parse_messages",
+    "parse_messages_python",
     "valid_close_code_on_wire",
 ]
 
@@ -200,11 +202,11 @@ class FrameParser:
     """
 
     __slots__ = (
-        "_buffered",
         "_chunks",
         "_large",
         "allowed_rsv",
         "batch",
+        "buffered",
         "error",
         "expect_mask",
         "lent",
@@ -236,13 +238,15 @@ class FrameParser:
         #: The peer's error found behind the frames the last ``feed`` returned, if any.
         self.error: RemoteError | None = None
         self._chunks: list[bytes] = []
-        self._buffered = 0
+        #: How many received bytes wait for the rest of their frame (0: none, the parser is
+        #: between frames; read by the connection's fast path, written only here).
+        self.buffered = 0
         #: Bytes the frame being received needs before it can be parsed further.
         self.need = 2
         #: The data frame whose payload is still arriving, as (opcode, rsv1 bit, mask key or
         #: b"", header length), or None; its payload bytes so far are ``buffered - header``.
         self.partial: tuple[int, int, bytes, int] | None = None
-        # The large frame being received: its buffer, filled up to ``_buffered`` bytes, grown
+        # The large frame being received: its buffer, filled up to ``buffered`` bytes, grown
         # (doubling, up to ``need``) as the bytes arrive.
         self._large: bytearray | None = None
         #: The buffer of the last large frame, whose payload views the last feed handed out;
@@ -250,15 +254,10 @@ class FrameParser:
         self.lent: bytearray | None = None
 
     @property
-    def buffered(self) -> int:
-        """How many received bytes wait for the rest of their frame."""
-        return self._buffered
-
-    @property
     def ready(self) -> bool:
         """Whether buffered bytes may hold complete frames (a ``feed`` stopped at ``batch``):
         ``feed(b"")`` returns them."""
-        return bool(self._chunks) and self._buffered >= self.need
+        return bool(self._chunks) and self.buffered >= self.need
 
     def tail(self, n: int) -> bytes | bytearray | memoryview:
         """The last ``n`` bytes buffered (those of the partial frame that arrived last)."""
@@ -266,7 +265,7 @@ class FrameParser:
             return b""
         large = self._large
         if large is not None:
-            fill = self._buffered
+            fill = self.buffered
             return memoryview(large)[fill - n : fill]
         last = self._chunks[-1] if self._chunks else b""
         return last[len(last) - n :] if n < len(last) else last
@@ -277,7 +276,7 @@ class FrameParser:
         self._large = None
         self.lent = None
         self.partial = None
-        self._buffered = 0
+        self.buffered = 0
         self.need = 2
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -306,8 +305,8 @@ class FrameParser:
             return self._feed_large(data, decode_text)
         if self._chunks:
             self._chunks.append(data)
-            self._buffered += len(data)
-            if self._buffered < self.need:
+            self.buffered += len(data)
+            if self.buffered < self.need:
                 # Join only when a whole frame can be read, so assembly stays linear.
                 return []
             data = b"".join(self._chunks)
@@ -322,7 +321,7 @@ class FrameParser:
             # Deliver the valid frames before the bad one; the caller then reads ``error``.
             self.error = exc
             self._chunks.clear()
-            self._buffered = 0
+            self.buffered = 0
             return frames
         if pos < len(data):
             rest = len(data) - pos
@@ -332,9 +331,9 @@ class FrameParser:
                 self._large = _start_buffer(memoryview(data)[pos:])
             else:
                 self._chunks.append(data[pos:])
-            self._buffered = rest
+            self.buffered = rest
         else:
-            self._buffered = 0
+            self.buffered = 0
             self.need = 2
         return frames
 
@@ -353,7 +352,7 @@ class FrameParser:
         buf = self._large
         assert buf is not None
         need = self.need
-        fill = self._buffered
+        fill = self.buffered
         take = min(need - fill, len(data))
         end = fill + take
         if end > len(buf):
@@ -364,10 +363,10 @@ class FrameParser:
             buf = self._large = grown
         buf[fill:end] = memoryview(data)[:take]
         if end < need:
-            self._buffered = end
+            self.buffered = end
             return []
         self._large = None
-        self._buffered = 0
+        self.buffered = 0
         self.need = 2
         frames: list[RawFrame] = []
         self.partial = None
@@ -382,7 +381,7 @@ class FrameParser:
                 # Deliver the frame before the bad one; the caller then reads ``error``.
                 self.error = exc
                 self._chunks.clear()
-                self._buffered = 0
+                self.buffered = 0
         # Set last, so that the feed of the bytes behind the frame does not take it back.
         self.lent = buf
         return frames
@@ -525,6 +524,78 @@ def parse_frames_python(
     return pos
 
 
+def parse_messages_python(
+    data: bytes, expect_mask: bool, max_size: int, max_frames: int, max_bytes: int, /,
+) -> list[str | bytes] | None:
+    """The payloads of ``data`` when it is nothing but whole messages, or None.
+
+    Whole messages: each in one final TEXT or BINARY frame without RSV bits (RFC 6455 §5.2,
+    §5.6), masked when ``expect_mask`` and only then (§5.1), its length minimally encoded and
+    at most ``max_size``, its text valid UTF-8 (§8.1); the frames end exactly at the end of
+    ``data``; at most ``max_frames`` of them, and the ones before the last carry fewer than
+    ``max_bytes`` in all (``len()`` of each: characters for text). Text comes as ``str``,
+    binary as ``bytes``. Anything else gives None, and the caller parses ``data`` with the
+    general parser instead, which checks and reports everything: this one never raises for
+    the peer's bytes. It reads and changes no state (a read of whole frames leaves none).
+    """
+    if type(data) is not bytes:
+        raise TypeError(f"data must be bytes, not '{type(data).__name__}'")
+    out: list[str | bytes] = []
+    end = len(data)
+    if end < 2:
+        return None
+    pos = 0
+    used = 0
+    while pos < end:
+        # The general path would keep the rest for a later batch (fairness): not this one.
+        if len(out) >= max_frames or (out and used >= max_bytes) or end - pos < 2:
+            return None
+        b0 = data[pos]
+        b1 = data[pos + 1]
+        if (b0 != 0x81 and b0 != 0x82) or (not b1 & 0x80) != (not expect_mask):
+            return None
+        length = b1 & 0x7F
+        head = 2
+        if length == 126:
+            if end - pos < 4:
+                return None
+            (length,) = _UNPACK_16(data, pos + 2)
+            head = 4
+            if length < 126:
+                return None
+        elif length == 127:
+            if end - pos < 10:
+                return None
+            (length,) = _UNPACK_64(data, pos + 2)
+            head = 10
+            if length >> 63 or length < 0x10000:
+                return None
+        if length > max_size:
+            return None
+        if expect_mask:
+            head += 4
+        start = pos + head
+        if end - start < length:
+            return None
+        if expect_mask:
+            payload = apply_mask(memoryview(data)[start : start + length],
+                                 data[start - 4 : start])
+        else:
+            payload = data[start : start + length]
+        if b0 == 0x81:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                return None  # the general path fails the connection (1007)
+            used += len(text)
+            out.append(text)
+        else:
+            used += length
+            out.append(payload)
+        pos = start + length
+    return out
+
+
 def _writable_view(obj: object) -> memoryview:
     # The checks and message of the C version, so both implementations fail alike.
     try:
@@ -540,6 +611,7 @@ def _writable_view(obj: object) -> memoryview:
 # an older build without them leaves the pure versions in place.
 parse_frames = getattr(speedups, "parse_frames", parse_frames_python)
 build_frame = getattr(speedups, "build_frame", build_frame_python)
+parse_messages = getattr(speedups, "parse_messages", parse_messages_python)
 
 #: Whether a close code may appear in a Close frame (RFC 6455 §7.4.1, §7.4.2).
 valid_close_code_on_wire = valid_on_wire
