@@ -705,16 +705,76 @@ PyDoc_STRVAR(parse_messages_doc,
 "\n"
 "The twin of wskit.core.frames.parse_messages_python.");
 
+/* The header of a whole message at frame (avail bytes from there): one final TEXT or BINARY
+   frame without RSV bits, masked as expected, its length minimal and within max_size, all
+   its bytes here. 1 with its header and payload lengths, else 0. */
+static int
+message_header(const unsigned char *frame, Py_ssize_t avail, int expect_mask,
+               long long max_size, Py_ssize_t *head_out, unsigned long long *length_out)
+{
+    int b0, b1;
+    Py_ssize_t head = 2;
+    unsigned long long length;
+
+    if (avail < 2) {
+        return 0;
+    }
+    b0 = frame[0];
+    b1 = frame[1];
+    if ((b0 != 0x81 && b0 != 0x82) || !(b1 & 0x80) != !expect_mask) {
+        return 0;
+    }
+    length = (unsigned long long)(b1 & 0x7F);
+    if (length == 126) {
+        if (avail < 4) {
+            return 0;
+        }
+        length = ((unsigned long long)frame[2] << 8) | frame[3];
+        head = 4;
+        if (length < 126) {
+            return 0;
+        }
+    }
+    else if (length == 127) {
+        int i;
+        if (avail < 10) {
+            return 0;
+        }
+        length = 0;
+        for (i = 2; i < 10; i++) {
+            length = (length << 8) | frame[i];
+        }
+        head = 10;
+        if ((length >> 63) || length < 0x10000) {
+            return 0;
+        }
+    }
+    if (max_size < 0 || length > (unsigned long long)max_size) {
+        return 0;
+    }
+    if (expect_mask) {
+        head += 4;
+    }
+    if (avail < head || (unsigned long long)(avail - head) < length) {
+        return 0;
+    }
+    *head_out = head;
+    *length_out = length;
+    return 1;
+}
+
 /* The fast path of a read: no state, no errors. Anything unusual (a control frame, a
    fragment, RSV bits, invalid UTF-8, a frame cut short, a length the general parser refuses,
    a batch cut short) gives None, and the general parser handles the same bytes from scratch,
-   with every check and error of its own. */
+   with every check and error of its own. The headers are checked first, so that a read cut
+   inside its last frame (common with many messages in flight) costs no payload objects. */
 static PyObject *
 parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *data, *out, *payload;
     const unsigned char *buf;
-    Py_ssize_t end, pos = 0, count = 0;
+    Py_ssize_t end, pos = 0, count = 0, i, head;
+    unsigned long long length;
     long long max_size, max_frames, max_bytes, used = 0;
     int expect_mask;
     (void)module;
@@ -739,85 +799,49 @@ parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (end < 2) {
         Py_RETURN_NONE;
     }
-    out = PyList_New(0);
+    /* Every frame a whole message, ending exactly at the end, within the frame budget. */
+    while (pos < end) {
+        if (count >= max_frames
+            || !message_header(buf + pos, end - pos, expect_mask, max_size, &head, &length)) {
+            Py_RETURN_NONE;
+        }
+        count++;
+        pos += head + (Py_ssize_t)length;
+    }
+    out = PyList_New(count);
     if (out == NULL) {
         return NULL;
     }
-    while (pos < end) {
+    pos = 0;
+    for (i = 0; i < count; i++) {
         const unsigned char *frame = buf + pos;
-        Py_ssize_t avail = end - pos, head = 2;
-        int b0, b1;
-        unsigned long long length;
+        int text = frame[0] == 0x81;
 
-        /* The general path would keep the rest for later: a frame budget or byte budget
-           reached before this frame (RFC 6455 says nothing of it; fairness does). */
-        if (count >= max_frames || (count && used >= max_bytes) || avail < 2) {
+        /* The general path would keep the rest for later once the bytes delivered reach the
+           byte budget (RFC 6455 says nothing of it; fairness does). */
+        if (i && used >= max_bytes) {
             goto none;
         }
-        b0 = frame[0];
-        b1 = frame[1];
-        if ((b0 != 0x81 && b0 != 0x82) || !(b1 & 0x80) != !expect_mask) {
-            goto none;
-        }
-        length = (unsigned long long)(b1 & 0x7F);
-        if (length == 126) {
-            if (avail < 4) {
-                goto none;
-            }
-            length = ((unsigned long long)frame[2] << 8) | frame[3];
-            head = 4;
-            if (length < 126) {
-                goto none;
-            }
-        }
-        else if (length == 127) {
-            int i;
-            if (avail < 10) {
-                goto none;
-            }
-            length = 0;
-            for (i = 2; i < 10; i++) {
-                length = (length << 8) | frame[i];
-            }
-            head = 10;
-            if ((length >> 63) || length < 0x10000) {
-                goto none;
-            }
-        }
-        if (max_size < 0 || length > (unsigned long long)max_size) {
-            goto none;
-        }
-        if (expect_mask) {
-            head += 4;
-        }
-        if (avail < head || (unsigned long long)(avail - head) < length) {
-            goto none;
-        }
+        (void)message_header(frame, end - pos, expect_mask, max_size, &head, &length);
         payload = frame_payload(frame + head, (Py_ssize_t)length,
-                                expect_mask ? frame + head - 4 : NULL, b0 == 0x81);
+                                expect_mask ? frame + head - 4 : NULL, text);
         if (payload == NULL) {
             Py_DECREF(out);
             return NULL;
         }
-        if (b0 == 0x81 && !PyUnicode_CheckExact(payload)) {
+        PyList_SET_ITEM(out, i, payload);
+        if (text && !PyUnicode_CheckExact(payload)) {
             /* Invalid UTF-8: the general path fails the connection (1007). */
-            Py_DECREF(payload);
             goto none;
         }
         /* The budget counts what len() of each message gives: characters for text. */
-        used += b0 == 0x81 ? (long long)PyUnicode_GET_LENGTH(payload) : (long long)length;
-        if (PyList_Append(out, payload) < 0) {
-            Py_DECREF(payload);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(payload);
-        count++;
+        used += text ? (long long)PyUnicode_GET_LENGTH(payload) : (long long)length;
         pos += head + (Py_ssize_t)length;
     }
     return out;
 
 none:
+    /* The items not set yet are NULL, which list_dealloc skips. */
     Py_DECREF(out);
     Py_RETURN_NONE;
 }

@@ -229,7 +229,7 @@ class TestParseMessages:
     only ever what the general path (``Connection.receive_data``) would deliver."""
 
     @given(message_streams(), message_limits)
-    @settings(max_examples=1500, deadline=None)
+    @settings(max_examples=500, deadline=None)
     def test_like_python(self, c_messages: Callable[..., Any], stream: tuple[bytes, bool],
                          limits: tuple[int, int, int]) -> None:
         data, masked = stream
@@ -239,7 +239,7 @@ class TestParseMessages:
                 frames.parse_messages_python, data, *args)
 
     @given(message_streams(), message_limits)
-    @settings(max_examples=600, deadline=None)
+    @settings(max_examples=300, deadline=None)
     def test_only_what_the_general_path_delivers(self, c_messages: Callable[..., Any],
                                                  stream: tuple[bytes, bool],
                                                  limits: tuple[int, int, int]) -> None:

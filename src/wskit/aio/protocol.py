@@ -342,7 +342,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                     if not cork.depth and cork.pending:
                         cork.flush()
                 if corked:
-                    self._write_out(corked)
+                    transport = self.transport
+                    if len(corked) == 1 and transport is not None:
+                        transport.write(corked[0])  # _write_out's common case, inline
+                    else:
+                        self._write_out(corked)
                 if conn.state is not _OPEN:
                     # A listener closed or failed the connection: what _handle does after them
                     # (no replies of the core's, no lent buffer: payloads from bytes are bytes).
