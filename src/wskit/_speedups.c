@@ -152,6 +152,25 @@ done:
     return result;
 }
 
+/* Interned attribute names that fan_out reads and writes (see its doc string). */
+typedef struct {
+    PyObject *conn;
+    PyObject *protocol;
+    PyObject *state;
+    PyObject *sending_fragments;
+    PyObject *client;
+    PyObject *messages_out;
+    PyObject *bytes_out;
+    PyObject *corked;
+    PyObject *cork;
+    PyObject *depth;
+    PyObject *pending;
+    PyObject *transport;
+    PyObject *write;
+    PyObject *get_write_buffer_size;
+    PyObject *is_closing;
+} fanout_names;
+
 /* ---- frames (RFC 6455 §5.2): the twins of parse_frames_python and build_frame_python ---- */
 
 /* Interned attribute names of FrameParser, made once per module object. */
@@ -164,6 +183,7 @@ typedef struct {
     PyObject *msg_rsv1;
     PyObject *need;
     PyObject *partial;
+    fanout_names fan;
 } speedups_state;
 
 static inline speedups_state *
@@ -1104,6 +1124,506 @@ error:
     return result;
 }
 
+/* ---- fan-out: the twin of the loop of wskit.websocket.send_prepared_to ---- */
+
+/* The fields a delivery reads are slots (WebSocket, WebSocketProtocol, Connection, _Cork
+   declare them): each is read at its offset, found once per call and type from the type's
+   member descriptor, instead of a look-up by name per delivery (which costs more than the
+   specialised bytecode of the pure loop). A type whose field is not such a slot, or an
+   object whose slot is unset, takes the pure path for that socket. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define FAN_T_OBJECT_EX Py_T_OBJECT_EX
+#define FAN_READONLY Py_READONLY
+#else
+#include <structmember.h>
+#define FAN_T_OBJECT_EX T_OBJECT_EX
+#define FAN_READONLY READONLY
+#endif
+
+#define FAN_MAX_FIELDS 4
+
+/* The offsets of some slots of one type, resolved on first sight within a call. */
+typedef struct {
+    PyTypeObject *type;  /* a reference for the call; NULL before the first resolution */
+    int usable;          /* every field is a writable object slot */
+    Py_ssize_t offset[FAN_MAX_FIELDS];
+} slot_offsets;
+
+static void
+resolve_slots(slot_offsets *cache, PyTypeObject *type, PyObject *const *names, int n)
+{
+    int i;
+
+    Py_INCREF(type);
+    Py_XSETREF(cache->type, type);
+    cache->usable = 1;
+    for (i = 0; i < n; i++) {
+        PyObject *descr = PyObject_GetAttr((PyObject *)type, names[i]);
+        if (descr == NULL) {
+            PyErr_Clear();
+            cache->usable = 0;
+            return;
+        }
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            if (member->type == FAN_T_OBJECT_EX && !(member->flags & FAN_READONLY)) {
+                cache->offset[i] = member->offset;
+                Py_DECREF(descr);
+                continue;
+            }
+        }
+        Py_DECREF(descr);
+        cache->usable = 0;
+        return;
+    }
+}
+
+/* The offsets for obj's type (resolved when it differs from the last one seen), or NULL
+   when that type cannot be read this way. */
+static inline const Py_ssize_t *
+slots_of(slot_offsets *cache, PyObject *obj, PyObject *const *names, int n)
+{
+    if (Py_TYPE(obj) != cache->type) {
+        resolve_slots(cache, Py_TYPE(obj), names, n);
+    }
+    return cache->usable ? cache->offset : NULL;
+}
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* obj's slot at offset += delta (an int); 0, or -1 with an exception set. */
+static int
+add_to_slot(PyObject *obj, Py_ssize_t offset, PyObject *delta)
+{
+    PyObject *value = SLOT(obj, offset), *sum;
+
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "fan_out: a counter slot is unset");
+        return -1;
+    }
+    sum = PyNumber_Add(value, delta);
+    if (sum == NULL) {
+        return -1;
+    }
+    SLOT(obj, offset) = sum;
+    Py_DECREF(value);
+    return 0;
+}
+
+typedef struct {
+    slot_offsets ws, conn, proto, cork;
+    PyObject *ws_names[2], *conn_names[4], *proto_names[4], *cork_names[2];
+} fan_types;
+
+enum { WS_CONN, WS_PROTOCOL };
+enum { CONN_STATE, CONN_SENDING_FRAGMENTS, CONN_CLIENT, CONN_MESSAGES_OUT };
+enum { PROTO_CORKED, PROTO_CORK, PROTO_BYTES_OUT, PROTO_TRANSPORT };
+enum { CORK_DEPTH, CORK_PENDING };
+
+/* One socket: 1 when plain was written or corked for it, 0 when the pure path must decide
+   (not open, fragmenting, a client, no transport, possibly over max_buffered, or fields
+   that are not slots), -1 on an error. Nothing is changed before it is known that the frame
+   goes. */
+static int
+fan_out_one(fanout_names *nm, fan_types *ft, PyObject *ws, PyObject *plain, int limited,
+            long long limit, PyObject *open_state, PyObject *size_obj, PyObject *one_obj)
+{
+    const Py_ssize_t *off;
+    PyObject *conn, *proto, *corked, *transport, *cork = NULL, *pending = NULL, *value;
+    int depth = 0;
+
+    off = slots_of(&ft->ws, ws, ft->ws_names, 2);
+    if (off == NULL) {
+        return 0;
+    }
+    conn = SLOT(ws, off[WS_CONN]);
+    proto = SLOT(ws, off[WS_PROTOCOL]);
+    if (conn == NULL || proto == NULL) {
+        return 0;
+    }
+    /* Connection.send_prepared shares plain on a server connection that is OPEN and not in
+       the middle of its own fragmented message (RFC 6455 §5.4); a client masks each frame
+       with a fresh key (§5.3). */
+    off = slots_of(&ft->conn, conn, ft->conn_names, 4);
+    if (off == NULL || SLOT(conn, off[CONN_STATE]) != open_state
+            || SLOT(conn, off[CONN_SENDING_FRAGMENTS]) != Py_False
+            || SLOT(conn, off[CONN_CLIENT]) != Py_False) {
+        return 0;
+    }
+    off = slots_of(&ft->proto, proto, ft->proto_names, 4);
+    if (off == NULL) {
+        return 0;
+    }
+    transport = SLOT(proto, off[PROTO_TRANSPORT]);
+    if (transport == NULL || transport == Py_None) {
+        return 0;
+    }
+    if (limited) {
+        /* WebSocketProtocol.buffered_over: the transport's buffer and the corked frames. An
+           upper bound over the limit goes to the pure path, which hands the corked frames
+           over and measures again. */
+        long long size;
+        value = PyObject_CallMethodNoArgs(transport, nm->get_write_buffer_size);
+        if (value == NULL) {
+            return -1;
+        }
+        if (as_limit(value, &size) < 0) {
+            Py_DECREF(value);
+            return -1;
+        }
+        Py_DECREF(value);
+        /* (Read after the call, which could have run code.) */
+        corked = SLOT(proto, off[PROTO_CORKED]);
+        if (corked != NULL && PyList_CheckExact(corked)) {
+            Py_ssize_t i, n = PyList_GET_SIZE(corked);
+            for (i = 0; i < n && size <= limit; i++) {
+                PyObject *item = PyList_GET_ITEM(corked, i);
+                Py_ssize_t len = PyBytes_CheckExact(item) ? PyBytes_GET_SIZE(item)
+                                                          : PyObject_Length(item);
+                if (len < 0) {
+                    return -1;
+                }
+                size += len;
+            }
+        }
+        if (size > limit) {
+            return 0;
+        }
+    }
+    corked = SLOT(proto, off[PROTO_CORKED]);
+    transport = SLOT(proto, off[PROTO_TRANSPORT]);
+    if (corked == NULL || transport == NULL || transport == Py_None
+            || (corked != Py_None && !PyList_CheckExact(corked))) {
+        return 0;
+    }
+    if (corked == Py_None) {
+        /* WebSocketProtocol.write: corked while a read of this thread is in progress. */
+        const Py_ssize_t *coff;
+        cork = SLOT(proto, off[PROTO_CORK]);
+        if (cork == NULL) {
+            return 0;
+        }
+        coff = slots_of(&ft->cork, cork, ft->cork_names, 2);
+        if (coff == NULL || SLOT(cork, coff[CORK_DEPTH]) == NULL) {
+            return 0;
+        }
+        depth = PyObject_IsTrue(SLOT(cork, coff[CORK_DEPTH]));
+        if (depth < 0) {
+            return -1;
+        }
+        if (depth) {
+            pending = SLOT(cork, coff[CORK_PENDING]);
+            if (pending == NULL || !PyList_CheckExact(pending)) {
+                return 0;
+            }
+        }
+    }
+    /* The frame goes: counted as Connection.send_prepared and WebSocketProtocol.write do. */
+    if (add_to_slot(conn, ft->conn.offset[CONN_MESSAGES_OUT], one_obj) < 0
+            || add_to_slot(proto, off[PROTO_BYTES_OUT], size_obj) < 0) {
+        return -1;
+    }
+    if (corked != Py_None) {
+        return PyList_Append(corked, plain) < 0 ? -1 : 1;
+    }
+    if (depth) {
+        PyObject *fresh = PyList_New(1);
+        if (fresh == NULL) {
+            return -1;
+        }
+        Py_INCREF(plain);
+        PyList_SET_ITEM(fresh, 0, plain);
+        /* The slot held None (immortal or not, its reference is dropped here). */
+        SLOT(proto, off[PROTO_CORKED]) = fresh;
+        Py_DECREF(Py_None);
+        return PyList_Append(pending, proto) < 0 ? -1 : 1;
+    }
+    value = PyObject_CallMethodOneArg(transport, nm->write, plain);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_DECREF(value);
+    return 1;
+}
+
+PyDoc_STRVAR(fan_out_doc,
+"fan_out(sockets, plain, max_buffered, one, open_state, outcomes, /)\n"
+"\n"
+"Write the frame plain (bytes, shared) to every socket of sockets that can take it as it\n"
+"is: a server connection in open_state, not in the middle of its own fragmented message,\n"
+"with at most max_buffered bytes queued, corked ones included (None: no limit). Every\n"
+"other socket goes to one(ws), whose result is counted against outcomes, the tuple (SENT,\n"
+"DROPPED, CLOSED). Returns (sent, dropped, closed).\n"
+"\n"
+"The twin of the loop of wskit.websocket.send_prepared_to without compression: it does\n"
+"what Connection.send_prepared (messages_out) and WebSocketProtocol.write (bytes_out, the\n"
+"cork list, the thread's cork, transport.write) do for the shared frame, with the fields\n"
+"they use: WebSocket._conn, _protocol; Connection.state, _sending_fragments, _client,\n"
+"messages_out; WebSocketProtocol._corked, _cork, bytes_out, transport; _Cork.depth,\n"
+"pending.");
+
+static PyObject *
+fan_out(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    fanout_names *nm = &get_state(module)->fan;
+    fan_types ft;
+    PyObject *plain, *one, *outcomes, *iter = NULL, *ws = NULL, *size_obj = NULL;
+    PyObject *one_obj = NULL, *result = NULL;
+    Py_ssize_t sent = 0, dropped = 0, closed = 0;
+    long long limit = 0;
+    int limited;
+
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "fan_out() takes exactly 6 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    plain = args[1];
+    one = args[3];
+    outcomes = args[5];
+    if (!PyBytes_CheckExact(plain)) {
+        PyErr_SetString(PyExc_TypeError, "fan_out() needs the shared frame as bytes");
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(outcomes) || PyTuple_GET_SIZE(outcomes) != 3) {
+        PyErr_SetString(PyExc_TypeError, "fan_out() needs outcomes as (SENT, DROPPED, CLOSED)");
+        return NULL;
+    }
+    limited = args[2] != Py_None;
+    if (limited && as_limit(args[2], &limit) < 0) {
+        return NULL;
+    }
+    memset(&ft, 0, sizeof(ft));
+    ft.ws_names[WS_CONN] = nm->conn;
+    ft.ws_names[WS_PROTOCOL] = nm->protocol;
+    ft.conn_names[CONN_STATE] = nm->state;
+    ft.conn_names[CONN_SENDING_FRAGMENTS] = nm->sending_fragments;
+    ft.conn_names[CONN_CLIENT] = nm->client;
+    ft.conn_names[CONN_MESSAGES_OUT] = nm->messages_out;
+    ft.proto_names[PROTO_CORKED] = nm->corked;
+    ft.proto_names[PROTO_CORK] = nm->cork;
+    ft.proto_names[PROTO_BYTES_OUT] = nm->bytes_out;
+    ft.proto_names[PROTO_TRANSPORT] = nm->transport;
+    ft.cork_names[CORK_DEPTH] = nm->depth;
+    ft.cork_names[CORK_PENDING] = nm->pending;
+    size_obj = PyLong_FromSsize_t(PyBytes_GET_SIZE(plain));
+    one_obj = PyLong_FromLong(1);
+    if (size_obj == NULL || one_obj == NULL) {
+        goto done;
+    }
+    iter = PyObject_GetIter(args[0]);
+    if (iter == NULL) {
+        goto done;
+    }
+    while ((ws = PyIter_Next(iter)) != NULL) {
+        int rc = fan_out_one(nm, &ft, ws, plain, limited, limit, args[4], size_obj, one_obj);
+        if (rc < 0) {
+            goto done;
+        }
+        if (rc) {
+            sent++;
+        }
+        else {
+            PyObject *outcome = PyObject_CallOneArg(one, ws);
+            if (outcome == NULL) {
+                goto done;
+            }
+            if (outcome == PyTuple_GET_ITEM(outcomes, 0)) {
+                sent++;
+            }
+            else if (outcome == PyTuple_GET_ITEM(outcomes, 1)) {
+                dropped++;
+            }
+            else if (outcome == PyTuple_GET_ITEM(outcomes, 2)) {
+                closed++;
+            }
+            Py_DECREF(outcome);
+        }
+        Py_CLEAR(ws);
+    }
+    if (!PyErr_Occurred()) {
+        result = Py_BuildValue("(nnn)", sent, dropped, closed);
+    }
+
+done:
+    Py_XDECREF(ws);
+    Py_XDECREF(iter);
+    Py_XDECREF(size_obj);
+    Py_XDECREF(one_obj);
+    Py_XDECREF(ft.ws.type);
+    Py_XDECREF(ft.conn.type);
+    Py_XDECREF(ft.proto.type);
+    Py_XDECREF(ft.cork.type);
+    return result;
+}
+
+PyDoc_STRVAR(flush_corked_doc,
+"flush_corked(pending, join_limit, /)\n"
+"\n"
+"Uncork each protocol of the list pending: take its _corked list (set to None) and hand\n"
+"its frames to its transport unless it is closing, one write when there is one frame or\n"
+"at most join_limit bytes of them (joined), else one write per frame. A failing write does\n"
+"not keep the others corked: the first error is raised once all were uncorked.\n"
+"\n"
+"The twin of wskit.aio.protocol.flush_corked_python (WebSocketProtocol._write_out inlined;\n"
+"its slots _corked and transport).");
+
+/* transport.write(data); 0, or -1 with an exception set. */
+static int
+write_to(PyObject *transport, PyObject *write, PyObject *data)
+{
+    PyObject *result = PyObject_CallMethodOneArg(transport, write, data);
+
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The frames of one corked list to transport, as WebSocketProtocol._write_out does. */
+static int
+write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long join_limit)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(corked), total = 0;
+    int all_bytes = 1, rc;
+    PyObject *joined;
+    char *dst;
+
+    if (n == 1) {
+        return write_to(transport, nm->write, PyList_GET_ITEM(corked, 0));
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(corked, i);
+        Py_ssize_t len;
+        if (PyBytes_CheckExact(item)) {
+            len = PyBytes_GET_SIZE(item);
+        }
+        else {
+            all_bytes = 0;
+            len = PyObject_Length(item);
+            if (len < 0) {
+                return -1;
+            }
+        }
+        total += len;
+    }
+    if (total > join_limit) {
+        for (i = 0; i < n; i++) {
+            /* (A write may run code that changes the list: read it again each time.) */
+            if (i >= PyList_GET_SIZE(corked)) {
+                break;
+            }
+            if (write_to(transport, nm->write, PyList_GET_ITEM(corked, i)) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (all_bytes) {
+        joined = PyBytes_FromStringAndSize(NULL, total);
+        if (joined == NULL) {
+            return -1;
+        }
+        dst = PyBytes_AS_STRING(joined);
+        for (i = 0; i < n; i++) {
+            PyObject *item = PyList_GET_ITEM(corked, i);
+            memcpy(dst, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+            dst += PyBytes_GET_SIZE(item);
+        }
+    }
+    else {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        if (empty == NULL) {
+            return -1;
+        }
+        joined = PyObject_CallMethod(empty, "join", "O", corked);
+        Py_DECREF(empty);
+        if (joined == NULL) {
+            return -1;
+        }
+    }
+    rc = write_to(transport, nm->write, joined);
+    Py_DECREF(joined);
+    return rc;
+}
+
+static PyObject *
+flush_corked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    fanout_names *nm = &get_state(module)->fan;
+    PyObject *pending, *names[2];
+    PyObject *error_type = NULL, *error_value = NULL, *error_tb = NULL;
+    slot_offsets cache;
+    long long join_limit;
+    Py_ssize_t i;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "flush_corked() takes exactly 2 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    pending = args[0];
+    if (!PyList_CheckExact(pending)) {
+        PyErr_SetString(PyExc_TypeError, "flush_corked() needs a list of protocols");
+        return NULL;
+    }
+    if (as_limit(args[1], &join_limit) < 0) {
+        return NULL;
+    }
+    names[0] = nm->corked;
+    names[1] = nm->transport;
+    memset(&cache, 0, sizeof(cache));
+    Py_INCREF(pending);
+    for (i = 0; i < PyList_GET_SIZE(pending); i++) {
+        PyObject *proto = PyList_GET_ITEM(pending, i), *corked = NULL, *transport = NULL;
+        PyObject *closing = NULL;
+        const Py_ssize_t *off;
+        int failed = 0, is_closing;
+        Py_INCREF(proto);
+        off = slots_of(&cache, proto, names, 2);
+        if (off == NULL) {
+            /* Not our slots: the same steps by name. */
+            corked = PyObject_GetAttr(proto, nm->corked);
+            failed = corked == NULL || PyObject_SetAttr(proto, nm->corked, Py_None) < 0;
+        }
+        else {
+            corked = SLOT(proto, off[0]);  /* the slot's reference, now ours */
+            Py_INCREF(Py_None);
+            SLOT(proto, off[0]) = Py_None;
+        }
+        if (!failed && corked != NULL && PyList_CheckExact(corked)
+                && PyList_GET_SIZE(corked)) {
+            transport = off == NULL ? PyObject_GetAttr(proto, nm->transport)
+                                    : Py_XNewRef(SLOT(proto, off[1]));
+            failed = transport == NULL && off == NULL;
+            if (!failed && transport != NULL && transport != Py_None) {
+                closing = PyObject_CallMethodNoArgs(transport, nm->is_closing);
+                is_closing = closing == NULL ? -1 : PyObject_IsTrue(closing);
+                failed = is_closing < 0
+                         || (!is_closing && write_out(nm, transport, corked, join_limit) < 0);
+            }
+        }
+        if (failed && error_type == NULL) {
+            PyErr_Fetch(&error_type, &error_value, &error_tb);
+        }
+        else if (failed) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(closing);
+        Py_XDECREF(transport);
+        Py_XDECREF(corked);
+        Py_DECREF(proto);
+    }
+    Py_DECREF(pending);
+    Py_XDECREF(cache.type);
+    if (error_type != NULL) {
+        PyErr_Restore(error_type, error_value, error_tb);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL, parse_frames_doc},
@@ -1111,6 +1631,9 @@ static PyMethodDef speedups_methods[] = {
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL,
      parse_messages_doc},
     {"split_head", (PyCFunction)(void (*)(void))split_head, METH_FASTCALL, split_head_doc},
+    {"fan_out", (PyCFunction)(void (*)(void))fan_out, METH_FASTCALL, fan_out_doc},
+    {"flush_corked", (PyCFunction)(void (*)(void))flush_corked, METH_FASTCALL,
+     flush_corked_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1135,6 +1658,21 @@ speedups_exec(PyObject *module)
     INTERN(need, "need");
     INTERN(batch, "batch");
     INTERN(partial, "partial");
+    INTERN(fan.conn, "_conn");
+    INTERN(fan.protocol, "_protocol");
+    INTERN(fan.state, "state");
+    INTERN(fan.sending_fragments, "_sending_fragments");
+    INTERN(fan.client, "_client");
+    INTERN(fan.messages_out, "messages_out");
+    INTERN(fan.bytes_out, "bytes_out");
+    INTERN(fan.corked, "_corked");
+    INTERN(fan.cork, "_cork");
+    INTERN(fan.depth, "depth");
+    INTERN(fan.pending, "pending");
+    INTERN(fan.transport, "transport");
+    INTERN(fan.write, "write");
+    INTERN(fan.get_write_buffer_size, "get_write_buffer_size");
+    INTERN(fan.is_closing, "is_closing");
 #undef INTERN
     return 0;
 }
@@ -1155,6 +1693,21 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->need);
     Py_CLEAR(st->partial);
     Py_CLEAR(st->batch);
+    Py_CLEAR(st->fan.conn);
+    Py_CLEAR(st->fan.protocol);
+    Py_CLEAR(st->fan.state);
+    Py_CLEAR(st->fan.sending_fragments);
+    Py_CLEAR(st->fan.client);
+    Py_CLEAR(st->fan.messages_out);
+    Py_CLEAR(st->fan.bytes_out);
+    Py_CLEAR(st->fan.corked);
+    Py_CLEAR(st->fan.cork);
+    Py_CLEAR(st->fan.depth);
+    Py_CLEAR(st->fan.pending);
+    Py_CLEAR(st->fan.transport);
+    Py_CLEAR(st->fan.write);
+    Py_CLEAR(st->fan.get_write_buffer_size);
+    Py_CLEAR(st->fan.is_closing);
     return 0;
 }
 

@@ -28,3 +28,12 @@ def split_head(
 ) -> tuple[bytes, list[tuple[str, str]], int] | None:
     """(start line, fields, end) of a complete, valid HTTP head at the start of ``data``, or
     None (RFC 9112 §2-§5); the twin of ``wskit.core.http.split_head_python``."""
+
+def fan_out(
+    sockets: object, plain: bytes, max_buffered: int | None, one: object, open_state: object,
+    outcomes: tuple[object, object, object], /,
+) -> tuple[int, int, int]:
+    """The loop of ``wskit.websocket.send_prepared_to`` for a frame sent as it is."""
+
+def flush_corked(pending: list[object], join_limit: int, /) -> None:
+    """The twin of ``wskit.aio.protocol.flush_corked_python``."""

@@ -22,6 +22,7 @@ from .core.errors import (
 )
 from .core.extensions import Extension
 from .core.limits import Limits
+from .core.masking import speedups
 from .dispatch import Dispatcher, Message
 from .streams import Stream, Streams, run_hook
 
@@ -54,6 +55,11 @@ _SENT = Delivery.SENT
 _NOT_OPEN = Delivery.NOT_OPEN
 _DROPPED = Delivery.DROPPED
 _CLOSED = Delivery.CLOSED
+_OUTCOMES = (_SENT, _DROPPED, _CLOSED)
+
+#: The C twin of the loop below for frames sent as they are (``_speedups.fan_out``), or None.
+compiled_fan_out: Callable[..., tuple[int, int, int]] | None = getattr(
+    speedups, "fan_out", None)
 
 
 def send_prepared_to(
@@ -65,6 +71,14 @@ def send_prepared_to(
 ) -> tuple[int, int, int]:
     """``WebSocket.send_prepared`` for each of ``sockets``: the loop of a fan-out, without a
     call and a result per delivery. Returns how many were sent, dropped and closed."""
+    fan_out = compiled_fan_out
+    if fan_out is not None and not compress:
+        # The C loop writes the shared frame where it may as it is; it hands every other
+        # socket (not open, slow, a client, ...) to send_prepared.
+        def one(ws: WebSocket) -> Delivery:
+            return ws.send_prepared(frame, max_buffered=max_buffered, slow=slow)
+
+        return fan_out(sockets, frame.plain, max_buffered, one, _OPEN, _OUTCOMES)
     sent = dropped = closed = 0
     for ws in sockets:
         conn = ws._conn
@@ -109,7 +123,8 @@ class WebSocket(Dispatcher):
     """
 
     # One per open connection: slots (a ``__dict__`` still takes attributes a program sets,
-    # made on the first one; ``__weakref__`` for the hub's weak set).
+    # made on the first one; ``__weakref__`` for the hub's weak set). The C twin of the
+    # fan-out loop reads _conn and _protocol at their offsets (_speedups.fan_out).
     __slots__ = (
         "__dict__",
         "__weakref__",

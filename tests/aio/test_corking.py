@@ -6,15 +6,42 @@ count each byte once. RFC 6455 §5.4 and §5.5.1 (frames in order, nothing after
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
 from e2e import TEXT, frame
 
 import wskit
+import wskit.websocket
+from wskit.aio import protocol as protocol_module
 from wskit.aio.protocol import WebSocketProtocol
+from wskit.broadcast import FanOut
+from wskit.core import masking
 from wskit.core.connection import Role
 from wskit.core.limits import Limits
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True, params=["python", "c"])
+def fan_out_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with the pure fan-out loop and uncorking, and with their C twins
+    (_speedups.fan_out and flush_corked)."""
+    if request.param == "c":
+        function = getattr(masking.speedups, "fan_out", None)
+        if function is None:
+            message = "wskit._speedups.fan_out is not built (no C compiler at install time)"
+            if IN_CI:
+                pytest.fail(f"{message}, but CI=true, where the C build is required")
+            pytest.skip(message)
+        flush = masking.speedups.flush_corked  # type: ignore[union-attr]
+    else:
+        function = None
+        flush = protocol_module.flush_corked_python
+    monkeypatch.setattr(wskit.websocket, "compiled_fan_out", function)
+    monkeypatch.setattr(protocol_module, "flush_corked", flush)
+    return str(request.param)
 
 
 class FakeTransport:
@@ -247,5 +274,91 @@ def test_no_cork_is_left_behind_by_a_failing_listener(run: Any) -> None:
         sub.send("next")
         assert sub_t.writes[-1] == server_text("next")
         await asyncio.sleep(0)
+
+    run(main())
+
+
+class TestWhatTheLoopHandsOn:
+    """Each socket the shared frame cannot go to as it is takes WebSocket.send_prepared's path,
+    with the same outcome whichever loop (pure or C) runs."""
+
+    def test_counters_and_outcomes(self, run: Any) -> None:
+        async def main() -> None:
+            from wskit.stats import ServerStats
+
+            stats = ServerStats()
+            plain, plain_proto, plain_t = open_socket()
+            slow, _, slow_t = open_socket()
+            slow.stats = stats
+            slow_t.taken = False
+            slow_t.unsent = 1000
+            gone, gone_proto, gone_t = open_socket()
+            gone_proto.connection_lost(None)
+            fragmenting, frag_proto, frag_t = open_socket()
+            frag_t.writes.clear()
+            frag_proto.write(frag_proto.conn.send_fragment("par", first=True, fin=False,
+                                                            text=True))
+            sockets = [plain, slow, gone, fragmenting]
+            fan = FanOut("hi", max_buffered=500, slow="drop")
+            fan.send_to(sockets)
+            assert (fan.sent, fan.dropped, fan.closed) == (1, 1, 0)
+            assert stats.slow["dropped"] == 1
+            assert plain_t.writes == [server_text("hi")]
+            assert plain_proto.conn.messages_out == 1
+            assert plain_proto.bytes_out == len(server_text("hi"))
+            assert slow_t.writes == [] and gone_t.writes == []
+            assert len(frag_t.writes) == 1  # only its own first fragment (RFC 6455 §5.4)
+            fan = FanOut("bye", max_buffered=500, slow="close")
+            fan.send_to(sockets)
+            assert (fan.sent, fan.dropped, fan.closed) == (1, 0, 1)
+            assert stats.slow["closed"] == 1
+            assert slow.state.name == "LOCAL_CLOSING"
+            assert slow_t.wire == bytes((0x88, 10)) + b"\x03\xf5too slow"  # 1013
+
+        run(main())
+
+    def test_client_sockets_mask_their_own_copy(self, run: Any) -> None:
+        """RFC 6455 §5.3: a client masks every frame with a fresh key; never the shared one."""
+
+        async def main() -> None:
+            proto = Bare(Limits(ping_interval=None, close_timeout=1.0), Role.CLIENT)
+            transport = FakeTransport()
+            proto.connection_made(transport)  # type: ignore[arg-type]
+            ws = wskit.WebSocket(proto, None, None, [])
+            proto.open(ws, [])
+            assert wskit.broadcast([ws, ws], "hey") == 2
+            first, second = transport.writes
+            assert first[0] == 0x81 and first[1] == 0x80 | 3 and len(first) == 2 + 4 + 3
+            key, payload = first[2:6], first[6:]
+            assert bytes(b ^ key[i % 4] for i, b in enumerate(payload)) == b"hey"
+            assert proto.conn.messages_out == 2
+            assert proto.bytes_out == len(first) + len(second)
+
+        run(main())
+
+
+def test_a_failing_write_leaves_no_connection_corked(run: Any) -> None:
+    """One subscriber's transport raises at the end of the read: the others get their frames,
+    the error is raised once they have, and no connection stays corked."""
+
+    async def main() -> None:
+        pub, pub_proto, _ = open_socket()
+        subs = [open_socket() for _ in range(3)]
+
+        def broken(data: bytes) -> None:
+            raise RuntimeError("handler is closed")
+
+        subs[1][2].write = broken  # type: ignore[method-assign]
+        # A closing transport is skipped (nothing can go out of it).
+        subs[2][2].closing = True
+        pub.on_text(lambda ws, text: wskit.broadcast([ws for ws, _, _ in subs], text))
+        with pytest.raises(RuntimeError, match="handler is closed"):
+            pub_proto.data_received(frame(TEXT, b"a") + frame(TEXT, b"b"))
+        assert subs[0][2].writes == [server_text("a") + server_text("b")]
+        assert subs[2][2].writes == []
+        for _, proto, _ in subs:
+            assert proto._corked is None
+        subs[0][0].send("c")
+        assert subs[0][2].writes[-1] == server_text("c")
 
     run(main())
