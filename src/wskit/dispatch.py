@@ -256,7 +256,15 @@ class Dispatcher:
                     if listener is None:
                         self._enqueue(data)
                     elif listener.zero_copy and not listener.is_async:
-                        _call_with_view(listener.fn, self, data)
+                        # _call_with_view, inline: one call less per message.
+                        view = memoryview(data)  # type: ignore[arg-type]
+                        try:
+                            listener.fn(self, view)
+                        finally:
+                            try:  # noqa: SIM105 - as in _call_with_view
+                                view.release()
+                            except BufferError:
+                                pass
                     elif listener.is_async:
                         self._schedule(listener, _binary_arg(listener, data))  # type: ignore[arg-type]
                     else:
