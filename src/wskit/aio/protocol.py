@@ -376,8 +376,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
                         self._write_out(corked)
                 if conn.state is not _OPEN:
                     # A listener closed or failed the connection: what _handle does after them
-                    # (no replies of the core's, no lent buffer: payloads from bytes are bytes).
-                    conn.park()
+                    # (no replies of the core's, no lent buffer: payloads from bytes are bytes;
+                    # no codec to park: the fast path is taken only without an extension).
                     self._end_read(conn)
                 return
         elif conn.state is _CONNECTING:
