@@ -310,6 +310,34 @@ class TestRejections:
 
         run(main())
 
+    def test_open_timeout_drops_each_silent_client_and_spares_the_upgraded(
+        self, run: Any
+    ) -> None:
+        """The loop's handshakes share one timer (issue 14): silent clients accepted one
+        after another are each dropped, and a connection upgraded meanwhile outlives them
+        all (its handshake left the sweep at the upgrade)."""
+        async def main() -> None:
+            app = quiet_app(open_timeout=0.2)
+            app.websocket("e", listen_echo)
+            async with serving(app) as base:
+                silent = []
+                for _ in range(3):
+                    peer = await raw_client(app.port, handshake=False)
+                    peer.write(b"GET /e HTTP/1.1\r\n")
+                    silent.append(peer)
+                    await asyncio.sleep(0.05)
+                async with quiet_connect(base + "/e") as ws:
+                    for peer in silent:
+                        assert await peer.at_eof()
+                        await peer.aclose()
+                    late = await raw_client(app.port, handshake=False)
+                    assert await late.at_eof()  # a later one is timed too
+                    await late.aclose()
+                    ws.send("still open")
+                    assert await asyncio.wait_for(ws.receive(), WAIT) == "still open"
+
+        run(main())
+
     def test_message_too_big_is_1009(self, run: Any) -> None:
         async def main() -> None:
             app = quiet_app(max_message_size=1000)

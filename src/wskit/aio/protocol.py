@@ -101,6 +101,59 @@ class _Parker:
         self.timer = self.loop.call_later(_PARK_INTERVAL, self.sweep) if live else None
 
 
+class _Openings:
+    """The connections of one event loop in their opening handshake under one
+    ``open_timeout``, oldest first, and one timer at the oldest one's deadline.
+
+    A timer per connection (made at accept, cancelled at the upgrade) cost a timer handle,
+    and on uvloop a libuv timer, for every connection of a storm; here a connection costs a
+    dict entry. Deadlines stay exact: they come in the order the connections were accepted.
+    """
+
+    __slots__ = ("loop", "pending", "timeout", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        # Each connection still in its handshake, with its deadline (insertion order is
+        # deadline order, since the timeout is the same for all of them).
+        self.pending: dict[WebSocketProtocol, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, proto: WebSocketProtocol) -> None:
+        deadline = self.loop.time() + self.timeout
+        self.pending[proto] = deadline
+        if self.timer is None:
+            self.timer = self.loop.call_at(deadline, self.sweep)
+
+    def sweep(self) -> None:
+        self.timer = None
+        pending = self.pending
+        now = self.loop.time()
+        while pending:
+            proto = next(iter(pending))
+            deadline = pending[proto]
+            if deadline > now:
+                # (A timer left behind by connections that finished meanwhile fires once
+                # for nothing; keeping it costs less than re-arming at every upgrade.)
+                self.timer = self.loop.call_at(deadline, self.sweep)
+                return
+            del pending[proto]
+            proto._open_timed_out()
+
+
+def _openings(loop: asyncio.AbstractEventLoop, timeout: float) -> _Openings:
+    """This thread's handshakes under ``timeout`` on its running loop."""
+    every: dict[float, _Openings] | None = getattr(_per_thread, "openings", None)
+    if every is None or _per_thread.openings_loop is not loop:
+        every = _per_thread.openings = {}
+        _per_thread.openings_loop = loop
+    openings = every.get(timeout)
+    if openings is None:
+        openings = every[timeout] = _Openings(loop, timeout)
+    return openings
+
+
 def _parker(loop: asyncio.AbstractEventLoop) -> _Parker:
     """This thread's parker, for its running loop (a thread may run several loops in turn)."""
     parker: _Parker | None = getattr(_per_thread, "parker", None)
@@ -238,7 +291,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         "_keepalive_ping",
         "_lingering",
         "_lost",
-        "_open_timer",
+        "_opening",
         "_parker",
         "_pause_reasons",
         "_quiet_timer",
@@ -289,7 +342,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # Made when drain() first waits: most connections never do.
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._open_timer: asyncio.TimerHandle | None = None
+        # While the opening handshake is timed: the loop's handshakes this one is among.
+        self._opening: _Openings | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
         #: Over TLS (no half-close), closes the connection once the peer has gone quiet.
         self._quiet_timer: asyncio.TimerHandle | None = None
@@ -332,8 +386,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self.transport = transport
         limit = self.limits.write_limit
         transport.set_write_buffer_limits(high=limit, low=limit // 4)
-        if self.limits.open_timeout is not None and self.times_handshake:
-            self._open_timer = self.loop.call_later(self.limits.open_timeout, self._open_timed_out)
+        timeout = self.limits.open_timeout
+        if timeout is not None and self.times_handshake:
+            opening = self._opening = _openings(self.loop, timeout)
+            opening.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         view = self._read_view
@@ -544,7 +600,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._wake_drainers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for handle in (self._close_timer, self._open_timer, self._hold_timer, self._quiet_timer,
+        opening = self._opening
+        if opening is not None:
+            self._opening = None
+            opening.pending.pop(self, None)
+        for handle in (self._close_timer, self._hold_timer, self._quiet_timer,
                        self._keepalive, self._keepalive_deadline, self._idle):
             if handle is not None:
                 handle.cancel()
@@ -584,7 +644,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         """The transport closed before the handshake completed."""
 
     def _open_timed_out(self) -> None:
-        self._open_timer = None
+        self._opening = None
         if self.conn.state is _CONNECTING and self.transport is not None:
             logger.info("[%s] opening handshake timed out; dropping the connection", self.id)
             self.transport.abort()
@@ -594,9 +654,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         """The opening handshake succeeded: the connection is OPEN, its events go to
         ``receiver``. ``early``: bytes that came behind the HTTP head (kept for
         ``feed_pending``, with anything that arrives before it)."""
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
+        opening = self._opening
+        if opening is not None:
+            self._opening = None
+            opening.pending.pop(self, None)
         conn = self.conn
         conn.receive_early(early)
         conn.handshake_complete(extensions)
@@ -855,7 +916,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             return
         self._flush_corked()
         transport.close()
-        self.start_close_timer()
+        if transport.get_write_buffer_size() or not transport.can_write_eof():
+            # Bytes still to write, or TLS's closing handshake: the peer may never take them,
+            # so the wait is bounded. Plain TCP with nothing left closes now (connection_lost
+            # comes on the next iteration): no timer for the whole of a storm's connections.
+            self.start_close_timer()
 
     def start_close_timer(self, timeout: float | None = None) -> None:
         if self._close_timer is not None:
