@@ -21,6 +21,7 @@ from .core.errors import (
     without_traceback,
 )
 from .core.extensions import Extension
+from .core.frames import LARGE_PAYLOAD as _LARGE_PAYLOAD
 from .core.limits import Limits
 from .core.masking import speedups
 from .dispatch import Dispatcher, Message
@@ -214,6 +215,13 @@ class WebSocket(Dispatcher):
         # (The exact types first: isinstance with a tuple costs more than the rest of a send.)
         elif kind is bytes or kind is memoryview or isinstance(
                 data, (bytes, bytearray, memoryview)):
+            if len(data) >= _LARGE_PAYLOAD:
+                # Header and payload written apart: no copy of a large payload behind it.
+                header, payload = conn.send_parts(data, compress=compress)
+                self._protocol.write(header)
+                # (Any bytes-like object goes through the cork to the transport as it is.)
+                self._protocol.write(payload)  # type: ignore[arg-type]
+                return
             frame = conn.send_binary(data, compress=compress)  # type: ignore[arg-type]
         elif isinstance(data, str):
             frame = conn.send_text(str(data), compress=compress)

@@ -286,6 +286,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         "_idle",
         "_idle_seen",
         "_idle_since",
+        "_into_frame",
         "_keepalive",
         "_keepalive_deadline",
         "_keepalive_ping",
@@ -362,6 +363,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._corked: list[bytes] | None = None
         self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
+        self._into_frame = False  # whether the last get_buffer gave a large frame's own room
         # Parks the codec once idle, when an extension (permessage-deflate) was negotiated.
         self._parker: _Parker | None = None
         # Whether connection_lost has come; ``closed`` is made only when someone asks for it.
@@ -392,12 +394,25 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             opening.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self.conn.parser.buffered:
+            # A frame is arriving: a large one's payload is read straight into its own buffer,
+            # with no copy out of the shared one (Connection.receive_buffer).
+            room = self.conn.receive_buffer()
+            if room is not None:
+                self._into_frame = True
+                return room
         view = self._read_view
         if view is None:
             view = self._read_view = _read_buffer()
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._into_frame:
+            self._into_frame = False
+            self.bytes_in += nbytes
+            conn = self.conn
+            self._handle(conn, conn.receive_into(nbytes))
+            return
         # Copied out before anything else runs: the buffer is shared, and the frame parser
         # keeps slices of its input between reads.
         view = self._read_view

@@ -550,6 +550,24 @@ class Connection:
             self.messages_in += len(messages)
         return messages
 
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next received bytes may be put directly, without a copy: the free room of
+        a large frame whose payload is arriving (``FrameParser.room``); None when they are to
+        be passed to ``receive_data``. After writing n bytes at its start, call
+        ``receive_into(n)`` (and nothing else in between)."""
+        state = self.state
+        if (state is not _OPEN and state is not _LOCAL_CLOSING) or self._held is not None \
+                or self._backlog or self.parser.error is not None:
+            return None
+        return self.parser.room()
+
+    def receive_into(self, nbytes: int) -> list[Event]:
+        """``receive_data`` of the ``nbytes`` just written at the start of
+        ``receive_buffer()``: the same events and checks (UTF-8 as a text payload arrives)."""
+        # The frame once complete, handed over as the rest of a batch is (see receive_data).
+        self._held = self.parser.filled(nbytes)
+        return self.receive_data(b"")
+
     def _handle_frame(self, frame: Frame, events: list[Event]) -> None:
         opcode = frame.opcode
         if opcode in (_OP_TEXT, _OP_BINARY):
@@ -829,6 +847,30 @@ class Connection:
                 0x82, data, _frames.generate_mask() if self._client else None
             )
         return self._message(_OP_BINARY, data, compress)
+
+    def send_parts(self, data: str | bytes | bytearray | memoryview, *,
+                   compress: bool = True) -> tuple[bytes, bytes | bytearray | memoryview]:
+        """Encode a message as ``send_text`` (for ``str``) or ``send_binary`` (bytes-like) do,
+        as the frame's header and the bytes that follow it (``frames.frame_parts``): written
+        one after the other, a large payload goes out without a copy behind its header."""
+        text = isinstance(data, str)
+        if self.state is not _OPEN or self._sending_fragments:
+            self._check_can_send("a text message" if text else "a binary message",
+                                 message=True, reply=True)
+        self.messages_out += 1
+        opcode = _OP_TEXT
+        if isinstance(data, str):
+            payload: bytes | bytearray | memoryview = data.encode()
+        else:
+            opcode = _OP_BINARY
+            payload = data
+        b0 = 0x80 | opcode
+        extension = self._extension
+        if extension is not None:
+            payload, rsv1 = extension.encode(payload, compress)
+            if rsv1:
+                b0 |= 0x40
+        return _frames.frame_parts(b0, payload, _frames.generate_mask() if self._client else None)
 
     def _message(
         self, opcode: int, payload: bytes | bytearray | memoryview, compress: bool

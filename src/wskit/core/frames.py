@@ -14,7 +14,9 @@ from .masking import generate_mask as generate_mask  # looked up here, by Connec
 __all__ = [
     "CONTROL_OPCODES",
     "DATA_OPCODES",
+    "LARGE_PAYLOAD",
     "Frame",
+    "FrameBuffer",
     "FrameParser",
     "Opcode",
     "RawFrame",
@@ -22,6 +24,7 @@ __all__ = [
     "build_frame_python",
     "encode_close_payload",
     "encode_frame",
+    "frame_parts",
     "parse_close_payload",
     "parse_frames",
     "parse_frames_python",
@@ -64,25 +67,48 @@ RawFrame = tuple[int, "bytes | str | memoryview"]
 # every connection together).
 _LARGE_FRAME = 64 * 1024
 _SPARE_MAX = 2
-_spare: list[bytearray] = []
+#: Payloads from this size on are sent as a header and the payload (``frame_parts``), not one
+#: bytes object: the copy of the payload behind its header costs more than a second write.
+LARGE_PAYLOAD = 64 * 1024
+#: The least room ``FrameParser.room`` offers for a read straight into a large frame: less,
+#: and the read goes through the connection's shared read buffer (a copy) while the frame's
+#: buffer grows by doubling as before; reads of a few bytes would cost a system call each.
+_ROOM_MIN = 64 * 1024
+_spare: list[FrameBuffer] = []
 _refcount = getattr(sys, "getrefcount", None)  # CPython's; elsewhere buffers are not kept
 #: Frames one ``feed`` returns at most; the rest of the input waits in the parser (``ready``),
 #: so a read of tiny frames never becomes an unbounded list (DESIGN.md §6).
 DEFAULT_BATCH_FRAMES = 1024
 
 
-def _start_buffer(first: memoryview) -> bytearray:
+class FrameBuffer(bytearray):
+    """The buffer a large frame is assembled in (a bytearray): the payload views the parser
+    hands out are views of one. The parser writes into it only while nothing else refers to
+    it, so such a view may be written to a transport without a copy (``frame_parts``)."""
+
+    __slots__ = ()
+
+
+def _start_buffer(first: memoryview) -> FrameBuffer:
     """The assembly buffer of a large frame, holding what arrived so far: a spare buffer if one
-    is kept, else exactly these bytes. It grows as the rest arrives (``_feed_large``), never
-    to the length the header declares at once: a header costs nothing until its bytes come."""
-    try:
-        buf = _spare.pop()  # one atomic step, so two threads never take the same buffer
-    except IndexError:
-        return bytearray(first)
-    # Through a memoryview: a bytearray's slice assignment from any other type copies the
-    # bytes into a temporary bytearray first, two copies instead of one.
-    memoryview(buf)[: len(first)] = first
-    return buf
+    is free, else exactly these bytes. It grows as the rest arrives (``_feed_large``,
+    ``FrameParser.room``), never to the length the header declares at once: a header costs
+    nothing until its bytes come."""
+    if _refcount is not None:
+        # A spare is free once nothing but this list refers to it: a transport may still hold
+        # a view of it, queued to be written (the payload of an echo, sent without a copy).
+        for _ in range(len(_spare)):
+            try:
+                buf = _spare.pop()  # one atomic step, so two threads never take the same buffer
+            except IndexError:
+                break
+            if _refcount(buf) == 2 and len(buf) >= len(first):  # (2: this name, the argument)
+                # Through a memoryview: a bytearray's slice assignment from any other type
+                # copies the bytes into a temporary bytearray first, two copies instead of one.
+                memoryview(buf)[: len(first)] = first
+                return buf
+            _spare.insert(0, buf)  # still in use (or too small): kept for a later frame
+    return FrameBuffer(first)
 
 
 class Frame:
@@ -156,7 +182,14 @@ def build_frame_python(b0: int, payload: Payload, key: bytes | None, /) -> bytes
         raise ValueError(f"b0 must be in range(0, 256), got {b0}")
     if type(payload) is not bytes:
         payload = _byte_view(payload)
-    n = len(payload)
+    header = _header(b0, len(payload), key)
+    if key is not None:
+        return header + key + apply_mask(payload, key)
+    return header + payload
+
+
+def _header(b0: int, n: int, key: bytes | None) -> bytes:
+    """The header of a frame of ``n`` payload bytes, without its mask key (checked here)."""
     mask_bit = 0x80 if key is not None else 0
     # RFC 6455 §5.2: the minimal number of bytes MUST be used to encode the length.
     if n < 126:
@@ -165,11 +198,33 @@ def build_frame_python(b0: int, payload: Payload, key: bytes | None, /) -> bytes
         header = _PACK_16(b0, 126 | mask_bit, n)
     else:
         header = _PACK_64(b0, 127 | mask_bit, n)
+    if key is not None and len(key) != 4:
+        raise ValueError(f"key must be 4 bytes, got {len(key)}")
+    return header
+
+
+def frame_parts(b0: int, payload: Payload, key: bytes | None, /) -> tuple[bytes, Payload]:
+    """The frame ``build_frame(b0, payload, key)`` returns, as two parts: its header (with the
+    mask key) and the bytes that follow it. Written one after the other (uvloop joins them in
+    one ``writev``), a large payload goes out without being copied behind its header.
+
+    The second part is ``payload`` itself when its bytes cannot change before they are
+    written: ``bytes``, or a view of a received large frame (its ``FrameBuffer``, which the
+    parser writes again only once nothing refers to it). Any other buffer is copied (masked
+    with ``key`` when given), so that later changes of the caller's buffer do not reach the
+    wire. The same arguments and errors as ``build_frame``.
+    """
+    if not 0 <= b0 <= 0xFF:
+        raise ValueError(f"b0 must be in range(0, 256), got {b0}")
+    view: Payload = payload
+    if type(payload) is not bytes:
+        view = _byte_view(payload)
+    header = _header(b0, len(view), key)
     if key is not None:
-        if len(key) != 4:
-            raise ValueError(f"key must be 4 bytes, got {len(key)}")
-        return header + key + apply_mask(payload, key)
-    return header + payload
+        return header + key, apply_mask(view, key)
+    if type(view) is memoryview and type(view.obj) is not FrameBuffer:
+        view = view.tobytes()
+    return header, view
 
 
 def _byte_view(obj: object) -> memoryview:
@@ -250,10 +305,10 @@ class FrameParser:
         self.partial: tuple[int, int, bytes, int] | None = None
         # The large frame being received: its buffer, filled up to ``buffered`` bytes, grown
         # (doubling, up to ``need``) as the bytes arrive.
-        self._large: bytearray | None = None
+        self._large: FrameBuffer | None = None
         #: The buffer of the last large frame, whose payload views the last feed handed out;
         #: see ``release``.
-        self.lent: bytearray | None = None
+        self.lent: FrameBuffer | None = None
 
     @property
     def ready(self) -> bool:
@@ -340,15 +395,49 @@ class FrameParser:
         return frames
 
     def release(self) -> None:
-        """The payload views handed out so far are no longer used: their buffer may serve the
-        next large frame. (Called by the next feed anyway; calling it early frees memory.)"""
+        """The payload views handed out so far are no longer used by the parser's caller: their
+        buffer may serve a later large frame once nothing else refers to it (a transport may
+        still hold a view, to be written; see ``_start_buffer``). Called by the next feed
+        anyway; calling it early frees memory."""
         buf = self.lent
         self.lent = None
-        # Reused only when nothing else refers to it (this name and the call's argument): a
-        # view kept elsewhere holds a reference, and its bytes must not change.
-        if (buf is not None and _refcount is not None and _refcount(buf) == 2
-                and len(_spare) < _SPARE_MAX):
+        if buf is not None and _refcount is not None and len(_spare) < _SPARE_MAX:
             _spare.append(buf)
+
+    def room(self) -> memoryview | None:
+        """Where the next bytes of the large frame being assembled may be read to directly:
+        a writable view of its buffer's free room, at most up to the frame's end; the caller
+        writes n bytes at its start, then calls ``filled(n)``. None when no large frame is
+        being assembled, or too little of it has arrived to make room for a useful read
+        (then ``feed_raw`` takes the bytes). The buffer grows by doubling what it holds,
+        never past the frame, so its size follows the bytes the peer actually sent."""
+        buf = self._large
+        if buf is None:
+            return None
+        fill = self.buffered
+        need = self.need
+        size = len(buf)
+        want = min(need - fill, _ROOM_MIN)
+        if size - fill < want:
+            if size < want:
+                return None
+            # (Straight to the frame's end when doubling would leave less than a read.)
+            grown = FrameBuffer(need if need - 2 * size < _ROOM_MIN else 2 * size)
+            memoryview(grown)[:fill] = memoryview(buf)[:fill]
+            buf = self._large = grown
+            size = len(grown)
+        return memoryview(buf)[fill : min(size, need)]
+
+    def filled(self, nbytes: int, decode_text: bool = True) -> list[RawFrame]:
+        """``nbytes`` were written at the start of the last ``room()``: the frame once it is
+        complete (a list of one), else an empty list. ``decode_text``: see ``feed_raw``."""
+        buf = self._large
+        if buf is None or not 0 <= nbytes <= min(len(buf), self.need) - self.buffered:
+            raise ValueError(f"{nbytes} bytes do not fit the room of a large frame")
+        self.buffered += nbytes
+        if self.buffered < self.need:
+            return []
+        return self._complete_large(buf, decode_text)
 
     def _feed_large(self, data: bytes, decode_text: bool) -> list[RawFrame]:
         buf = self._large
@@ -360,7 +449,7 @@ class FrameParser:
         if end > len(buf):
             # Room for the bytes that came, doubling (so copies stay linear), never beyond
             # the frame: memory follows what the peer actually sent, not what it declared.
-            grown = bytearray(min(need, max(2 * len(buf), end)))
+            grown = FrameBuffer(min(need, max(2 * len(buf), end)))
             memoryview(grown)[:fill] = memoryview(buf)[:fill]
             buf = self._large = grown
         # (Through a memoryview: one copy, see _start_buffer.)
@@ -368,15 +457,7 @@ class FrameParser:
         if end < need:
             self.buffered = end
             return []
-        self._large = None
-        self.buffered = 0
-        self.need = 2
-        frames: list[RawFrame] = []
-        self.partial = None
-        # Exactly one frame, whose header was checked when it began.
-        view = memoryview(buf)[:need]
-        parse_frames(self, view, frames, decode_text)
-        del view
+        frames = self._complete_large(buf, decode_text)
         if take < len(data):
             try:
                 frames += self.feed_raw(data[take:], decode_text)
@@ -386,6 +467,21 @@ class FrameParser:
                 self._chunks.clear()
                 self.buffered = 0
         # Set last, so that the feed of the bytes behind the frame does not take it back.
+        self.lent = buf
+        return frames
+
+    def _complete_large(self, buf: FrameBuffer, decode_text: bool) -> list[RawFrame]:
+        """The large frame now whole in ``buf``, parsed (exactly one frame, whose header was
+        checked when it began); its payload view is lent (``lent``, see ``release``)."""
+        need = self.need
+        self._large = None
+        self.buffered = 0
+        self.need = 2
+        frames: list[RawFrame] = []
+        self.partial = None
+        view = memoryview(buf)[:need]
+        parse_frames(self, view, frames, decode_text)
+        del view
         self.lent = buf
         return frames
 
