@@ -21,7 +21,7 @@ from .core.errors import InvalidHandshake
 from .core.extensions import ExtensionFactory
 from .core.handshake import accept_request, error_response, reject
 from .core.http import Request as HttpRequest
-from .core.http import RequestParser
+from .core.http import RequestParser, parse_request
 from .extensions import Compression, extension_factories
 from .request import Request
 from .response import Response
@@ -686,21 +686,20 @@ def _format_address(address: Any, tls: bool) -> str:
 class ServerProtocol(WebSocketProtocol):
     """The server side of one TCP connection: reads the upgrade request, then frames."""
 
-    __slots__ = ("_handshaking", "_responded", "app", "ip", "parser", "peer")
+    __slots__ = ("_handshaking", "_head_read", "_responded", "app", "ip", "parser", "peer")
 
     def __init__(self, app: App) -> None:
         super().__init__(app.limits, Role.SERVER)
         self.app = app
-        self.parser: RequestParser | None = RequestParser(
-            max_line_length=app.limits.max_line_length,
-            max_headers=app.limits.max_headers,
-            max_header_bytes=app.limits.max_header_bytes,
-        )
+        # Made only when the first read is not a whole, valid head (parse_request declined).
+        self.parser: RequestParser | None = None
         self.peer: Any = None
         #: The peer's address without its port (None for a unix socket).
         self.ip: str | None = None
         self._responded = False
         self._handshaking = False
+        #: Whether a request head was read (or answered): later bytes are not a new head.
+        self._head_read = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -741,11 +740,26 @@ class ServerProtocol(WebSocketProtocol):
     def handshake_data(self, data: bytes) -> None:
         parser = self.parser
         if parser is None:
-            if not self._responded:
-                # The request is complete and a hook is running: the core keeps what arrives
-                # for after the upgrade (reading is paused meanwhile, so this is bounded).
-                self.receive_early(data)
-            return
+            if self._head_read:
+                if not self._responded:
+                    # The request is complete and a hook is running: the core keeps what
+                    # arrives for after the upgrade (reading is paused meanwhile: bounded).
+                    self.receive_early(data)
+                return
+            limits = self.limits
+            # Most first reads hold the whole head: parsed at once, with no parser object.
+            parsed = parse_request(data, limits.max_line_length, limits.max_headers,
+                                   limits.max_header_bytes)
+            if parsed is not None:
+                self._head_read = True
+                head, end = parsed
+                if end < len(data):
+                    self.receive_early(data[end:])
+                self.app._handle_request(self, head)
+                return
+            parser = self.parser = RequestParser(
+                max_line_length=limits.max_line_length, max_headers=limits.max_headers,
+                max_header_bytes=limits.max_header_bytes)
         try:
             request = parser.feed(data)
         except InvalidHandshake as exc:
@@ -756,6 +770,7 @@ class ServerProtocol(WebSocketProtocol):
         if request is None:
             return
         self.parser = None
+        self._head_read = True
         self.receive_early(parser.leftover)
         self.app._handle_request(self, request)
 
@@ -766,7 +781,7 @@ class ServerProtocol(WebSocketProtocol):
         if transport is None or transport.is_closing() or self._responded:
             return
         self.parser = None
-        self._responded = True
+        self._responded = self._head_read = True
         self._handshake_over()
         status = _status_of(response)
         if status >= 400:

@@ -575,6 +575,42 @@ class TestServerValidation:
         request = base_request(("Upgrade", "HTTP/2.0, websocket"), drop=["Upgrade"])
         assert validate_request(request) == SAMPLE_KEY
 
+    @given(key=st.text(alphabet="AQgw+/=Za9!é \t", min_size=18, max_size=28)
+           | st.binary(min_size=14, max_size=18).map(
+               lambda raw: base64.b64encode(raw).decode()))
+    def test_key_accepted_exactly_when_it_is_16_bytes_of_base64(self, key: str) -> None:
+        """RFC 6455 §4.2.1 item 5, on the one-pass check of the common request and on the
+        field-by-field one (a second Host sends it there) alike."""
+        try:
+            good = len(base64.b64decode(key, validate=True)) == 16
+        except ValueError:
+            good = False
+        for extra in ((), (("Origin", "o"),)):
+            request = base_request(("Sec-WebSocket-Key", key), *extra,
+                                   drop=["Sec-WebSocket-Key"])
+            if good:
+                assert validate_request(request) == key
+            else:
+                assert handshake_error(request).status == 400
+        request.headers.compact()
+        assert (validate_request(request) == key) if good else handshake_error(request)
+
+    @pytest.mark.parametrize("field", ["Host", "Upgrade", "Connection", "Sec-WebSocket-Version",
+                                       "Sec-WebSocket-Key"])
+    def test_a_repeated_or_listed_field_takes_the_full_checks(self, field: str) -> None:
+        value = dict(BASE_FIELDS)[field]
+        repeated = base_request((field, value), (field, value), drop=[field])
+        if field in ("Upgrade", "Connection"):  # token lists, which may span fields
+            assert validate_request(repeated) == SAMPLE_KEY
+        else:
+            error = handshake_error(repeated)
+            assert error.status == (426 if field == "Sec-WebSocket-Version" else 400)
+        listed = base_request((field.upper(), f"{value}, {value}"), drop=[field])
+        if field in ("Host", "Upgrade", "Connection"):  # (one Host, with a comma in it)
+            assert validate_request(listed) == SAMPLE_KEY
+        else:
+            assert handshake_error(listed).status in (400, 426)
+
     def test_content_length_zero_allowed(self) -> None:
         assert validate_request(base_request(("Content-Length", "0"))) == SAMPLE_KEY
 

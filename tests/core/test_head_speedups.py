@@ -158,5 +158,22 @@ class TestAgainstTheLineParser:
             http.split_head = saved
         assert results[0] == results[1] == results[2]
 
+    @given(data=heads(), lim=limits, twin=st.sampled_from(["C", "python"]))
+    @settings(max_examples=400, deadline=None)
+    def test_one_step_parse_agrees_or_declines(self, data: bytes, lim: tuple[int, int, int],
+                                               twin: str) -> None:
+        """http.parse_request (the server's first read, no parser object) gives the line
+        parser's request and leftover, or None: never another request, never an error."""
+        saved = http.split_head
+        try:
+            http.split_head = _compiled() if twin == "C" else split_head_python
+            parsed = http.parse_request(data, *lim)
+        finally:
+            http.split_head = saved
+        if parsed is not None:
+            request, end = parsed
+            assert outcome(RequestParser, data, len(data), lim) == (
+                request.method, request.target, request.headers.raw_items(), data[end:])
+
     def test_the_compiled_twin_is_the_one_used(self, compiled: Split) -> None:
         assert http.split_head is compiled

@@ -52,17 +52,30 @@ def head_parser(request: pytest.FixtureRequest) -> Iterator[None]:
         http.split_head = saved
 
 
+def direct(data: bytes, **limits: int) -> tuple[Request, bytes] | None:
+    """The server's one-step parse of a first read (http.parse_request), with what follows."""
+    parsed = http.parse_request(data, **limits)
+    return None if parsed is None else (parsed[0], data[parsed[1]:])
+
+
 def parse_request(data: bytes, **limits: int) -> Request:
+    """Through the line parser, and through the one-step parse, which agrees or declines."""
     parser = RequestParser(**limits)
     request = parser.feed(data)
     assert request is not None
+    one_step = direct(data, **limits)
+    if one_step is not None:
+        assert one_step == (request, parser.leftover)
+        assert one_step[0].headers.raw_items() == request.headers.raw_items()
     return request
 
 
 def request_error(data: bytes, **limits: int) -> InvalidHandshake:
+    """The line parser's error; the one-step parse declines such a head (None)."""
     parser = RequestParser(**limits)
     with pytest.raises(InvalidHandshake) as info:
         parser.feed(data)
+    assert direct(data, **limits) is None
     return info.value
 
 
@@ -75,6 +88,20 @@ def response_error(data: bytes, **limits: int) -> InvalidHandshake:
 
 class TestHeaders:
     """RFC 9110 §5: field names are case-insensitive; order and repeated fields are kept."""
+
+    def test_of_fields_and_by_name(self) -> None:
+        pairs = [("Host", "a"), ("X-A", "1"), ("x-a", "2"), ("Upgrade", "websocket")]
+        made = Headers.of_fields(list(pairs))
+        assert made == Headers(pairs)
+        assert made.raw_items() == pairs
+        index = {"host": ["a"], "x-a": ["1", "2"], "upgrade": ["websocket"]}
+        assert made.by_name() == index
+        made.compact()  # packed: the same answers, from a scan
+        assert made.by_name() == index
+        assert made.get_all("X-A") == ["1", "2"]
+        made.add("Host", "b")
+        assert made.by_name()["host"] == ["a", "b"]
+        assert Headers.of_fields([]).by_name() == {}
 
     def test_case_insensitive_lookup(self) -> None:
         headers = Headers([("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2")])

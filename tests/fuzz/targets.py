@@ -29,6 +29,7 @@ from wskit.core.errors import InvalidHandshake
 from wskit.core.frames import valid_close_code_on_wire
 from wskit.core.handshake import accept_request
 from wskit.core.http import RequestParser, ResponseParser
+from wskit.core.http import parse_request as parse_head
 
 #: The limits of the connections under test: small, so that bounds are tight.
 MAX_MESSAGE = 64 * 1024
@@ -128,13 +129,20 @@ def parse_request(chunks: list[bytes]) -> str:
     """RequestParser and accept_request raise InvalidHandshake for any bad input, nothing else."""
     parser = RequestParser(max_line_length=512, max_headers=16, max_header_bytes=2048)
     request = None
+    fed = 0
     try:
         for chunk in chunks:
+            fed += 1
             request = parser.feed(chunk)
             if request is not None:
                 break
         if request is None:
             return "incomplete"
+        # The server's one-step parse of a first read agrees with the parser, or declines.
+        data = b"".join(chunks[:fed])
+        direct = parse_head(data, 512, 16, 2048)
+        if direct is not None:
+            assert direct[0] == request and data[direct[1]:] == parser.leftover
         accept_request(request, subprotocols=["chat"],
                        extensions=[deflate.PerMessageDeflateFactory(is_client=False)])
     except InvalidHandshake as exc:

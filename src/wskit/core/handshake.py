@@ -47,6 +47,10 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 # RFC 9110 §7.8: protocol = protocol-name ["/" protocol-version]; only Upgrade allows the slash.
 _PROTOCOL = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?")
 
+# RFC 6455 §4.2.1 item 5: what base64.b64decode(key, validate=True) decodes to 16 bytes (22
+# characters of the alphabet, the last one's low bits unused, and the padding).
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+
 # Header fields the handshake writes itself; a caller's extra_headers may not repeat them.
 _CLIENT_RESERVED = frozenset(
     {
@@ -419,6 +423,25 @@ def validate_request(req: Request) -> str:
     if req.version != "HTTP/1.1":
         # RFC 6455 §4.2.1 item 1: HTTP/1.1 or higher (505 as the parser answers too).
         raise InvalidHandshake(f"HTTP version must be HTTP/1.1, not {req.version}", status=505)
+    fields = req.headers.by_name()
+    get = fields.get
+    # The common request in one pass over its index: each field once, well-formed; anything
+    # else (absent, repeated, listed with other options) goes through the checks below,
+    # which accept or refuse it with the exact status.
+    hosts = get("host")
+    upgrade = get("upgrade")
+    connection = get("connection")
+    key_values = get("sec-websocket-key")
+    if (hosts is not None and len(hosts) == 1 and hosts[0]
+            and upgrade is not None and len(upgrade) == 1 and upgrade[0].lower() == "websocket"
+            and connection is not None and len(connection) == 1
+            and connection[0].lower() == "upgrade"
+            and get("sec-websocket-version") == ["13"]
+            and key_values is not None and len(key_values) == 1
+            and _KEY.fullmatch(key_values[0]) is not None
+            and "transfer-encoding" not in fields
+            and get("content-length") in (None, ["0"])):
+        return key_values[0]
     host = _single(req, "Host")
     if not host:
         # RFC 6455 §4.2.1 item 2 and RFC 9112 §3.2: exactly one non-empty Host.
@@ -460,7 +483,7 @@ def validate_request(req: Request) -> str:
     try:
         # RFC 6455 §4.2.1 item 5: the key MUST decode to exactly 16 bytes.
         raw = base64.b64decode(key, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a key that is not ASCII (it was a 500)
         raw = b""
     if len(raw) != 16:
         raise InvalidHandshake(f"invalid Sec-WebSocket-Key {key!r}: not 16 bytes in base64")
@@ -482,20 +505,25 @@ def accept_request(
     ``select_subprotocol`` picks a subprotocol the client did not offer.
     """
     key = validate_request(req)
-    extra = _check_extra(extra_headers, _SERVER_RESERVED)
-    offered = parse_token_list(req.headers.get_all("Sec-WebSocket-Protocol"))
+    extra = _check_extra(extra_headers, _SERVER_RESERVED) if extra_headers else []
+    fields_by_name = req.headers.by_name()
+    values = fields_by_name.get("sec-websocket-protocol")
+    offered = parse_token_list(values) if values else []
     if select_subprotocol is not None:
         subprotocol = select_subprotocol(offered)
-    else:
+    elif offered:
         subprotocol = next((p for p in subprotocols if p in offered), None)
+    else:
+        subprotocol = None
     if subprotocol is not None and subprotocol not in offered:
         # RFC 6455 §4.2.2 step 5.4: the selected value MUST be one the client offered.
         raise ValueError(f"selected subprotocol {subprotocol!r} was not offered: {offered}")
 
-    offers = parse_extension_header(req.headers.get_all("Sec-WebSocket-Extensions"))
+    values = fields_by_name.get("sec-websocket-extensions")
+    offers = parse_extension_header(values) if values else []
     accepted_params: list[ExtensionParams] = []
     accepted: list[Extension] = []
-    for factory in extensions:
+    for factory in extensions if offers else ():
         if any(name == factory.name for name, _ in accepted_params):
             continue  # at most one accepted extension per name
         candidates = [params for name, params in offers if name == factory.name]

@@ -19,6 +19,7 @@ __all__ = [
     "RequestParser",
     "Response",
     "ResponseParser",
+    "parse_request",
     "serialize_fields",
     "serialize_request",
     "serialize_response",
@@ -66,6 +67,35 @@ class Headers:
         if list_of_pairs is not None:
             for name, value in list_of_pairs:
                 self.add(name, value)
+
+    @classmethod
+    def of_fields(cls, pairs: list[tuple[str, str]]) -> Headers:
+        """Headers holding ``pairs`` (taken, not copied): what ``Headers(pairs)`` gives, in one
+        loop instead of an ``add`` call per field (the parser's fields, once per connection)."""
+        headers = cls.__new__(cls)
+        index: dict[str, list[str]] = {}
+        for name, value in pairs:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        headers._pairs = pairs
+        headers._index = index
+        headers._packed = None
+        return headers
+
+    def by_name(self) -> dict[str, list[str]]:
+        """Every field's values under its lower-case name, in order: to be read, never changed
+        (it is the headers' own index, unless they are compacted). For code that looks up
+        several fields at once, such as the handshake's checks."""
+        if self._packed is None:
+            return self._index
+        index: dict[str, list[str]] = {}
+        for name, value in self._fields():
+            index.setdefault(name.lower(), []).append(value)
+        return index
 
     def compact(self) -> None:
         """Keep the fields in one string from now on, looked up by a scan instead of an index.
@@ -420,6 +450,33 @@ def split_head_python(
         name, value = found.groups()
         fields.append((name.decode("ascii"), value.decode("latin-1")))
     return start, fields, end + 4
+
+
+def parse_request(
+    data: bytes | bytearray, max_line_length: int = MAX_LINE_LENGTH,
+    max_headers: int = MAX_HEADERS, max_header_bytes: int = MAX_HEADER_BYTES,
+) -> tuple[Request, int] | None:
+    """The request whose complete, valid head starts ``data``, and where the bytes after the
+    head begin; None for anything else.
+
+    The common case of a server's first read, without a ``RequestParser``: one
+    ``split_head`` and a check of the start line. None means "ask a ``RequestParser``": it
+    gives the same request, or waits for more bytes, or raises the error with its status
+    (every limit and check is that parser's; this one only declines what it does not pass).
+    """
+    head = split_head(data, max_line_length, max_headers, max_header_bytes)
+    if head is None:
+        return None
+    start, fields, end = head
+    parts = start.split(b" ")
+    # RFC 9112 §3: method SP request-target SP HTTP-version; RFC 6455 §4.1: HTTP/1.1.
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        return None
+    method = _METHODS.get(parts[0])
+    target = parts[1]
+    if method is None or not _TARGET.fullmatch(target):
+        return None
+    return Request(method, target.decode("ascii"), "HTTP/1.1", Headers.of_fields(fields)), end
 
 
 def _snippet(data: bytes, limit: int = 40) -> str:
