@@ -27,8 +27,9 @@ class FanOut:
     """One message prepared once for many connections, with counters of what happened.
 
     Built on the prepared-frame seam (docs/architecture.md, "Seams"): a ``PreparedFrame`` is
-    shared by the server-side connections, compressed at most once for those without context
-    takeover with ``compress=True``; client-side connections mask their own copy. A socket
+    shared by the server-side connections, with ``compress=True`` compressed once for those
+    in the same compression state (``Extension.shared_encoding``: all that received the
+    same messages); client-side connections mask their own copy. A socket
     whose write buffer already holds more than ``max_buffered`` bytes is a slow subscriber:
     ``slow="drop"`` skips this message for it (``dropped``), ``slow="close"`` closes it
     with 1013, try again later (``closed``). Nothing is ever buffered without bound.
@@ -78,7 +79,8 @@ def broadcast(
         sockets: The WebSockets to send to; those not open are skipped.
         message: ``str`` for text, bytes-like for binary, or a ``PreparedFrame``.
         compress: Compress with permessage-deflate where it was negotiated (once for the
-            connections without context takeover on the server's side).
+            connections in the same compression state, e.g. those that received only
+            the same publications).
         max_buffered: Bytes already queued beyond which a socket is slow; None: no limit.
         slow: ``"close"`` or ``"drop"``, what to do with a slow socket.
 

@@ -176,9 +176,9 @@ class PreparedFrame:
     """One data message encoded once for many server connections (a fan-out).
 
     ``plain`` is its unmasked, uncompressed frame, valid on every server connection (RFC 7692
-    §6: compression is chosen per message). A compressed frame is built at most once per set
-    of compression parameters, for connections whose compressor has no context takeover
-    (``Extension.shared_encoding``); the others compress it themselves.
+    §6: compression is chosen per message). A compressed frame is built once per compression
+    state (``Extension.shared_encoding``): connections in the same state share it, as do
+    those without context takeover, and with it those that received the same messages.
     ``Connection.send_prepared`` picks the bytes for its connection.
 
     Args:
@@ -198,7 +198,7 @@ class PreparedFrame:
         else:
             raise TypeError(f"a message is str or bytes-like, not {type(message).__name__}")
         self.plain = _frames.build_frame(0x80 | self.opcode, self.payload, None)
-        self._encoded: dict[object, bytes] = {}
+        self._encoded: dict[object, tuple[bytes, object]] = {}
 
     def __repr__(self) -> str:
         kind = "text" if self.opcode == _OP_TEXT else "binary"
@@ -818,11 +818,15 @@ class Connection:
         key = extension.shared_encoding()
         if key is None:
             return self._message(prepared.opcode, prepared.payload, True)
-        frame = prepared._encoded.get(key)
-        if frame is None:
+        shared = prepared._encoded.get(key)
+        if shared is None:
+            # The first connection in this state compresses; the others take its frame.
             encoded, rsv1 = extension.encode(prepared.payload, True)
-            frame = prepared._encoded[key] = encode_frame(prepared.opcode, encoded, rsv1=rsv1)
-        return frame
+            shared = prepared._encoded[key] = (
+                encode_frame(prepared.opcode, encoded, rsv1=rsv1), extension.shared_state())
+        else:
+            extension.adopt_state(shared[1])
+        return shared[0]
 
     def send_text(self, text: str, *, compress: bool = True) -> bytes:
         """Encode a text message; returns the bytes to write."""

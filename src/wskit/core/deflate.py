@@ -147,37 +147,49 @@ def _new_compressor(
 class _Window:
     """The last ``limit`` bytes of a stream of messages: what an LZ77 window holds.
 
-    Kept as the messages themselves (appending is cheap) and joined only when read.
+    Kept as the messages themselves (appending is cheap) and joined only when read. The parts
+    are a tuple, so connections that reach the same window in a fan-out share it.
     """
 
     __slots__ = ("limit", "parts", "size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.parts: list[bytes] = []
+        self.parts: tuple[bytes, ...] = ()
         self.size = 0
 
     def add(self, data: bytes) -> None:
         if len(data) >= self.limit:
-            self.parts = [data[-self.limit :]]
+            self.parts = (data[-self.limit :],)
             self.size = self.limit
             return
-        parts = self.parts
-        parts.append(data)
-        self.size += len(data)
-        while self.size - len(parts[0]) >= self.limit:
-            self.size -= len(parts.pop(0))
+        parts = (*self.parts, data)
+        size = self.size + len(data)
+        while size - len(parts[0]) >= self.limit:
+            size -= len(parts[0])
+            parts = parts[1:]
+        self.parts, self.size = parts, size
 
     def value(self) -> bytes:
         parts = self.parts
         if len(parts) > 1:
             joined = b"".join(parts)[-self.limit :]
-            self.parts, self.size = [joined], len(joined)
+            self.parts, self.size = (joined,), len(joined)
             return joined
         return parts[0] if parts else b""
 
     def clear(self) -> None:
-        self.parts, self.size = [], 0
+        self.parts, self.size = (), 0
+
+
+@functools.cache
+def _fresh_state(params: tuple[object, ...]) -> object:
+    """The token of an empty compression history for codecs with these parameters.
+
+    Every connection starts there; connections that hold the same token have peers whose
+    windows hold the same bytes, so a frame compressed for one of them is valid for all.
+    """
+    return object()
 
 
 def _check_zlib_options(
@@ -255,6 +267,11 @@ class PerMessageDeflate(Extension):
         self._received = (
             None if remote_no_context_takeover else _Window(1 << remote_max_window_bits)
         )
+        # The state of the peer's window of our messages, as a token (see shared_encoding):
+        # what frames compressed for another connection in the same state are valid here.
+        self._state = _fresh_state((
+            local_no_context_takeover, local_max_window_bits, compress_level, mem_level,
+            min_size, self.library, uncompressed_fallback))
         # Whether a compressed message is half received (its decompressor must stay).
         self._in_message = False
         # Bytes received after a block with BFINAL set, in the current message; None before it.
@@ -305,15 +322,46 @@ class PerMessageDeflate(Extension):
             sent.add(
                 payload if isinstance(payload, bytes) else bytes(payload[-sent.limit :])
             )
+            self._state = object()
         return data[: -len(_TAIL)], True
 
-    def shared_encoding(self) -> tuple[object, ...] | None:
-        """Without context takeover on our side, a message compresses the same for every
-        connection with the same parameters (RFC 7692 §7.1.1): share it under them."""
-        if not self.local_no_context_takeover:
+    def shared_encoding(self) -> object:
+        """The token of this connection's compression state, under which a compressed frame
+        may be shared with the other connections in the same state (a fan-out).
+
+        A frame is valid for a peer when it refers only to bytes that peer's decompressor
+        holds (RFC 7692 §7.2.1 lets the sender choose how much of its window it uses). Every
+        connection starts from the same state (an empty window, per set of parameters);
+        each message it compresses itself moves it to a state of its own; one that takes a
+        shared frame moves to the state of the connection that compressed it
+        (``adopt_state``). So subscribers that receive only publications stay in one state,
+        and each publication is compressed once, with context takeover's ratio. Without
+        context takeover the state never changes (RFC 7692 §7.1.1).
+        """
+        return self._state
+
+    def shared_state(self) -> object:
+        """What ``adopt_state`` takes: the state this connection reached by ``encode``."""
+        sent = self._sent
+        if sent is None:
             return None
-        return (_NAME, self.local_max_window_bits, self.compress_level, self.mem_level,
-                self.min_size, self.library, self.uncompressed_fallback)
+        return (self._state, sent.parts, sent.size)
+
+    def adopt_state(self, state: object) -> None:
+        """Move to ``state`` (from ``shared_state`` of a connection in the same state as
+        this one, after a message this connection sends as that one compressed it).
+
+        The peer's window now holds that message too, which this connection's compressor
+        has not seen: it is dropped and rebuilt, from the window, at the next own message.
+        """
+        if state is None:
+            return
+        token, parts, size = cast("tuple[object, tuple[bytes, ...], int]", state)
+        if token is self._state:
+            return  # the message went out uncompressed: nothing changed
+        sent = cast("_Window", self._sent)
+        self._state, sent.parts, sent.size = token, parts, size
+        self._compressor = None
 
     def park(self) -> None:
         """Drop the zlib objects of an idle connection; the next message rebuilds them.

@@ -36,8 +36,17 @@ class Extension(ABC):
 
     def shared_encoding(self) -> Hashable | None:
         """A key under which ``encode``'s output may be shared with other connections (one
-        encoding for a fan-out, docs/architecture.md "Seams"), or None when it depends on
-        this connection's history, as compression with context takeover does."""
+        encoding for a fan-out, docs/architecture.md "Seams"), or None when it may not be.
+        A connection that sends a frame shared under its key then calls ``adopt_state``
+        with the ``shared_state()`` of the connection that encoded it."""
+        return None
+
+    def shared_state(self) -> object:
+        """After ``encode``: the state an encoding shared under the key has led to."""
+        return None
+
+    def adopt_state(self, state: object) -> None:
+        """This connection sent the shared encoding that led its encoder to ``state``."""
         return None
 
     @abstractmethod

@@ -140,8 +140,9 @@ class Hub:
         self.slow = slow
         self.max_buffered = max_buffered
         #: Compress for subscribers that negotiated permessage-deflate: once per worker for
-        #: those whose compressor has no context takeover, by each connection for the others
-        #: (the PreparedFrame seam). Off by default: one uncompressed frame serves everyone.
+        #: those in the same compression state (all that received only the same messages,
+        #: with or without context takeover), by each connection for the others (the
+        #: PreparedFrame seam). Off by default: one uncompressed frame serves everyone.
         self.compress = compress
         self.max_topics_per_connection = max_topics_per_connection
         self.max_message_bytes = max_message_bytes
