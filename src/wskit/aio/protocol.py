@@ -254,6 +254,53 @@ class Receiver(Protocol):
         """Nothing more will arrive: the TCP connection is gone (or being discarded)."""
 
 
+class _FrameReader(asyncio.BufferedProtocol):
+    """The protocol of a transport while a large frame's payload is read straight into the
+    frame's buffer (``WebSocketProtocol._read_into_frame``): a BufferedProtocol only, so that
+    uvloop asks it for buffers; everything else goes to the WebSocketProtocol, which it hands
+    the transport back to once the frame is whole."""
+
+    __slots__ = ("into", "protocol")
+
+    def __init__(self, protocol: WebSocketProtocol) -> None:
+        self.protocol = protocol
+        self.into = False  # whether the last buffer was the frame's own room
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        room = self.protocol.conn.receive_buffer()
+        self.into = room is not None
+        return room if room is not None else _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        protocol = self.protocol
+        conn = protocol.conn
+        if self.into:
+            self.into = False
+            protocol.bytes_in += nbytes
+            protocol._handle(conn, conn.receive_into(nbytes))
+        else:
+            protocol.data_received(_read_buffer()[:nbytes].tobytes())
+        transport = protocol.transport
+        if (transport is not None and transport.get_protocol() is self
+                and conn.receive_buffer() is None):
+            transport.set_protocol(protocol)
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.protocol.eof_received()
+
+    def pause_writing(self) -> None:
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.connection_lost(exc)
+
+
 class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     """Owns the transport of one connection: handshake bytes first, then WebSocket frames.
 
@@ -455,6 +502,21 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self.handshake_data(data)
             return
         self._handle(conn, conn.receive_data(data))
+        if conn.parser.buffered and self._read_view is None:
+            # A frame is arriving on a transport that calls data_received (uvloop's).
+            self._read_into_frame()
+
+    def _read_into_frame(self) -> None:
+        """While a large frame's payload arrives, let the transport read it straight into the
+        frame's buffer: a transport that calls data_received (uvloop's, since this protocol
+        is also an asyncio.Protocol) first reads into a buffer of its own and makes bytes of
+        it, two copies of every byte. A stand-in protocol with get_buffer and buffer_updated
+        takes its place until the frame is whole (transport.set_protocol)."""
+        transport = self.transport
+        if (transport is None or transport.is_closing() or transport.get_protocol() is not self
+                or self.conn.receive_buffer() is None):
+            return
+        transport.set_protocol(_FrameReader(self))
 
     def _handle(self, conn: Connection, events: list[Event]) -> None:
         """Write the core's replies, hand the events up, end TCP when the core says so."""
