@@ -73,9 +73,22 @@ xor_mask(unsigned char *WSKIT_RESTRICT dst, const unsigned char *WSKIT_RESTRICT 
     }
 }
 
+/* On x86-64 Linux with gcc, xor_in_place is compiled twice, for AVX2 (32 bytes a step) and for
+   the baseline (SSE2, 16), and the loader picks one for the CPU (an ifunc): unmasking a large
+   frame in place took half the instructions of a 1 MiB echo once its copies were gone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define WSKIT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#define WSKIT_SIMD 1
+/* Four 8-byte words as one vector (GCC's vector extension); i is a multiple of 8 after each
+   step, so every word starts at key octet 0. */
+typedef uint64_t wskit_u64x4 __attribute__((vector_size(32)));
+#else
+#define WSKIT_SIMD_CLONES
+#endif
+
 /* xor_mask with the result over its input: each 8-byte word is loaded before it is stored, so
    the same steps are right in place (xor_mask's restrict promises distinct buffers). */
-static void
+WSKIT_SIMD_CLONES static void
 xor_in_place(unsigned char *p, Py_ssize_t n, const unsigned char key[4])
 {
     unsigned char key8[8];
@@ -85,6 +98,21 @@ xor_in_place(unsigned char *p, Py_ssize_t n, const unsigned char key[4])
     memcpy(key8, key, 4);
     memcpy(key8 + 4, key, 4);
     memcpy(&k, key8, 8);
+#ifdef WSKIT_SIMD
+    {
+        /* 64 bytes a step: two AVX2 XORs (four SSE2 ones in the baseline clone). */
+        const wskit_u64x4 kv = {k, k, k, k};
+        for (; i + 64 <= n; i += 64) {
+            wskit_u64x4 a, b;
+            memcpy(&a, p + i, 32);
+            memcpy(&b, p + i + 32, 32);
+            a ^= kv;
+            b ^= kv;
+            memcpy(p + i, &a, 32);
+            memcpy(p + i + 32, &b, 32);
+        }
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, p + i, 8);
