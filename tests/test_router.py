@@ -165,3 +165,28 @@ class TestRefusals:
         assert isinstance(refusal, Refusal) and refusal.status == 426
         assert ("Sec-WebSocket-Version", "13") in refusal.headers
         assert "426" in repr(refusal)
+
+
+class TestStaticLookup:
+    """Routes without parameters are found by one lookup, and always as the scan would:
+    the first route that matches wins, whichever kind it is."""
+
+    def test_first_matching_route_wins(self) -> None:
+        def a(req: Any, ws: Any) -> None: ...
+        def b(req: Any, ws: Any) -> None: ...
+        def c(req: Any, ws: Any) -> None: ...
+
+        router = Router()
+        router.add_websocket("/x", a)
+        router.add_websocket("/x", b)  # shadowed: the first one wins
+        router.add_websocket("/{name}", b)
+        router.add_websocket("/y", c)  # behind a route that matches it too
+        for path, handler in (("/x", a), ("/x/", a), ("/y", b), ("/z", b)):
+            found = router.resolve("GET", path, True)
+            assert not isinstance(found, Refusal)
+            assert found[0].handler is handler
+        first, second = router.resolve("GET", "/x", True), router.resolve("GET", "/x", True)
+        assert not isinstance(first, Refusal) and not isinstance(second, Refusal)
+        assert first[1] == {} and first[1] is not second[1]  # params of its own each time
+        refused = router.resolve("GET", "/x", False)
+        assert isinstance(refused, Refusal) and refused.status == 426

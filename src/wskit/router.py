@@ -86,12 +86,22 @@ class Router:
     def __init__(self) -> None:
         self.websocket_routes: list[Route] = []
         self.http_routes: list[Route] = []
+        # The WebSocket routes without parameters ahead of the first one with, by the two
+        # paths each matches: the route a scan would find first, in one dict lookup (the
+        # routes behind a parameterised one keep the scan, which may match that one first).
+        self._static_websocket: dict[str, Route] = {}
+        self._scan_only = False
 
     def add_websocket(
         self, path: str, handler: Callable[..., Any], hooks: tuple[Callable[..., Any], ...] = ()
     ) -> Route:
         route = Route(path, handler, "websocket", hooks=hooks)
         self.websocket_routes.append(route)
+        if route.static is None:
+            self._scan_only = True
+        elif not self._scan_only:
+            for static in route.static:
+                self._static_websocket.setdefault(static, route)
         return route
 
     def add_http(
@@ -110,6 +120,10 @@ class Router:
         405 for a method it does not take, with 426 where only a WebSocket route matches
         (RFC 6455 §4.2.2), with 404 where nothing does.
         """
+        if upgrade:
+            route = self._static_websocket.get(path)
+            if route is not None:
+                return route, {}
         found = self.find_websocket(path)
         if found is not None and upgrade:
             return found

@@ -478,7 +478,7 @@ class App(Routes):
         """A TCP connection was accepted: refuse it at once (before reading its request) when
         too many handshakes are under way or its address has too many connections."""
         stats = self._stats
-        limit = _fd_limit()
+        limit = _nofile[0] if _nofile else _fd_limit()
         if stats.handshakes > self.max_handshakes:
             self._refuse_early(proto, 503, f"{stats.handshakes - 1} handshakes under way")
         elif limit and len(self._protocols) > limit - _FD_RESERVE:
@@ -686,7 +686,8 @@ def _format_address(address: Any, tls: bool) -> str:
 class ServerProtocol(WebSocketProtocol):
     """The server side of one TCP connection: reads the upgrade request, then frames."""
 
-    __slots__ = ("_handshaking", "_head_read", "_responded", "app", "ip", "parser", "peer")
+    __slots__ = ("_handshaking", "_head_read", "_ip_counted", "_responded", "app", "ip", "parser",
+                 "peer")
 
     def __init__(self, app: App) -> None:
         super().__init__(app.limits, Role.SERVER)
@@ -700,18 +701,22 @@ class ServerProtocol(WebSocketProtocol):
         self._handshaking = False
         #: Whether a request head was read (or answered): later bytes are not a new head.
         self._head_read = False
+        # Whether this connection is in the per-address count (max_connections_per_ip).
+        self._ip_counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.peer = transport.get_extra_info("peername")
-        if isinstance(self.peer, tuple):
-            self.ip = str(self.peer[0])
+        peer = self.peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.ip = str(peer[0])
         app = self.app
         app._protocols.add(self)
         stats = app._stats
         stats.handshakes += 1
         self._handshaking = True
-        if self.ip is not None:
+        # Counted only for the cap, which is all the count serves.
+        if self.ip is not None and app.max_connections_per_ip is not None:
+            self._ip_counted = True
             stats.per_ip[self.ip] += 1
         app._admit(self)
 
@@ -724,11 +729,13 @@ class ServerProtocol(WebSocketProtocol):
         app = self.app
         app._protocols.discard(self)
         self._handshake_over()
-        if self.ip is not None:
+        ip = self.ip
+        if self._ip_counted and ip is not None:
+            self._ip_counted = False
             per_ip = app._stats.per_ip
-            per_ip[self.ip] -= 1
-            if per_ip[self.ip] <= 0:
-                del per_ip[self.ip]
+            per_ip[ip] -= 1
+            if per_ip[ip] <= 0:
+                del per_ip[ip]
         if self.conn.state is not State.CONNECTING:  # an opened WebSocket: count its traffic
             stats = app._stats
             stats.messages_in += self.conn.messages_in

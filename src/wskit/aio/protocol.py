@@ -154,6 +154,11 @@ def _openings(loop: asyncio.AbstractEventLoop, timeout: float) -> _Openings:
     return openings
 
 
+#: The handshakes of the last connection accepted in the process: its successors share them
+#: without the lookup (each thread checks that they are its loop's).
+_last_openings: list[_Openings | None] = [None]
+
+
 def _parker(loop: asyncio.AbstractEventLoop) -> _Parker:
     """This thread's parker, for its running loop (a thread may run several loops in turn)."""
     parker: _Parker | None = getattr(_per_thread, "parker", None)
@@ -437,7 +442,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(high=limit, low=limit // 4)
         timeout = self.limits.open_timeout
         if timeout is not None and self.times_handshake:
-            opening = self._opening = _openings(self.loop, timeout)
+            opening = _last_openings[0]
+            if opening is None or opening.loop is not self.loop or opening.timeout != timeout:
+                opening = _last_openings[0] = _openings(self.loop, timeout)
+            self._opening = opening
             opening.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
