@@ -14,6 +14,7 @@ import pytest
 from interop_peers import clients
 from interop_support import PeerClient, WskitServer, got, payload
 from peer_chromium import PAGE
+from peer_websockets import WebsocketsClient
 
 import wskit
 
@@ -34,7 +35,11 @@ def publication(seq: int) -> str:
 
 @contextlib.asynccontextmanager
 async def peers_of(factory: Factory, n: int) -> AsyncIterator[list[PeerClient]]:
-    peers = [factory() for _ in range(n)]
+    """n peers of one kind; for a browser (one page, one WebSocket at a time) one of it
+    first, then websockets clients, so that it still shares frames with the others."""
+    first = factory()
+    more = WebsocketsClient if first.name == "chromium" else factory
+    peers = [first, *(more() for _ in range(n - 1))]
     try:
         yield peers
     finally:

@@ -821,7 +821,7 @@ class Connection:
         shared = prepared._encoded.get(key)
         if shared is None:
             # The first connection in this state compresses; the others take its frame.
-            encoded, rsv1 = extension.encode(prepared.payload, True)
+            encoded, rsv1 = extension.encode_shared(prepared.payload)
             shared = prepared._encoded[key] = (
                 encode_frame(prepared.opcode, encoded, rsv1=rsv1), extension.shared_state())
         else:

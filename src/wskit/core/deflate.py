@@ -47,6 +47,10 @@ def _isal_level(level: int) -> int:
         return 1
     return 3 if level >= 7 else 2
 
+#: The zlib level of a frame shared by a fan-out (``PerMessageDeflate.encode_shared``): its
+#: cost is shared by every connection that takes it, so it is compressed as small as zlib can.
+SHARED_LEVEL = 9
+
 _NAME = "permessage-deflate"
 _Params = list[tuple[str, "str | None"]]
 
@@ -260,6 +264,8 @@ class PerMessageDeflate(Extension):
         self.library = _resolve_library(library)
         self.uncompressed_fallback = uncompressed_fallback
         self._compressor: _Compressor | None = None
+        # Whether _compressor is encode_shared's (zlib at SHARED_LEVEL) rather than encode's.
+        self._compressor_shared = False
         self._decompressor: zlib._Decompress | None = None
         # The peer's window of our messages and ours of its messages, while context takeover
         # keeps them (RFC 7692 §7.1.1); None where each message starts from an empty one.
@@ -304,6 +310,7 @@ class PerMessageDeflate(Extension):
                 self.local_max_window_bits, self.compress_level, self.mem_level, self.library,
                 sent.value() if sent is not None else b"",
             )
+            self._compressor_shared = False
         # A sync flush ends the output on a byte boundary with an empty stored block,
         # 00 00 ff ff, which the sender removes (RFC 7692 §7.2.1). An empty message thus
         # compresses to a single 0x00 byte (RFC 7692 §7.2.3.6).
@@ -324,6 +331,21 @@ class PerMessageDeflate(Extension):
             )
             self._state = object()
         return data[: -len(_TAIL)], True
+
+    def encode_shared(self, payload: bytes) -> tuple[bytes, bool]:
+        """``encode`` for a frame that a fan-out shares: compressed by stdlib zlib at
+        ``SHARED_LEVEL`` (smaller than the codec's own level, and paid once for all the
+        connections in this state). The compressor stays for the next publication; this
+        connection's own messages use it too until it is parked or dropped.
+        """
+        if not self._compressor_shared or self._compressor is None:
+            sent = self._sent
+            self._compressor = _new_compressor(
+                self.local_max_window_bits, SHARED_LEVEL, self.mem_level, "zlib",
+                sent.value() if sent is not None else b"",
+            )
+            self._compressor_shared = True
+        return self.encode(payload, True)
 
     def shared_encoding(self) -> object:
         """The token of this connection's compression state, under which a compressed frame

@@ -41,6 +41,10 @@ class Extension(ABC):
         with the ``shared_state()`` of the connection that encoded it."""
         return None
 
+    def encode_shared(self, payload: bytes) -> tuple[bytes, bool]:
+        """``encode`` for an encoding that will be shared under ``shared_encoding()``."""
+        return self.encode(payload, True)
+
     def shared_state(self) -> object:
         """After ``encode``: the state an encoding shared under the key has led to."""
         return None
