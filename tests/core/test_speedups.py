@@ -105,13 +105,13 @@ class TestParseFrames:
     """RFC 6455 §5.2: the C parser finds the same frames and errors as the pure one."""
 
     @given(st.binary(max_size=200), parser_settings)
-    @settings(max_examples=1500, deadline=None)
+    @settings(max_examples=600, deadline=None)
     def test_random_bytes_like_python(self, c_parse: Parse, data: bytes,
                                       cfg: dict[str, Any]) -> None:
         assert outcome(c_parse, data, **cfg) == outcome(frames.parse_frames_python, data, **cfg)
 
     @given(streams(), parser_settings)
-    @settings(max_examples=1500, deadline=None)
+    @settings(max_examples=600, deadline=None)
     def test_frame_streams_like_python(self, c_parse: Parse, data: bytes,
                                        cfg: dict[str, Any]) -> None:
         assert outcome(c_parse, data, **cfg) == outcome(frames.parse_frames_python, data, **cfg)
@@ -312,7 +312,7 @@ class TestParseInPlace:
     """From a writable buffer (a large frame's assembly): unmasked in place, payloads as views."""
 
     @given(streams(), parser_settings)
-    @settings(max_examples=800, deadline=None)
+    @settings(max_examples=400, deadline=None)
     def test_like_python(self, c_parse: Parse, data: bytes, cfg: dict[str, Any]) -> None:
         cfg = {k: v for k, v in cfg.items() if k not in ("msg_left", "msg_rsv1")}
         c_result = in_place_outcome(c_parse, data, **cfg)
@@ -464,7 +464,9 @@ def rss_kib() -> int:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
 def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
-    """200,000 calls of each path, errors included, leave the process size where it was."""
+    """60,000 rounds of each path, errors included, leave the process size where it was.
+
+    One leaked object per round (48 bytes at least) would be 2.8 MiB, above the bound."""
     text = header(0x81, 5, KEY, 7) + xor(b"hello", KEY)
     bad_text = header(0x81, 2, KEY, 7) + xor(b"\xc0\xaf", KEY)
     big = header(0x82, 3000, KEY, 16) + os.urandom(3000)
@@ -485,11 +487,11 @@ def test_no_leaks(c_parse: Parse, c_build: Build) -> None:
         with contextlib.suppress(ValueError):
             c_build(0x81, b"", b"abc")
 
-    for _ in range(20_000):
+    for _ in range(5_000):
         once()
     gc.collect()
     before = rss_kib()
-    for _ in range(200_000):
+    for _ in range(60_000):
         once()
     gc.collect()
     assert rss_kib() - before < 2048
