@@ -994,6 +994,273 @@ done:
     return result;
 }
 
+/* ---- client frames (RFC 6455 §5.3): masking keys from a per-thread pool of CSPRNG bytes,
+   mask_key (the twin of masking.generate_mask_python) and build_masked_frame (the twin of
+   frames.build_masked_frame_python): a client's whole frame in one call ---- */
+
+#if defined(_MSC_VER)
+#define WSKIT_THREAD_LOCAL __declspec(thread)
+#else
+#define WSKIT_THREAD_LOCAL _Thread_local
+#endif
+
+#if defined(__linux__) && defined(__has_include)
+#if __has_include(<sys/random.h>)
+#include <errno.h>
+#include <sys/random.h>
+#define WSKIT_HAVE_GETRANDOM 1
+#endif
+#endif
+#if !defined(_WIN32)
+#include <pthread.h>
+#define WSKIT_HAVE_ATFORK 1
+#endif
+
+/* One getrandom() per 256 keys instead of one per frame. The pool is per thread, so no two
+   threads (nor interpreters, nor free-threaded callers) ever share a key or need a lock. */
+#define MASK_POOL_BYTES 1024
+
+typedef struct {
+    unsigned char bytes[MASK_POOL_BYTES];
+    int next; /* offset of the next unused key; MASK_POOL_BYTES when empty */
+} mask_pool;
+
+static WSKIT_THREAD_LOCAL mask_pool thread_mask_pool = {{0}, MASK_POOL_BYTES};
+
+#ifdef WSKIT_HAVE_ATFORK
+/* fork() copies the forking thread's pool into the child, whose only thread it is: without
+   this, parent and child would mask with the same keys. */
+static void
+forget_mask_pool_in_child(void)
+{
+    memset(thread_mask_pool.bytes, 0, MASK_POOL_BYTES);
+    thread_mask_pool.next = MASK_POOL_BYTES;
+}
+
+static pthread_once_t mask_pool_atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+register_mask_pool_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, forget_mask_pool_in_child);
+}
+#endif
+
+/* os.urandom(n) into buf: where getrandom() is missing (not Linux, old kernels, seccomp). */
+static int
+urandom_into(unsigned char *buf, Py_ssize_t n)
+{
+    PyObject *os, *bytes;
+
+    os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    bytes = PyObject_CallMethod(os, "urandom", "n", n);
+    Py_DECREF(os);
+    if (bytes == NULL) {
+        return -1;
+    }
+    if (!PyBytes_Check(bytes) || PyBytes_GET_SIZE(bytes) != n) {
+        Py_DECREF(bytes);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom returned a wrong result");
+        return -1;
+    }
+    memcpy(buf, PyBytes_AS_STRING(bytes), (size_t)n);
+    Py_DECREF(bytes);
+    return 0;
+}
+
+/* n bytes from the OS's CSPRNG, as os.urandom gives them (§5.3: never a PRNG). */
+static int
+fill_random(unsigned char *buf, Py_ssize_t n)
+{
+#ifdef WSKIT_HAVE_GETRANDOM
+    Py_ssize_t got = 0;
+
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, (size_t)(n - got), 0);
+        if (r < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0) {
+                    return -1;
+                }
+                continue;
+            }
+            if (errno == ENOSYS || errno == EPERM) {
+                return urandom_into(buf, n);
+            }
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        got += r;
+    }
+    return 0;
+#else
+    return urandom_into(buf, n);
+#endif
+}
+
+/* The next unused 4 bytes of this thread's pool, refilling it when it is used up. */
+static int
+take_mask_key(unsigned char key[4])
+{
+    mask_pool *pool = &thread_mask_pool;
+
+    if (pool->next > MASK_POOL_BYTES - 4) {
+        if (fill_random(pool->bytes, MASK_POOL_BYTES) < 0) {
+            return -1;
+        }
+        pool->next = 0;
+    }
+    memcpy(key, pool->bytes + pool->next, 4);
+    pool->next += 4;
+    return 0;
+}
+
+PyDoc_STRVAR(mask_key_doc,
+"mask_key($module, /)\n"
+"--\n"
+"\n"
+"Return a fresh masking key: 4 bytes from the OS's CSPRNG\n"
+"(RFC 6455 \xc2\xa7" "5.3, \xc2\xa7" "10.3).\n"
+"\n"
+"The twin of wskit.core.masking.generate_mask_python.");
+
+static PyObject *
+mask_key(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    unsigned char key[4];
+    (void)module;
+
+    if (take_mask_key(key) < 0) {
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)key, 4);
+}
+
+PyDoc_STRVAR(build_masked_frame_doc,
+"build_masked_frame($module, b0, payload, /)\n"
+"--\n"
+"\n"
+"Return a client's frame with first header byte b0, masked with a fresh key\n"
+"(RFC 6455 \xc2\xa7" "5.3): a str payload is sent as its UTF-8 bytes.\n"
+"\n"
+"The twin of wskit.core.frames.build_masked_frame_python.");
+
+/* A client's frame: b0, the MASK bit and length, a fresh key, and n bytes of src masked with
+   it, as one new bytes object (NULL with an exception set). For every masked sender in this
+   file, so each frame of a client gets a key of its own. */
+static PyObject *
+new_masked_frame(unsigned char b0, const unsigned char *src, Py_ssize_t n)
+{
+    PyObject *result;
+    unsigned char key[4], *dst;
+    Py_ssize_t head;
+
+    if (take_mask_key(key) < 0) {
+        return NULL;
+    }
+    /* RFC 6455 §5.2: the minimal number of bytes MUST be used to encode the length. */
+    head = (n < 126 ? 2 : n < 0x10000 ? 4 : 10) + 4;
+    result = PyBytes_FromStringAndSize(NULL, head + n);
+    if (result == NULL) {
+        return NULL;
+    }
+    dst = (unsigned char *)PyBytes_AS_STRING(result);
+    dst[0] = b0;
+    if (n < 126) {
+        dst[1] = (unsigned char)(0x80 | n);
+    }
+    else if (n < 0x10000) {
+        dst[1] = 0x80 | 126;
+        dst[2] = (unsigned char)(n >> 8);
+        dst[3] = (unsigned char)n;
+    }
+    else {
+        unsigned long long len = (unsigned long long)n;
+        int i;
+        dst[1] = 0x80 | 127;
+        for (i = 9; i >= 2; i--) {
+            dst[i] = (unsigned char)len;
+            len >>= 8;
+        }
+    }
+    memcpy(dst + head - 4, key, 4);
+    if (n >= RELEASE_GIL_MIN) {
+        /* As in build_frame: the caller's references pin the input, the result is ours. */
+        Py_BEGIN_ALLOW_THREADS
+        xor_mask(dst + head, src, n, key);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        xor_mask(dst + head, src, n, key);
+    }
+    return result;
+}
+
+static PyObject *
+build_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer payload;
+    PyObject *encoded = NULL, *result = NULL, *source;
+    long b0;
+    int overflow;
+    (void)module;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "build_masked_frame() takes exactly 2 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    source = args[1];
+    /* In the pure twin's order: the text is encoded first, then b0 and the buffer checked. */
+    if (PyUnicode_Check(source)) {
+        if (PyUnicode_READY(source) < 0) {
+            return NULL;
+        }
+        if (!PyUnicode_IS_ASCII(source)) {
+            /* UnicodeEncodeError for lone surrogates, as str.encode raises. */
+            encoded = PyUnicode_AsUTF8String(source);
+            if (encoded == NULL) {
+                return NULL;
+            }
+            source = encoded;
+        }
+    }
+    b0 = PyLong_AsLongAndOverflow(args[0], &overflow);
+    if (b0 == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (overflow || b0 < 0 || b0 > 0xFF) {
+        PyErr_Format(PyExc_ValueError, "b0 must be in range(0, 256), got %S", args[0]);
+        goto done;
+    }
+    if (PyUnicode_Check(source)) {
+        /* ASCII is its own UTF-8: the str's characters are the payload, without a copy. */
+        result = new_masked_frame((unsigned char)b0,
+                                  (const unsigned char *)PyUnicode_DATA(source),
+                                  PyUnicode_GET_LENGTH(source));
+    }
+    else if (PyBytes_CheckExact(source)) {
+        result = new_masked_frame((unsigned char)b0,
+                                  (const unsigned char *)PyBytes_AS_STRING(source),
+                                  PyBytes_GET_SIZE(source));
+    }
+    else if (get_contiguous_buffer(source, &payload, "payload") == 0) {
+        result = new_masked_frame((unsigned char)b0, (const unsigned char *)payload.buf,
+                                  payload.len);
+        PyBuffer_Release(&payload);
+    }
+
+done:
+    Py_XDECREF(encoded);
+    return result;
+}
+
+/* ---- end of client frames ---- */
+
 /* ---- HTTP heads (the opening handshake): split_head, the twin of http.split_head_python ---- */
 
 /* RFC 9110 §5.6.2 tchar, and §5.5 field-value characters (VCHAR, obs-text, SP, HTAB). */
@@ -1662,6 +1929,9 @@ static PyMethodDef speedups_methods[] = {
     {"fan_out", (PyCFunction)(void (*)(void))fan_out, METH_FASTCALL, fan_out_doc},
     {"flush_corked", (PyCFunction)(void (*)(void))flush_corked, METH_FASTCALL,
      flush_corked_doc},
+    {"mask_key", (PyCFunction)mask_key, METH_NOARGS, mask_key_doc},
+    {"build_masked_frame", (PyCFunction)(void (*)(void))build_masked_frame, METH_FASTCALL,
+     build_masked_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1671,6 +1941,9 @@ speedups_exec(PyObject *module)
     speedups_state *st = get_state(module);
 
     init_head_tables();
+#ifdef WSKIT_HAVE_ATFORK
+    (void)pthread_once(&mask_pool_atfork_once, register_mask_pool_atfork);
+#endif
 #define INTERN(field, text)                                 \
     do {                                                    \
         st->field = PyUnicode_InternFromString(text);       \

@@ -37,3 +37,11 @@ def fan_out(
 
 def flush_corked(pending: list[object], join_limit: int, /) -> None:
     """The twin of ``wskit.aio.protocol.flush_corked_python``."""
+
+def mask_key() -> bytes:
+    """A fresh masking key, 4 bytes of the OS's CSPRNG (§5.3); the twin of
+    ``wskit.core.masking.generate_mask_python``."""
+
+def build_masked_frame(b0: int, payload: str | bytes | bytearray | memoryview, /) -> bytes:
+    """A client's frame masked with a fresh key, a ``str`` as its UTF-8 (§5.3); the twin of
+    ``wskit.core.frames.build_masked_frame_python``."""

@@ -27,8 +27,9 @@ def _pure_python(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     callspec = getattr(request.node, "callspec", None)
     if callspec is None or not callspec.id.endswith("-pure"):
         return
-    for name in ("parse_frames", "build_frame"):
+    for name in ("parse_frames", "build_frame", "build_masked_frame"):
         monkeypatch.setattr(frames, name, getattr(frames, f"{name}_python"))
+    monkeypatch.setattr(frames, "generate_mask", masking.generate_mask_python)
     for module in (masking, frames, connection):
         if hasattr(module, "apply_mask"):
             monkeypatch.setattr(module, "apply_mask", masking.apply_mask_python)

@@ -45,13 +45,26 @@ ROLES = [Role.SERVER, Role.CLIENT]
 
 @pytest.fixture(autouse=True)
 def fixed_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Our client masks with KEY, so every byte it writes can be compared exactly."""
+    """Our client masks with KEY, so every byte it writes can be compared exactly.
+
+    The C build_masked_frame draws its keys in C; its pure twin asks generate_mask, so the
+    messages are built with the twin here (and with the build_frame under test).
+    """
     monkeypatch.setattr(frames_module, "generate_mask", lambda: KEY)
+    monkeypatch.setattr(
+        frames_module, "build_masked_frame", frames_module.build_masked_frame_python
+    )
 
 
 @pytest.fixture
-def real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+def real_keys(monkeypatch: pytest.MonkeyPatch, frame_impl: str) -> None:
+    """Fresh keys, from the implementation under test: C draws its own, the twin asks."""
     monkeypatch.setattr(frames_module, "generate_mask", masking.generate_mask)
+    build = frames_module.build_masked_frame_python
+    if frame_impl == "c":
+        assert masking.speedups is not None  # (frame_impl skips "c" without a build)
+        build = masking.speedups.build_masked_frame
+    monkeypatch.setattr(frames_module, "build_masked_frame", build)
 
 
 @pytest.fixture(params=ROLES, ids=["server", "client"])

@@ -213,22 +213,70 @@ class TestSpeedups:
             assert masking.apply_mask is masking.apply_mask_python
 
 
+Generate = Callable[[], bytes]
+
+
+@pytest.fixture(params=["python", "c"])
+def generate_mask(request: pytest.FixtureRequest) -> Generate:
+    """Each implementation of generate_mask in turn: the pure pool and the C mask_key."""
+    if request.param == "python":
+        return masking.generate_mask_python
+    _c_implementation()
+    assert masking.speedups is not None
+    return masking.speedups.mask_key  # type: ignore[no-any-return]
+
+
 class TestGenerateMask:
     """RFC 6455 §5.3: each frame's masking key is 4 fresh, unpredictable bytes."""
 
-    def test_four_bytes(self) -> None:
-        key = masking.generate_mask()
+    def test_four_bytes(self, generate_mask: Generate) -> None:
+        key = generate_mask()
         assert type(key) is bytes
         assert len(key) == 4
 
-    def test_differs_between_calls(self) -> None:
+    def test_differs_between_calls(self, generate_mask: Generate) -> None:
         # 100 draws of 32 random bits collide with probability about 1e-6.
-        keys = {masking.generate_mask() for _ in range(100)}
+        keys = {generate_mask() for _ in range(100)}
         assert len(keys) == 100
 
-    def test_usable_as_key(self, apply_mask: Mask) -> None:
-        key = masking.generate_mask()
+    def test_usable_as_key(self, apply_mask: Mask, generate_mask: Generate) -> None:
+        key = generate_mask()
         assert apply_mask(apply_mask(b"round trip", key), key) == b"round trip"
+
+    def test_pools_are_refilled_with_fresh_bytes(self, generate_mask: Generate) -> None:
+        # Both pools hold at most 1,024 keys (4 KiB in Python, 1 KiB in C): across 3,072 keys
+        # each pool-sized run differs from the next, so no refill hands out old bytes again.
+        keys = b"".join(generate_mask() for _ in range(3 * 1024))
+        for size in (1024, 4096):
+            runs = [keys[i : i + size] for i in range(0, 2 * size, size)]
+            assert runs[0] != runs[1]
+        assert bytes(16) not in keys  # a pool forgotten (zeroed) and never refilled
+
+    def test_the_default_is_the_compiled_one_when_built(self) -> None:
+        if masking.HAS_SPEEDUPS:
+            assert masking.speedups is not None
+            assert masking.generate_mask is masking.speedups.mask_key
+        else:
+            assert masking.generate_mask is masking.generate_mask_python
+
+
+class TestPythonKeyPool:
+    """The pure generate_mask cuts its keys from one os.urandom call per 1,024 keys."""
+
+    def test_refill_boundary(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls: list[int] = []
+
+        def urandom(n: int) -> bytes:
+            calls.append(n)
+            # Pool number k holds the 4-byte big-endian numbers k * 1024 + 0 .. 1023.
+            base = (len(calls) - 1) * 1024
+            return b"".join((base + i).to_bytes(4, "big") for i in range(n // 4))
+
+        monkeypatch.setattr(masking.os, "urandom", urandom)
+        monkeypatch.setattr(masking, "_keys", iter(()))  # an empty pool, as after a fork
+        keys = [masking.generate_mask_python() for _ in range(2 * 1024 + 1)]
+        assert calls == [4096, 4096, 4096]  # at key 0, key 1,024 and key 2,048: no sooner
+        assert [int.from_bytes(k, "big") for k in keys] == list(range(2 * 1024 + 1))
 
 
 class TestSansIO:

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import itertools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -457,6 +458,99 @@ class TestBuildFrame:
             assert str(c_error.value) == str(py_error.value)
 
 
+def masked_parts(frame: bytes) -> tuple[int, bytes, bytes]:
+    """(b0, key, unmasked payload) of one masked frame, read by the RFC 6455 §5.2 layout."""
+    n = frame[1] & 0x7F
+    assert frame[1] & 0x80  # the MASK bit
+    start = 2 if n < 126 else 4 if n == 126 else 10
+    key = frame[start : start + 4]
+    return frame[0], key, xor(frame[start + 4 :], key) if len(frame) < 4096 else b""
+
+
+@pytest.fixture(scope="module")
+def c_masked() -> Callable[..., bytes]:
+    """The compiled build_masked_frame."""
+    function = getattr(masking.speedups, "build_masked_frame", None)
+    if function is None:
+        pytest.skip("wskit._speedups is not built")
+    return function  # type: ignore[no-any-return]
+
+
+class TestBuildMaskedFrame:
+    """RFC 6455 §5.3: a client's frame in one C call, the bytes of build_frame with its key."""
+
+    @given(st.integers(0, 255), st.one_of(st.binary(max_size=300), st.text(max_size=100)))
+    @settings(max_examples=500, deadline=None)
+    def test_like_build_frame_with_the_same_key(self, c_masked: Callable[..., bytes], b0: int,
+                                                payload: bytes | str) -> None:
+        frame = c_masked(b0, payload)
+        data = payload.encode() if isinstance(payload, str) else payload
+        _, key, _ = masked_parts(frame)
+        assert frame == frames.build_frame_python(b0, data, key)
+
+    def test_pure_twin_uses_generate_mask(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(frames, "build_frame", frames.build_frame_python)
+        monkeypatch.setattr(frames, "generate_mask", lambda: KEY)
+        # RFC 6455 §5.7: a single-frame masked text message containing "Hello".
+        assert frames.build_masked_frame_python(0x81, "Hello") == bytes.fromhex(
+            "818537fa213d7f9f4d5158")
+        assert frames.build_masked_frame_python(0x82, b"Hello") == bytes.fromhex(
+            "828537fa213d7f9f4d5158")
+
+    @pytest.mark.parametrize("n", [0, 125, 126, 65535, 65536, 70001])
+    @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, "ascii", "text"])
+    def test_lengths_and_payload_types(self, c_masked: Callable[..., bytes], n: int,
+                                       kind: Any) -> None:
+        if kind == "ascii":
+            payload: Any = "a" * n
+        elif kind == "text":
+            payload = ("é" * n)[: n // 2]  # n // 2 two-byte characters: n or n - 1 bytes
+        else:
+            payload = kind(os.urandom(n))
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        frame = c_masked(0x82, payload)
+        assert type(frame) is bytes
+        start = 2 if len(data) < 126 else 4 if len(data) < 0x10000 else 10
+        key = frame[start : start + 4]
+        assert frame == frames.build_frame_python(0x82, data, key)
+
+    def test_a_fresh_key_per_frame(self, c_masked: Callable[..., bytes]) -> None:
+        # 3 x 256 frames cross the C pool's refill boundary (1 KiB, 256 keys) at least twice.
+        keys = [masked_parts(c_masked(0x81, "x"))[1] for _ in range(3 * 256)]
+        assert len(set(keys)) > 760  # 768 random 32-bit keys: a repeat once in ~15,000 runs
+        blocks = [b"".join(keys[i : i + 256]) for i in (0, 256, 512)]
+        assert len(set(blocks)) == 3  # no refill hands out the bytes of the last pool again
+
+    @pytest.mark.parametrize(("args", "error"), [
+        ((256, b""), ValueError),
+        ((-1, "x"), ValueError),
+        ((1 << 80, b""), ValueError),
+        (("x", b""), TypeError),
+        ((0x81, 5), TypeError),
+        ((0x81, None), TypeError),
+        ((0x81, memoryview(b"abcdef")[::2]), TypeError),
+        ((0x81, "\ud800"), UnicodeEncodeError),
+        ((256, "\ud800"), UnicodeEncodeError),  # the text is encoded first, in both
+    ])
+    def test_errors_like_python(self, c_masked: Callable[..., bytes], args: tuple[Any, ...],
+                                error: type[Exception]) -> None:
+        with pytest.raises(error) as c_error:
+            c_masked(*args)
+        with pytest.raises(error) as py_error:
+            frames.build_masked_frame_python(*args)
+        if error is not TypeError or "bytes-like" in str(py_error.value):
+            assert str(c_error.value) == str(py_error.value)
+
+    def test_wrong_argument_count(self, c_masked: Callable[..., bytes]) -> None:
+        with pytest.raises(TypeError):
+            c_masked(0x81)
+        with pytest.raises(TypeError):
+            c_masked(0x81, b"", None)
+
+    def test_the_default_is_the_compiled_one(self, c_masked: Callable[..., bytes]) -> None:
+        assert frames.build_masked_frame is c_masked
+
+
 def rss_kib() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -519,20 +613,79 @@ def test_parse_messages_does_not_leak(c_messages: Callable[..., Any]) -> None:
     assert rss_kib() - before < 2048
 
 
+def c_masked_key() -> bytes:
+    function = getattr(masking.speedups, "build_masked_frame", None)
+    if function is None:
+        pytest.skip("wskit._speedups is not built")
+    return masked_parts(function(0x82, b""))[1]
+
+
+def c_mask_key() -> bytes:
+    function = getattr(masking.speedups, "mask_key", None)
+    if function is None:
+        pytest.skip("wskit._speedups is not built")
+    return function()  # type: ignore[no-any-return]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_child_draws_fresh_mask_keys() -> None:
+@pytest.mark.parametrize("draw", [masking.generate_mask_python, c_mask_key, c_masked_key],
+                         ids=["python", "c-mask_key", "c-build_masked_frame"])
+def test_forked_child_draws_fresh_mask_keys(draw: Callable[[], bytes]) -> None:
     """RFC 6455 §5.3: keys come from a pool of CSPRNG bytes, which a forked child must not
     share with its parent (else both would mask with the same keys)."""
-    masking.generate_mask()  # the pool is filled now
+    draw()  # the pool is filled now
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.write(write_end, b"".join(masking.generate_mask() for _ in range(8)))
+        os.write(write_end, b"".join(draw() for _ in range(8)))
         os._exit(0)
     os.close(write_end)
     child = os.read(read_end, 64)
     os.close(read_end)
     os.waitpid(pid, 0)
-    parent = b"".join(masking.generate_mask() for _ in range(8))
+    parent = b"".join(draw() for _ in range(8))
     assert len(child) == len(parent) == 32
     assert child != parent
+    assert bytes(4) not in (child[i : i + 4] for i in range(0, 32, 4))
+
+
+def test_threads_draw_keys_of_their_own() -> None:
+    """Each thread has its own C pool: keys drawn at once in two threads are never shared."""
+    draw = getattr(masking.speedups, "mask_key", None)
+    if draw is None:
+        pytest.skip("wskit._speedups is not built")
+    results: list[list[bytes]] = [[], []]
+
+    def work(out: list[bytes]) -> None:
+        out.extend(draw() for _ in range(2000))
+
+    threads = [threading.Thread(target=work, args=(out,)) for out in results]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    blocks = [b"".join(out[i : i + 256]) for out in results for i in range(0, 2000 - 255, 256)]
+    assert len(set(blocks)) == len(blocks)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_build_masked_frame_does_not_leak(c_masked: Callable[..., bytes]) -> None:
+    """100,000 rounds of each payload kind and error leave the process size where it was."""
+    def once() -> None:
+        c_masked(0x81, "hello")
+        c_masked(0x81, "héllo")
+        c_masked(0x82, b"x" * 300)
+        c_masked(0x82, bytearray(200))
+        with contextlib.suppress(ValueError):
+            c_masked(300, "héllo")
+        with contextlib.suppress(UnicodeEncodeError):
+            c_masked(0x81, "\ud800")
+
+    for _ in range(10_000):
+        once()
+    gc.collect()
+    before = rss_kib()
+    for _ in range(100_000):
+        once()
+    gc.collect()
+    assert rss_kib() - before < 2048

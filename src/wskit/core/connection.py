@@ -834,10 +834,11 @@ class Connection:
             self._check_can_send("a text message", message=True, reply=True)
         self.messages_out += 1
         if self._extension is None:
-            # The fast path: one final frame (0x81: FIN, TEXT), masked by a client (§5.3).
-            return _frames.build_frame(
-                0x81, text.encode(), _frames.generate_mask() if self._client else None
-            )
+            # The fast path: one final frame (0x81: FIN, TEXT), masked by a client (§5.3)
+            # with the key drawn and the text encoded in the same call.
+            if self._client:
+                return _frames.build_masked_frame(0x81, text)
+            return _frames.build_frame(0x81, text.encode(), None)
         return self._message(_OP_TEXT, text.encode(), compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> bytes:
@@ -847,9 +848,9 @@ class Connection:
         self.messages_out += 1
         if self._extension is None:
             # The fast path: one final frame (0x82: FIN, BINARY), masked by a client (§5.3).
-            return _frames.build_frame(
-                0x82, data, _frames.generate_mask() if self._client else None
-            )
+            if self._client:
+                return _frames.build_masked_frame(0x82, data)
+            return _frames.build_frame(0x82, data, None)
         return self._message(_OP_BINARY, data, compress)
 
     def send_parts(self, data: str | bytes | bytearray | memoryview, *,

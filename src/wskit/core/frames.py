@@ -227,6 +227,16 @@ def frame_parts(b0: int, payload: Payload, key: bytes | None, /) -> tuple[bytes,
     return header, view
 
 
+def build_masked_frame_python(b0: int, payload: str | Payload, /) -> bytes:
+    """Return a client's frame with first header byte ``b0``, masked with a fresh key from
+    ``generate_mask`` (RFC 6455 §5.3): ``build_frame`` with the key drawn here, and a ``str``
+    payload sent as its UTF-8 bytes (a text message's).
+    """
+    if isinstance(payload, str):
+        payload = str.encode(payload)
+    return build_frame(b0, payload, generate_mask())
+
+
 def _byte_view(obj: object) -> memoryview:
     # The checks and messages of the C version, so both implementations fail alike.
     try:
@@ -711,6 +721,7 @@ def _writable_view(obj: object) -> memoryview:
 parse_frames = getattr(speedups, "parse_frames", parse_frames_python)
 build_frame = getattr(speedups, "build_frame", build_frame_python)
 parse_messages = getattr(speedups, "parse_messages", parse_messages_python)
+build_masked_frame = getattr(speedups, "build_masked_frame", build_masked_frame_python)
 
 #: Whether a close code may appear in a Close frame (RFC 6455 §7.4.1, §7.4.2).
 valid_close_code_on_wire = valid_on_wire

@@ -6,7 +6,14 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-__all__ = ["HAS_SPEEDUPS", "apply_mask", "apply_mask_python", "generate_mask", "speedups"]
+__all__ = [
+    "HAS_SPEEDUPS",
+    "apply_mask",
+    "apply_mask_python",
+    "generate_mask",
+    "generate_mask_python",
+    "speedups",
+]
 
 # Measured on CPython 3.11 x86-64: one big-integer XOR wins below about 512 bytes, where its
 # fixed cost is lowest; above it, four strided bytes.translate passes win (about 1.6x at 64 KiB),
@@ -113,7 +120,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def generate_mask() -> bytes:
+def generate_mask_python() -> bytes:
     """Return a fresh masking key: 4 bytes from the OS's CSPRNG (RFC 6455 §5.3, §10.3)."""
     # §5.3: the key MUST be unpredictable, so never the random module.
     try:
@@ -130,8 +137,12 @@ try:
 except ImportError:  # not built (no compiler at install time): the pure versions do the work
     speedups = None
     apply_mask = apply_mask_python
+    generate_mask = generate_mask_python
     HAS_SPEEDUPS = False
 else:
     speedups = _compiled
     apply_mask = _compiled.apply_mask
+    # The same per-frame source as the C build_masked_frame: a per-thread pool of getrandom()
+    # bytes, reset in a forked child (and one Python call less per masked control frame).
+    generate_mask = _compiled.mask_key
     HAS_SPEEDUPS = True
