@@ -284,9 +284,9 @@ class Connection:
         #: Messages received (returned by ``receive_data``) and sent (encoded by ``send_*``).
         self.messages_in = 0
         self.messages_out = 0
-        self.parser = FrameParser(expect_mask=role is Role.SERVER, max_size=max_message_size)
+        self.parser = FrameParser(expect_mask=role is _SERVER, max_size=max_message_size)
         # RFC 6455 §5.3: a client masks every frame it sends.
-        self._client = role is Role.CLIENT
+        self._client = role is _CLIENT
         self._extension: Extension | None = None
         self._out: list[bytes] | None = None
         # Whether _out ends with our Close frame, behind messages of the same read.
@@ -319,7 +319,7 @@ class Connection:
         self._eof = False
         # Bytes that came behind the HTTP head, kept until handshake_complete().
         self._early: list[bytes] | None = None
-        if state is State.OPEN:
+        if state is _OPEN:
             self.set_extensions(extensions)
         elif extensions:
             raise ValueError("extensions are given when the handshake completes")
@@ -335,17 +335,17 @@ class Connection:
 
     def handshake_complete(self, extensions: Sequence[Extension] = ()) -> None:
         """CONNECTING → OPEN once the opening handshake succeeded (RFC 6455 §4.1)."""
-        if self.state is not State.CONNECTING:
+        if self.state is not _CONNECTING:
             raise InvalidState(f"handshake_complete() in state {self.state.name}")
         self.set_extensions(extensions)
-        self.state = State.OPEN
+        self.state = _OPEN
 
     def receive_early(self, data: bytes) -> None:
         """Keep bytes that came with or behind the HTTP head while CONNECTING; they are parsed
         by ``receive_pending`` once the handshake completed and the application is ready.
 
         Bounded by the binding, which stops reading once the head is complete."""
-        if self.state is not State.CONNECTING:
+        if self.state is not _CONNECTING:
             raise InvalidState(f"receive_early() in state {self.state.name}")
         if data:
             if self._early is None:
@@ -375,8 +375,8 @@ class Connection:
         """
         if self.close_code is None:
             # RFC 6455 §7.1.5: closed without a Close frame.
-            self.close_code = CloseCode.ABNORMAL_CLOSURE
-        self.state = State.CLOSED
+            self.close_code = _ABNORMAL
+        self.state = _CLOSED
         # Nothing can be written any more: no replies, no queued Close.
         self._close_queued = False
         self._out = None
@@ -399,11 +399,11 @@ class Connection:
     def receive_eof(self) -> None:
         """The peer half-closed (FIN): after a failure, the transport may go now."""
         self._eof = True
-        if self.state is not State.CLOSED and self.close_code is None:
+        if self.state is not _CLOSED and self.close_code is None:
             # RFC 6455 §7.1.5: the stream ended without a Close frame.
-            self.close_code = CloseCode.ABNORMAL_CLOSURE
-        if self.state is not State.CONNECTING:
-            self.state = State.CLOSED
+            self.close_code = _ABNORMAL
+        if self.state is not _CONNECTING:
+            self.state = _CLOSED
         self.should_close_transport = True
 
     # -- how it ended ------------------------------------------------------------------------
@@ -412,13 +412,13 @@ class Connection:
     def ending(self) -> Ending:
         """What the transport must do now (RFC 6455 §7.1.1, §7.1.7); see ``Ending``."""
         state = self.state
-        if state is not State.CLOSED and state is not State.REMOTE_CLOSING:
-            return Ending.NONE
+        if state is not _CLOSED and state is not _REMOTE_CLOSING:
+            return _END_NONE
         if self.error is not None and not self._eof:
-            return Ending.HALF_CLOSE
+            return _HALF_CLOSE
         if self.should_close_transport:
-            return Ending.CLOSE
-        return Ending.WAIT
+            return _END_CLOSE
+        return _END_WAIT
 
     @property
     def clean(self) -> bool:
@@ -430,7 +430,7 @@ class Connection:
         code = self.close_code
         if code is None:
             return self._initiated  # our Close is out, the peer's has not come yet
-        if code == CloseCode.ABNORMAL_CLOSURE:
+        if code == _ABNORMAL:
             return False
         return self._initiated or is_clean(code)
 
@@ -441,10 +441,10 @@ class Connection:
         code, reason = self.close_code, self.close_reason
         if code is None:
             if self.close_sent:
-                code = self.sent_code if self.sent_code is not None else CloseCode.NO_STATUS_RCVD
+                code = self.sent_code if self.sent_code is not None else _NO_STATUS
                 reason = self.sent_reason
             else:
-                code = CloseCode.ABNORMAL_CLOSURE
+                code = _ABNORMAL
         cls = ConnectionClosedOK if self.clean else ConnectionClosedError
         return cls(code, reason)
 
@@ -463,7 +463,7 @@ class Connection:
         ``events_pending``)."""
         state = self.state
         if state is not _OPEN and state is not _LOCAL_CLOSING:
-            if state is State.CONNECTING:
+            if state is _CONNECTING:
                 # Frames before handshake_complete() would be lost: a mistake of the caller.
                 raise InvalidState("receive_data() in state CONNECTING")
             # After a close or a failure, further input is discarded (RFC 6455 §7.1.7).
@@ -507,7 +507,7 @@ class Connection:
                                   b0 & 0x40 != 0, b0 & 0x20 != 0, b0 & 0x10 != 0)
                     before = len(events)
                     self._handle_frame(frame, events)
-                    if self.state is State.CLOSED or self.state is State.REMOTE_CLOSING:
+                    if self.state is _CLOSED or self.state is _REMOTE_CLOSING:
                         break
                     if len(events) == before or (type(events[-1]) is not TextMessage
                                                  and type(events[-1]) is not BinaryMessage):
@@ -694,20 +694,20 @@ class Connection:
         code, reason = parse_close_payload(frame.payload)
         self.close_code = code
         self.close_reason = reason
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             # RFC 6455 §5.5.1: answer a Close with a Close, "typically echoing the status code
             # it received"; the reason too, so that both ends log the same words.
-            echo = None if code == CloseCode.NO_STATUS_RCVD else code
+            echo = None if code == _NO_STATUS else code
             self._queue(self._encode(_OP_CLOSE, encode_close_payload(echo, reason)))
             self._close_queued = _has_message(events)
             self.sent_code = echo
             self.sent_reason = reason
             self.close_sent = True
-            self.state = State.REMOTE_CLOSING
+            self.state = _REMOTE_CLOSING
         else:
-            self.state = State.CLOSED
+            self.state = _CLOSED
         # RFC 6455 §7.1.1: the server closes the TCP connection first.
-        if self.role is Role.SERVER:
+        if self.role is _SERVER:
             self.should_close_transport = True
         events.append(CloseReceived(code, reason))
 
@@ -726,7 +726,7 @@ class Connection:
         # Its traceback would keep this call's frames alive (the read, the inflated output)
         # as long as the error is kept: the error is all the caller needs.
         without_traceback(error)
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             self._queue(self._encode(_OP_CLOSE, encode_close_payload(error.close_code)))
             self._close_queued = _has_message(events)
             self.sent_code = error.close_code
@@ -735,7 +735,7 @@ class Connection:
         self.error = error
         self.close_code = error.close_code
         self.close_reason = error.reason
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self.should_close_transport = True
         self._fragments = None
         self._held = None
@@ -795,7 +795,7 @@ class Connection:
         return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self._client)
 
     def _check_can_send(self, what: str, *, message: bool = False, reply: bool = False) -> None:
-        if self.state is not State.OPEN and not (reply and self._close_queued):
+        if self.state is not _OPEN and not (reply and self._close_queued):
             raise InvalidState(f"cannot send {what} in state {self.state.name}")
         if message and self._sending_fragments:
             # RFC 6455 §5.4: only control frames may be interleaved with a fragmented message.
@@ -926,20 +926,33 @@ class Connection:
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> bytes:
         """Start the closing handshake (RFC 6455 §7.1.2); returns the Close frame to write."""
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise InvalidState(f"cannot close in state {self.state.name}")
         frame = self._encode(_OP_CLOSE, encode_close_payload(code, reason))
         self.sent_code = code
         self.sent_reason = reason
         self._initiated = True
         self.close_sent = True
-        self.state = State.LOCAL_CLOSING
+        self.state = _LOCAL_CLOSING
         return frame
 
 
 # Module constants: an enum member looked up on its class costs 80 ns on CPython 3.11.
+# (On 3.11 every attribute of an Enum class goes through EnumType.__getattr__'s slot: some
+# 900 instructions each, twenty of them per connection of a storm.)
 _OPEN = State.OPEN
 _LOCAL_CLOSING = State.LOCAL_CLOSING
+_CONNECTING = State.CONNECTING
+_CLOSED = State.CLOSED
+_REMOTE_CLOSING = State.REMOTE_CLOSING
+_SERVER = Role.SERVER
+_CLIENT = Role.CLIENT
+_END_NONE = Ending.NONE
+_HALF_CLOSE = Ending.HALF_CLOSE
+_END_CLOSE = Ending.CLOSE
+_END_WAIT = Ending.WAIT
+_ABNORMAL = CloseCode.ABNORMAL_CLOSURE
+_NO_STATUS = CloseCode.NO_STATUS_RCVD
 
 
 def _has_message(events: list[Event]) -> bool:
