@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import os
 import random
+import types
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +42,19 @@ def last_frame_inflation(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     inflated apart from it (as frames above _JOIN_MAX and views are): the same results."""
     if request.param == "two calls":
         monkeypatch.setattr(deflate, "_JOIN_MAX", -1)
+
+
+@pytest.fixture(autouse=True, params=["zlib", "zlib-ng"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with each inflater: stdlib zlib, and zlib-ng (the `zlib-ng` extra,
+    part of the `test` extra: in CI its absence is a failure). Same results, same bounds."""
+    if request.param == "zlib-ng":
+        if os.environ.get("CI") == "true":
+            __import__("zlib_ng")
+        lib: Any = pytest.importorskip("zlib_ng.zlib_ng")
+    else:
+        lib = zlib
+    monkeypatch.setattr(deflate, "_inflate", lib)
 
 
 def codec(**overrides: Any) -> PerMessageDeflate:
@@ -351,10 +366,10 @@ class _SpyDecompressor:
 @pytest.fixture
 def inflate_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, int]]]:
     log: list[tuple[int, int]] = []
-    real = zlib.decompressobj
-    monkeypatch.setattr(
-        zlib, "decompressobj", lambda **kwargs: _SpyDecompressor(real(**kwargs), log)
-    )
+    real = deflate._inflate.decompressobj
+    spy = types.SimpleNamespace(
+        decompressobj=lambda **kwargs: _SpyDecompressor(real(**kwargs), log))
+    monkeypatch.setattr(deflate, "_inflate", spy)
     yield log
 
 

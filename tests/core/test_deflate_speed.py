@@ -37,10 +37,20 @@ def needs_isal() -> None:
     _require_isal()
 
 
-@pytest.fixture(params=["zlib", "isal"])
+def _require_zlib_ng() -> None:
+    # The `zlib-ng` extra is part of the `test` extra too.
+    if os.environ.get("CI") == "true":
+        __import__("zlib_ng")
+    elif "zlib-ng" not in compress_libraries():
+        pytest.skip("the zlib-ng extra is not installed")
+
+
+@pytest.fixture(params=["zlib", "isal", "zlib-ng"])
 def library(request: pytest.FixtureRequest) -> str:
     if request.param == "isal":
         _require_isal()
+    if request.param == "zlib-ng":
+        _require_zlib_ng()
     return str(request.param)
 
 
@@ -231,18 +241,26 @@ class TestLibraries:
         assert codec(library="zlib").library == "zlib"
 
     def test_auto_prefers_isal(self, needs_isal: None) -> None:
-        assert compress_libraries() == ("zlib", "isal")
+        assert compress_libraries()[:2] == ("zlib", "isal")
         assert codec().library == "isal"
         assert PerMessageDeflateFactory(is_client=False).library == "auto"
 
     def test_auto_without_isal(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(deflate, "_isal", None)
+        monkeypatch.setattr(deflate, "_zlib_ng", None)
         assert compress_libraries() == ("zlib",)
         assert codec().library == "zlib"
-        with pytest.raises(ValueError, match="library must be"):
-            codec(library="isal")
+        for library in ("isal", "zlib-ng"):
+            with pytest.raises(ValueError, match="library must be"):
+                codec(library=library)
 
-    @pytest.mark.parametrize("library", ["zlib-ng", "", "ISAL"])
+    def test_zlib_ng_is_chosen_not_automatic(self) -> None:
+        _require_zlib_ng()
+        assert "zlib-ng" in compress_libraries()
+        assert codec(library="zlib-ng").library == "zlib-ng"
+        assert codec().library != "zlib-ng"
+
+    @pytest.mark.parametrize("library", ["zlib_ng", "", "ISAL"])
     def test_unknown_library(self, library: str) -> None:
         with pytest.raises(ValueError, match="library must be"):
             codec(library=library)
@@ -265,6 +283,19 @@ class TestLibraries:
         rng = random.Random(bits)
         message = b"".join(rng.randbytes(period) * 3 for period in (200, 300, 600, 5000))
         sender, peer = codec(library="isal", local_max_window_bits=bits,
+                             compress_level=level), Peer(bits)
+        for _ in range(2):
+            data, rsv1 = sender.encode(message)
+            assert peer.receive(data, rsv1) == message
+
+    @pytest.mark.parametrize("level", range(-1, 10))
+    @pytest.mark.parametrize("bits", range(8, 16))
+    def test_zlib_ng_output_stays_within_the_window(self, level: int, bits: int) -> None:
+        """The same for zlib-ng (a 256-byte window is zlib's, as without it)."""
+        _require_zlib_ng()
+        rng = random.Random(bits)
+        message = b"".join(rng.randbytes(period) * 3 for period in (200, 300, 600, 5000))
+        sender, peer = codec(library="zlib-ng", local_max_window_bits=bits,
                              compress_level=level), Peer(bits)
         for _ in range(2):
             data, rsv1 = sender.encode(message)

@@ -34,9 +34,27 @@ except ImportError:  # pragma: no cover - exercised where the extra is not insta
     _isal = None  # type: ignore[assignment]
 
 
+try:
+    # zlib-ng (the `zlib-ng` extra): zlib's API and output format. Its inflate takes some
+    # 7-15% fewer instructions than the stdlib's on JSON-sized messages, with the same
+    # output bound, so it inflates whenever it is installed; it compresses when chosen.
+    from zlib_ng import zlib_ng as _zlib_ng
+except ImportError:  # pragma: no cover - exercised where the extra is not installed
+    _zlib_ng = None  # type: ignore[assignment]
+
+#: Who inflates: zlib-ng where installed (same results, fewer instructions), else zlib.
+_inflate: Any = _zlib_ng if _zlib_ng is not None else zlib
+#: What invalid compressed data raises, whoever inflates.
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (
+    (zlib.error, cast("type[Exception]", _zlib_ng.error)) if _zlib_ng is not None
+    else (zlib.error,))
+
+
 def compress_libraries() -> tuple[str, ...]:
-    """The deflate libraries this process can compress with: "zlib", and "isal" if installed."""
-    return ("zlib", "isal") if _isal is not None else ("zlib",)
+    """The deflate libraries this process can compress with: "zlib", and "isal" and
+    "zlib-ng" where those extras are installed."""
+    return ("zlib",) + (("isal",) if _isal is not None else ()) + (
+        ("zlib-ng",) if _zlib_ng is not None else ())
 
 
 def _isal_level(level: int) -> int:
@@ -143,9 +161,14 @@ def _new_compressor(
         return _isal.compressobj(
             isal_level, _isal.DEFLATED, -window_bits, mem_level
         )
+    # zlib-ng has zlib's API (it is used only for windows of 9 bits or more: the check above
+    # is of zlib's deflate).
+    lib: Any = _zlib_ng if library == "zlib-ng" and window_bits > 8 else zlib
     if history:
-        return zlib.compressobj(level, zlib.DEFLATED, -window_bits, mem_level, strategy, history)
-    return zlib.compressobj(level, zlib.DEFLATED, -window_bits, mem_level, strategy)
+        return cast("_Compressor", lib.compressobj(
+            level, zlib.DEFLATED, -window_bits, mem_level, strategy, history))
+    return cast("_Compressor", lib.compressobj(
+        level, zlib.DEFLATED, -window_bits, mem_level, strategy))
 
 
 class _Window:
@@ -231,8 +254,10 @@ class PerMessageDeflate(Extension):
     them later, primed with those bytes, as if they had never gone.
 
     ``library`` chooses who compresses: "zlib" (the standard library), "isal" (ISA-L, the
-    ``isal`` extra; ``compress_level`` maps to its levels 0-3), or "auto": isal when it is
-    installed. Decompression is always zlib's, whose output bound is relied on.
+    ``isal`` extra; ``compress_level`` maps to its levels 0-3; the fewest instructions),
+    "zlib-ng" (the ``zlib-ng`` extra; zlib's levels, fewer bytes than ISA-L for more
+    instructions), or "auto": isal when it is installed. Decompression is zlib-ng's where
+    installed, else zlib's: both honour the output bound that is relied on.
     """
 
     name = _NAME
@@ -266,6 +291,7 @@ class PerMessageDeflate(Extension):
         self._compressor: _Compressor | None = None
         # Whether _compressor is encode_shared's (zlib at SHARED_LEVEL) rather than encode's.
         self._compressor_shared = False
+        # zlib's decompressobj, or zlib-ng's (the same interface).
         self._decompressor: zlib._Decompress | None = None
         # The peer's window of our messages and ours of its messages, while context takeover
         # keeps them (RFC 7692 §7.1.1); None where each message starts from an empty one.
@@ -411,11 +437,11 @@ class PerMessageDeflate(Extension):
         decompressor = self._decompressor
         if decompressor is None:
             history = self._received.value() if self._received is not None else b""
-            decompressor = self._decompressor = (
-                zlib.decompressobj(wbits=-self.remote_max_window_bits, zdict=history)
+            decompressor = self._decompressor = cast("zlib._Decompress", (
+                _inflate.decompressobj(wbits=-self.remote_max_window_bits, zdict=history)
                 if history
-                else zlib.decompressobj(wbits=-self.remote_max_window_bits)
-            )
+                else _inflate.decompressobj(wbits=-self.remote_max_window_bits)
+            ))
         allowance = max(max_length, 0)
         try:
             joined = (fin and self._trailer is None and isinstance(payload, bytes)
@@ -454,7 +480,7 @@ class PerMessageDeflate(Extension):
                 if decompressor.eof:
                     # The appended bytes completed a final block: what follows is ours.
                     self._trailer = b""
-        except zlib.error as exc:
+        except _INFLATE_ERRORS as exc:
             self._end_message(reset=True)
             raise ProtocolError(f"invalid compressed data: {exc}") from exc
         if self._received is not None and out:
