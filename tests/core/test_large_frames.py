@@ -267,3 +267,55 @@ class TestSendParts:
         conn.fail(PolicyViolation("test"))
         with pytest.raises(Exception, match="state"):
             conn.send_parts(b"x" * 70_000)
+
+
+class TestSpareBetweenFrames:
+    """After a large frame the next read may go into a spare buffer: a large frame starting
+    there is assembled in it, anything else is parsed as from any read (RFC 6455 §5.2)."""
+
+    def spare_offered(self) -> tuple[Connection, memoryview]:
+        frames._spare.clear()
+        conn = Connection(Role.SERVER)
+        wire = frame(0x2, bytes(200_000))
+        events, _ = read_into(conn, wire, 100_000)
+        assert len(events) == 1
+        del events
+        conn.parser.release()  # (the binding does, once the listeners are done)
+        room = conn.receive_buffer()
+        assert room is not None and len(room) >= 200_000
+        return conn, room
+
+    @pytest.mark.parametrize("cut", [20, 150_000, None])
+    def test_a_large_frame_starts_in_the_spare(self, cut: int | None) -> None:
+        conn, room = self.spare_offered()
+        payload = os.urandom(180_000)
+        wire = frame(0x2, payload) + frame(0x1, b"after")
+        n = len(wire) if cut is None else cut
+        room[:n] = wire[:n]
+        del room
+        events = conn.receive_into(n)
+        rest, _ = read_into(conn, wire[n:], 100_000)
+        events += rest
+        assert [bytes(e.data) if type(e) is BinaryMessage else e.data  # type: ignore[attr-defined]
+                for e in events] == [payload, "after"]
+
+    def test_small_frames_in_the_spare(self) -> None:
+        conn, room = self.spare_offered()
+        wire = frame(0x1, b"one") + frame(0x2, b"two") + frame(0x2, bytes(300))[:100]
+        room[: len(wire)] = wire
+        del room
+        events = conn.receive_into(len(wire))
+        assert [e.data for e in events] == ["one", b"two"]  # type: ignore[attr-defined]
+        assert len(frames._spare) == 1  # given back
+        (event,) = conn.receive_data(frame(0x2, bytes(300))[100:])
+        assert bytes(event.data) == bytes(300)  # type: ignore[attr-defined]
+
+    def test_a_bad_header_in_the_spare_fails(self) -> None:
+        """RFC 6455 §5.1: a client's frames are masked; an unmasked one fails with 1002."""
+        conn, room = self.spare_offered()
+        wire = frame(0x2, bytes(70_000), masked=False)
+        room[:100] = wire[:100]
+        del room
+        (event,) = conn.receive_into(100)
+        assert type(event) is Failed and event.error.close_code == 1002
+        assert conn.receive_buffer() is None

@@ -282,15 +282,20 @@ class _FrameReader(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
         conn = protocol.conn
+        back = True
         if self.into:
             self.into = False
             protocol.bytes_in += nbytes
-            protocol._handle(conn, conn.receive_into(nbytes))
+            events = conn.receive_into(nbytes)
+            parser = conn.parser
+            # Kept while a large frame arrives, and for the read after one (the next large
+            # frame may start in a spare); back once a read brought something else.
+            back = not parser.large and parser.lent is None
+            protocol._handle(conn, events)
         else:
             protocol.data_received(_read_buffer()[:nbytes].tobytes())
         transport = protocol.transport
-        if (transport is not None and transport.get_protocol() is self
-                and conn.receive_buffer() is None):
+        if back and transport is not None and transport.get_protocol() is self:
             transport.set_protocol(protocol)
 
     def data_received(self, data: bytes) -> None:
@@ -452,13 +457,16 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             opening.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.conn.parser.buffered:
-            # A frame is arriving: a large one's payload is read straight into its own buffer,
-            # with no copy out of the shared one (Connection.receive_buffer).
+        if self._into_frame or self.conn.parser.buffered:
+            # A frame is arriving, or a large one just came: a large one's payload is read
+            # straight into its own buffer, with no copy out of the shared one, and after it
+            # the next read into a spare that the next large frame may start in
+            # (Connection.receive_buffer).
             room = self.conn.receive_buffer()
             if room is not None:
                 self._into_frame = True
                 return room
+            self._into_frame = False
         view = self._read_view
         if view is None:
             view = self._read_view = _read_buffer()
@@ -466,10 +474,15 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._into_frame:
-            self._into_frame = False
-            self.bytes_in += nbytes
             conn = self.conn
-            self._handle(conn, conn.receive_into(nbytes))
+            self.bytes_in += nbytes
+            events = conn.receive_into(nbytes)
+            parser = conn.parser
+            # Kept while a large frame arrives, and for the read after one (the next large
+            # frame may start in a spare); the shared buffer again once a read brought
+            # something else.
+            self._into_frame = parser.large or parser.lent is not None
+            self._handle(conn, events)
             return
         # Copied out before anything else runs: the buffer is shared, and the frame parser
         # keeps slices of its input between reads.

@@ -552,8 +552,9 @@ class Connection:
 
     def receive_buffer(self) -> memoryview | None:
         """Where the next received bytes may be put directly, without a copy: the free room of
-        a large frame whose payload is arriving (``FrameParser.room``); None when they are to
-        be passed to ``receive_data``. After writing n bytes at its start, call
+        a large frame whose payload is arriving, or, between frames after a large one, a free
+        spare buffer that the next large frame may start in (``FrameParser.room``); None when
+        they are to be passed to ``receive_data``. After writing n bytes at its start, call
         ``receive_into(n)`` (and nothing else in between)."""
         state = self.state
         if (state is not _OPEN and state is not _LOCAL_CLOSING) or self._held is not None \
@@ -565,7 +566,13 @@ class Connection:
         """``receive_data`` of the ``nbytes`` just written at the start of
         ``receive_buffer()``: the same events and checks (UTF-8 as a text payload arrives)."""
         # The frame once complete, handed over as the rest of a batch is (see receive_data).
-        self._held = self.parser.filled(nbytes)
+        try:
+            self._held = self.parser.filled(nbytes)
+        except RemoteError as exc:
+            # (A bad header at the start of a read into a spare buffer, see FrameParser.room.)
+            events: list[Event] = []
+            self._fail(exc, events)
+            return events
         return self.receive_data(b"")
 
     def _handle_frame(self, frame: Frame, events: list[Event]) -> None:

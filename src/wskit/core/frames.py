@@ -89,11 +89,8 @@ class FrameBuffer(bytearray):
     __slots__ = ()
 
 
-def _start_buffer(first: memoryview) -> FrameBuffer:
-    """The assembly buffer of a large frame, holding what arrived so far: a spare buffer if one
-    is free, else exactly these bytes. It grows as the rest arrives (``_feed_large``,
-    ``FrameParser.room``), never to the length the header declares at once: a header costs
-    nothing until its bytes come."""
+def _take_spare(size: int) -> FrameBuffer | None:
+    """A spare buffer of at least ``size`` bytes that nothing else refers to, or None."""
     if _refcount is not None:
         # A spare is free once nothing but this list refers to it: a transport may still hold
         # a view of it, queued to be written (the payload of an echo, sent without a copy).
@@ -102,13 +99,24 @@ def _start_buffer(first: memoryview) -> FrameBuffer:
                 buf = _spare.pop()  # one atomic step, so two threads never take the same buffer
             except IndexError:
                 break
-            if _refcount(buf) == 2 and len(buf) >= len(first):  # (2: this name, the argument)
-                # Through a memoryview: a bytearray's slice assignment from any other type
-                # copies the bytes into a temporary bytearray first, two copies instead of one.
-                memoryview(buf)[: len(first)] = first
+            if _refcount(buf) == 2 and len(buf) >= size:  # (2: this name, the argument)
                 return buf
             _spare.insert(0, buf)  # still in use (or too small): kept for a later frame
-    return FrameBuffer(first)
+    return None
+
+
+def _start_buffer(first: memoryview) -> FrameBuffer:
+    """The assembly buffer of a large frame, holding what arrived so far: a spare buffer if one
+    is free, else exactly these bytes. It grows as the rest arrives (``_feed_large``,
+    ``FrameParser.room``), never to the length the header declares at once: a header costs
+    nothing until its bytes come."""
+    buf = _take_spare(len(first))
+    if buf is None:
+        return FrameBuffer(first)
+    # Through a memoryview: a bytearray's slice assignment from any other type copies the
+    # bytes into a temporary bytearray first, two copies instead of one.
+    memoryview(buf)[: len(first)] = first
+    return buf
 
 
 class Frame:
@@ -270,6 +278,7 @@ class FrameParser:
 
     __slots__ = (
         "_chunks",
+        "_fresh",
         "_large",
         "allowed_rsv",
         "batch",
@@ -316,6 +325,8 @@ class FrameParser:
         # The large frame being received: its buffer, filled up to ``buffered`` bytes, grown
         # (doubling, up to ``need``) as the bytes arrive.
         self._large: FrameBuffer | None = None
+        # The spare buffer ``room`` offered between frames, until ``filled`` says what came.
+        self._fresh: FrameBuffer | None = None
         #: The buffer of the last large frame, whose payload views the last feed handed out;
         #: see ``release``.
         self.lent: FrameBuffer | None = None
@@ -341,6 +352,7 @@ class FrameParser:
         """Drop every buffered byte (the connection is gone): nothing waits for the collector."""
         self._chunks.clear()
         self._large = None
+        self._fresh = None
         self.lent = None
         self.partial = None
         self.buffered = 0
@@ -423,7 +435,18 @@ class FrameParser:
         never past the frame, so its size follows the bytes the peer actually sent."""
         buf = self._large
         if buf is None:
-            return None
+            # Between frames, after a large frame: a free spare, so that a large frame which
+            # starts the next read is read into it whole (``filled`` keeps it, or copies the
+            # bytes out as ``feed_raw`` would and gives the spare back). Never a new buffer.
+            fresh = self._fresh
+            if fresh is None:
+                if (self.buffered or self.error is not None or self.lent is not None
+                        or not _spare):
+                    return None
+                fresh = self._fresh = _take_spare(_ROOM_MIN)
+                if fresh is None:
+                    return None
+            return memoryview(fresh)
         fill = self.buffered
         need = self.need
         size = len(buf)
@@ -442,12 +465,74 @@ class FrameParser:
         """``nbytes`` were written at the start of the last ``room()``: the frame once it is
         complete (a list of one), else an empty list. ``decode_text``: see ``feed_raw``."""
         buf = self._large
+        if buf is None and self._fresh is not None and 0 <= nbytes <= len(self._fresh):
+            return self._started(nbytes, decode_text)
         if buf is None or not 0 <= nbytes <= min(len(buf), self.need) - self.buffered:
             raise ValueError(f"{nbytes} bytes do not fit the room of a large frame")
         self.buffered += nbytes
         if self.buffered < self.need:
             return []
         return self._complete_large(buf, decode_text)
+
+    @property
+    def large(self) -> bool:
+        """Whether a large frame is being assembled in its own buffer (``room``)."""
+        return self._large is not None
+
+    def _started(self, nbytes: int, decode_text: bool) -> list[RawFrame]:
+        """``nbytes`` came into the spare that ``room`` offered between frames. When they
+        begin with a large frame, the spare is its buffer: kept for the rest of it, or, when
+        the frame is whole, parsed in place like a frame assembled over several reads (the
+        bytes behind it are fed as usual). Anything else is fed as bytes (a copy, as from the
+        shared read buffer) and the spare given back."""
+        buf = self._fresh
+        assert buf is not None
+        self._fresh = None
+        # The header alone says it (RFC 6455 §5.2): a 64-bit length, so a large frame.
+        if nbytes >= 10 and buf[1] & 0x7F == 127:
+            total = (14 if buf[1] & 0x80 else 10) + int.from_bytes(buf[2:10], "big")
+            frames: list[RawFrame] = []
+            self.partial = None
+            view = memoryview(buf)[: min(total, nbytes)]
+            try:
+                # A frame cut short: only its header is read, checked, need and partial set.
+                # A whole one: parsed in place. A bad header raises, as feed_raw would.
+                parse_frames(self, view, frames, decode_text)
+            except RemoteError:
+                del view
+                self._give_back(buf)
+                raise
+            del view
+            if total > nbytes and self.partial is not None and not frames:
+                self._large = buf
+                self.buffered = nbytes
+                return []
+            if total <= nbytes and len(frames) == 1:
+                self.need = 2
+                self.partial = None
+                if total < nbytes:
+                    try:
+                        frames += self.feed_raw(bytes(memoryview(buf)[total:nbytes]),
+                                                decode_text)
+                    except RemoteError as exc:
+                        # Deliver the frame before the bad one; the caller reads ``error``.
+                        self.error = exc
+                        self._chunks.clear()
+                        self.buffered = 0
+                # Set last, so that the feed of the bytes behind the frame does not take it.
+                self.lent = buf
+                return frames
+            # (Not reached for a valid header.)
+            self.partial = None
+            self.need = 2
+        data = bytes(memoryview(buf)[:nbytes])
+        self._give_back(buf)
+        return self.feed_raw(data, decode_text)
+
+    @staticmethod
+    def _give_back(buf: FrameBuffer) -> None:
+        if len(_spare) < _SPARE_MAX:
+            _spare.append(buf)
 
     def _feed_large(self, data: bytes, decode_text: bool) -> list[RawFrame]:
         buf = self._large
