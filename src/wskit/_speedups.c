@@ -45,10 +45,23 @@ get_contiguous_buffer(PyObject *obj, Py_buffer *view, const char *name)
     return 0;
 }
 
+/* On x86-64 glibc, gcc and clang build the two XOR loops below twice, for AVX2 (32 bytes a
+   step) and for the baseline (SSE2, 16), and pick one when the module loads (an ifunc): about
+   3x fewer instructions per KiB masked, where picows masks with AVX2 too. Elsewhere (musl has
+   no ifunc, other CPUs) the loops are built once, for the baseline. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define WSKIT_XOR_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef WSKIT_XOR_CLONES
+#define WSKIT_XOR_CLONES
+#endif
+
 /* XOR n bytes of src into dst with the 4-byte key repeating from offset 0 (RFC 6455 §5.3).
    The 8-byte key lets each step cover two key periods; memcpy keeps loads and stores legal at
    any alignment and compiles to plain moves, and at -O3 gcc turns the loop into SIMD. */
-static void
+WSKIT_XOR_CLONES static void
 xor_mask(unsigned char *WSKIT_RESTRICT dst, const unsigned char *WSKIT_RESTRICT src, Py_ssize_t n,
          const unsigned char key[4])
 {
@@ -88,7 +101,7 @@ typedef uint64_t wskit_u64x4 __attribute__((vector_size(32)));
 
 /* xor_mask with the result over its input: each 8-byte word is loaded before it is stored, so
    the same steps are right in place (xor_mask's restrict promises distinct buffers). */
-WSKIT_SIMD_CLONES static void
+WSKIT_SIMD_CLONES WSKIT_XOR_CLONES static void
 xor_in_place(unsigned char *p, Py_ssize_t n, const unsigned char key[4])
 {
     unsigned char key8[8];
