@@ -390,6 +390,9 @@ class App(Routes):
                 return
         # The app's hook, then the route's groups' and its own: the first Response refuses.
         hooks = route.hooks if self.upgrade_hook is None else (self.upgrade_hook, *route.hooks)
+        if not hooks:
+            self._upgrade(proto, req, route.handler, checked=True)
+            return
         verdict: Any = None
         for index, hook in enumerate(hooks):
             try:
@@ -525,8 +528,11 @@ class App(Routes):
         proto.respond(reject(503, "too many connections", [("Retry-After", "1")]))
         return True
 
-    def _upgrade(self, proto: ServerProtocol, req: Request, handler: Handler) -> None:
-        if self._full(proto):  # checked again: a slow async hook may have let others in
+    def _upgrade(self, proto: ServerProtocol, req: Request, handler: Handler,
+                 checked: bool = False) -> None:
+        # Checked again after hooks (unless ``checked``: none ran): a slow async hook may
+        # have let others in.
+        if not checked and self._full(proto):
             return
         chosen = req.subprotocol
         try:

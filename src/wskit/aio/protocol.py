@@ -157,6 +157,9 @@ def _openings(loop: asyncio.AbstractEventLoop, timeout: float) -> _Openings:
     return openings
 
 
+#: (low, high) write-buffer limits of a fresh transport, by transport type.
+_default_limits: dict[type, tuple[int, ...]] = {}
+
 #: The handshakes of the last connection accepted in the process: its successors share them
 #: without the lookup (each thread checks that they are its loop's).
 _last_openings: list[_Openings | None] = [None]
@@ -447,7 +450,20 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         limit = self.limits.write_limit
-        transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        kind = type(transport)
+        defaults = _default_limits.get(kind)
+        if defaults is None:
+            # A fresh transport has its type's defaults: read once per type (a transport
+            # that cannot tell gets the call every time).
+            try:
+                defaults = tuple(transport.get_write_buffer_limits())
+            except (AttributeError, NotImplementedError):
+                defaults = ()
+            _default_limits[kind] = defaults
+        if defaults != (limit // 4, limit):
+            # (The default write_limit is the loops' own default: no call, which on asyncio
+            # is three Python calls per connection.)
+            transport.set_write_buffer_limits(high=limit, low=limit // 4)
         timeout = self.limits.open_timeout
         if timeout is not None and self.times_handshake:
             opening = _last_openings[0]
