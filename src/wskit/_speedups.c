@@ -57,6 +57,15 @@ get_contiguous_buffer(PyObject *obj, Py_buffer *view, const char *name)
 #ifndef WSKIT_XOR_CLONES
 #define WSKIT_XOR_CLONES
 #endif
+/* Four 8-byte words as one vector (the vector extension of gcc and clang): the loops below
+   take 64 bytes a step as two such XORs, one AVX2 instruction each (two SSE2 ones in the
+   baseline clone), with a counter of their own: gcc's vectorising of the 8-byte loop kept a
+   vector of indices beside it, twice the instructions. i is a multiple of 8 after each step,
+   so every word starts at key octet 0. */
+#if defined(__GNUC__)
+#define WSKIT_SIMD 1
+typedef uint64_t wskit_u64x4 __attribute__((vector_size(32)));
+#endif
 
 /* XOR n bytes of src into dst with the 4-byte key repeating from offset 0 (RFC 6455 §5.3).
    The 8-byte key lets each step cover two key periods; memcpy keeps loads and stores legal at
@@ -73,7 +82,20 @@ xor_mask(unsigned char *WSKIT_RESTRICT dst, const unsigned char *WSKIT_RESTRICT 
     memcpy(key8 + 4, key, 4);
     /* Same byte order in memory as the data, so the result is endian-independent. */
     memcpy(&k, key8, 8);
-
+#ifdef WSKIT_SIMD
+    {
+        const wskit_u64x4 kv = {k, k, k, k};
+        for (; i + 64 <= n; i += 64) {
+            wskit_u64x4 a, b;
+            memcpy(&a, src + i, 32);
+            memcpy(&b, src + i + 32, 32);
+            a ^= kv;
+            b ^= kv;
+            memcpy(dst + i, &a, 32);
+            memcpy(dst + i + 32, &b, 32);
+        }
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, src + i, 8);
@@ -86,22 +108,9 @@ xor_mask(unsigned char *WSKIT_RESTRICT dst, const unsigned char *WSKIT_RESTRICT 
     }
 }
 
-/* On x86-64 Linux with gcc, xor_in_place is compiled twice, for AVX2 (32 bytes a step) and for
-   the baseline (SSE2, 16), and the loader picks one for the CPU (an ifunc): unmasking a large
-   frame in place took half the instructions of a 1 MiB echo once its copies were gone. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define WSKIT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#define WSKIT_SIMD 1
-/* Four 8-byte words as one vector (GCC's vector extension); i is a multiple of 8 after each
-   step, so every word starts at key octet 0. */
-typedef uint64_t wskit_u64x4 __attribute__((vector_size(32)));
-#else
-#define WSKIT_SIMD_CLONES
-#endif
-
 /* xor_mask with the result over its input: each 8-byte word is loaded before it is stored, so
    the same steps are right in place (xor_mask's restrict promises distinct buffers). */
-WSKIT_SIMD_CLONES WSKIT_XOR_CLONES static void
+WSKIT_XOR_CLONES static void
 xor_in_place(unsigned char *p, Py_ssize_t n, const unsigned char key[4])
 {
     unsigned char key8[8];
@@ -113,7 +122,6 @@ xor_in_place(unsigned char *p, Py_ssize_t n, const unsigned char key[4])
     memcpy(&k, key8, 8);
 #ifdef WSKIT_SIMD
     {
-        /* 64 bytes a step: two AVX2 XORs (four SSE2 ones in the baseline clone). */
         const wskit_u64x4 kv = {k, k, k, k};
         for (; i + 64 <= n; i += 64) {
             wskit_u64x4 a, b;
