@@ -553,8 +553,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         it, two copies of every byte. A stand-in protocol with get_buffer and buffer_updated
         takes its place until the frame is whole (transport.set_protocol)."""
         transport = self.transport
-        if (transport is None or transport.is_closing() or transport.get_protocol() is not self
-                or self.conn.receive_buffer() is None):
+        # (A transport of another kind may lack get_protocol: it keeps reading as it does.)
+        get_protocol = getattr(transport, "get_protocol", None)
+        if (transport is None or get_protocol is None or transport.is_closing()
+                or get_protocol() is not self or self.conn.receive_buffer() is None):
             return
         transport.set_protocol(_FrameReader(self))
 
