@@ -1188,6 +1188,21 @@ class TestCancellation:
 
         run(main())
 
+    def test_cancelled_first_receiver_leaves_the_later_one_waiting(self, run: Any) -> None:
+        async def main() -> None:
+            async with serving(echo_app()) as base, quiet_connect(base + "/echo") as ws:
+                first = asyncio.ensure_future(ws.receive())
+                await asyncio.sleep(0)
+                later = asyncio.ensure_future(ws.receive())
+                await asyncio.sleep(0)
+                first.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                ws.send("for the later one")
+                assert await asyncio.wait_for(later, WAIT) == "for the later one"
+
+        run(main())
+
     def test_cancelled_ping_can_be_repeated(self, run: Any) -> None:
         async def main() -> None:
             app = quiet_app()

@@ -1238,9 +1238,12 @@ build_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     source = args[1];
     /* In the pure twin's order: the text is encoded first, then b0 and the buffer checked. */
     if (PyUnicode_Check(source)) {
+#if PY_VERSION_HEX < 0x030C0000
+        /* (Every str is ready from 3.12 on, where the call is deprecated.) */
         if (PyUnicode_READY(source) < 0) {
             return NULL;
         }
+#endif
         if (!PyUnicode_IS_ASCII(source)) {
             /* UnicodeEncodeError for lone surrogates, as str.encode raises. */
             encoded = PyUnicode_AsUTF8String(source);

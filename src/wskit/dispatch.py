@@ -85,7 +85,7 @@ class Dispatcher:
         "_error",
         "_finished",
         "_inbox",
-        "_inbox_waiter",
+        "_inbox_waiters",
         "_on_ping",
         "_on_pong",
         "_receiving",
@@ -106,7 +106,7 @@ class Dispatcher:
         # The two queues exist only while they hold something: a deque is 760 bytes, and
         # an idle connection (or one whose listeners are plain functions) needs neither.
         self._inbox: deque[Message] | None = None
-        self._inbox_waiter: asyncio.Future[None] | None = None
+        self._inbox_waiters: list[asyncio.Future[None]] | None = None
         # Whether receive() was ever called: only then may the inbox hold our Close back.
         self._receiving = False
         self._async_calls: deque[tuple[_Listener, Any]] | None = None
@@ -328,9 +328,14 @@ class Dispatcher:
             # Bounded: stop reading until receive() takes messages out. (Once we have sent a
             # Close, reading goes on so that the peer's Close is seen; close_timeout bounds it.)
             protocol.pause_reading()
-        waiter = self._inbox_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._inbox_waiters:
+            self._wake_receivers()
+
+    def _wake_receivers(self) -> None:
+        """Wake every receive() waiting for a message (one came, or the connection ended)."""
+        for waiter in self._inbox_waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _schedule(self, listener: _Listener, data: Any) -> None:
         calls = self._async_calls
@@ -438,12 +443,18 @@ class Dispatcher:
                 self._drained()
             if self._finished:
                 raise self._closed_error()
-            # Concurrent receivers share one waiter, each behind its own shield (so that one
-            # cancelled receiver does not cancel the others); each takes a message or waits again.
-            waiter = self._inbox_waiter
-            if waiter is None or waiter.done():
-                waiter = self._inbox_waiter = self._loop.create_future()
-            await asyncio.shield(waiter)
+            # Each waiting receiver has a future of its own, so a cancelled one cancels only
+            # itself, without a shield (whose extra future and callback hop cost a loop
+            # iteration per message); each takes a message or waits again.
+            waiter = self._loop.create_future()
+            waiters = self._inbox_waiters
+            if waiters is None:
+                waiters = self._inbox_waiters = []
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                waiters.remove(waiter)
         inbox = self._inbox
         assert inbox is not None
         message = inbox.popleft()

@@ -511,9 +511,8 @@ class WebSocket(Dispatcher):
                 if not future.done():
                     future.set_exception(closed)
             pings.clear()
-        waiter = self._inbox_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._inbox_waiters:
+            self._wake_receivers()
         if self._async_runner is None:
             self._end_streams()
         # Otherwise coroutine listeners still have messages received before the end: the
