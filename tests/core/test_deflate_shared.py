@@ -180,6 +180,13 @@ class TestSharedUnderContextTakeover:
             own = JSON[40]
             assert peer.receive(conn.send_binary(own)) == own
 
+    def test_small_publications_build_no_compressor(self, library: str) -> None:
+        """Under ``min_size`` a publication goes out plain (RFC 7692 §6), with nothing built."""
+        conns = [server(library, nct=nct) for nct in (False, True)]
+        frames, compressions = publish(conns, b"tiny")
+        assert frames == [b"\x82\x04tiny"] * 2 and compressions == 2
+        assert all(codec_of(c)._compressor is None for c in conns)
+
     def test_parked_connections_stay_in_the_group(self, library: str) -> None:
         conns = [server(library) for _ in range(3)]
         peers = [Peer() for _ in conns]

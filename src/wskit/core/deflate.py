@@ -364,7 +364,8 @@ class PerMessageDeflate(Extension):
         connections in this state). The compressor stays for the next publication; this
         connection's own messages use it too until it is parked or dropped.
         """
-        if not self._compressor_shared or self._compressor is None:
+        if len(payload) >= self.min_size and (
+                not self._compressor_shared or self._compressor is None):
             sent = self._sent
             self._compressor = _new_compressor(
                 self.local_max_window_bits, SHARED_LEVEL, self.mem_level, "zlib",
