@@ -218,9 +218,8 @@ class WebSocket(Dispatcher):
             if len(data) >= _LARGE_PAYLOAD:
                 # Header and payload written apart: no copy of a large payload behind it.
                 header, payload = conn.send_parts(data, compress=compress)
-                self._protocol.write(header)
                 # (Any bytes-like object goes through the cork to the transport as it is.)
-                self._protocol.write(payload)  # type: ignore[arg-type]
+                self._protocol.write_parts(header, payload)  # type: ignore[arg-type]
                 return
             frame = conn.send_binary(data, compress=compress)  # type: ignore[arg-type]
         elif isinstance(data, str):
@@ -548,7 +547,7 @@ class _Detached:
     def _nothing(self, *args: Any) -> None:
         pass
 
-    write = pause_reading = resume_reading = answers_drained = start_close = _nothing
+    write = write_parts = pause_reading = resume_reading = answers_drained = start_close = _nothing
     close_transport = start_close_timer = abort = _nothing
 
     async def drain(self) -> None:

@@ -147,3 +147,43 @@ def test_large_echoes_over_tls(run: Any) -> None:
             await peer.aclose()
 
     run(main())
+
+
+class _Recording(asyncio.Transport):
+    """A transport that records what it is handed (asyncio's writelines: it joins)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, Any]] = []
+
+    def write(self, data: Any) -> None:
+        self.calls.append(("write", bytes(data)))
+
+
+class _Gathering(_Recording):
+    """A transport with a writelines of its own (uvloop's: one writev, no copy)."""
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.calls.append(("writelines", [bytes(d) for d in list_of_data]))
+
+
+@pytest.mark.parametrize("kind", [_Recording, _Gathering])
+def test_header_and_payload_in_one_call_where_the_transport_gathers(run: Any,
+                                                                    kind: type) -> None:
+    """A large frame's two parts go out in one writelines where the transport has its own
+    (one system call), else as two writes: never joined into a copy."""
+    from wskit.core.limits import Limits
+
+    async def main() -> None:
+        protocol = WebSocketProtocol(Limits(ping_interval=None))
+        transport = kind()
+        protocol.transport = transport
+        header, payload = b"\x82\x7f" + (70_000).to_bytes(8, "big"), os.urandom(70_000)
+        protocol.write_parts(header, payload)
+        if kind is _Gathering:
+            assert transport.calls == [("writelines", [header, payload])]
+        else:
+            assert transport.calls == [("write", header), ("write", payload)]
+        assert protocol.bytes_out == len(header) + len(payload)
+
+    run(main())

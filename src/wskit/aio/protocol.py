@@ -183,6 +183,9 @@ def _read_buffer() -> memoryview:
 #: Corked bytes beyond which a connection's frames are handed over one by one, not joined
 #: into one copy: the copy would cost more than the system calls it saves.
 _JOIN_LIMIT = 64 * 1024
+#: The writelines that joins its buffers into one copy (asyncio's default): a transport that
+#: has its own gathers them into one system call instead (uvloop's writev).
+_JOINING_WRITELINES = asyncio.WriteTransport.writelines
 
 
 class _Cork:
@@ -817,6 +820,16 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         assert transport is not None
         transport.write(data)
 
+    def write_parts(self, header: bytes, payload: bytes) -> None:
+        """``write(header)`` then ``write(payload)`` (a large frame in two parts, see
+        ``Connection.send_parts``): one system call where the transport gathers them."""
+        if self._corked is not None or self._cork.depth:
+            self.write(header)
+            self.write(payload)
+            return
+        self.bytes_out += len(header) + len(payload)
+        self._write_out([header, payload])
+
     def _write_out(self, corked: list[bytes]) -> None:
         """Hand corked frames to the transport: one write, or large ones each as it is (a
         frame fanned out to many stays one object, not a copy per subscriber)."""
@@ -832,6 +845,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             size += len(data)
         if size <= _JOIN_LIMIT:  # (flush_corked's twins do the same)
             transport.write(b"".join(corked))
+        elif type(transport).writelines is not _JOINING_WRITELINES:
+            # One system call for them all: uvloop's writelines is a writev of the objects
+            # as they are (asyncio's own, before 3.12, would join them into one copy).
+            transport.writelines(corked)
         else:
             for data in corked:
                 transport.write(data)
