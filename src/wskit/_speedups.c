@@ -1943,6 +1943,1185 @@ flush_corked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- the per-message path of a server (helper rt): WebSocket.send in C ---- */
+
+/* Sender(fallback, open_state, connection_type, protocol_write, large_payload) is what
+   WebSocket.send is when the extension is built: a method descriptor (no bound method is made for ws.send(x)),
+   called with the WebSocket first. Its common case -- a server connection OPEN, no extension,
+   not in the middle of its own fragmented message, data of an exact type str, bytes,
+   bytearray or memoryview (contiguous, of bytes), binary data shorter than large_payload
+   (which goes as header and payload, Connection.send_parts), no keyword -- builds the frame and does what
+   Connection.send_text / send_binary (messages_out) and WebSocketProtocol.write (bytes_out,
+   the cork list, the thread's cork, transport.write) do, on the fields they use, read as
+   slots at their offsets (WebSocket._conn, _protocol; Connection.state, _sending_fragments,
+   _extension, _client, messages_out; WebSocketProtocol._corked, _cork, bytes_out, transport;
+   _Cork.depth, pending). Anything else -- a client (which masks), a subclass of Connection,
+   a protocol whose write is overridden, a field that is not a slot -- goes to fallback, the
+   pure WebSocket.send, unchanged, and nothing is changed before it is known that the frame
+   goes. */
+
+enum { SND_WS_CONN, SND_WS_PROTOCOL };
+enum { SND_CONN_STATE, SND_CONN_SENDING_FRAGMENTS, SND_CONN_EXTENSION, SND_CONN_CLIENT,
+       SND_CONN_MESSAGES_OUT };
+enum { SND_PROTO_CORKED, SND_PROTO_CORK, SND_PROTO_BYTES_OUT, SND_PROTO_TRANSPORT };
+enum { SND_CORK_DEPTH, SND_CORK_PENDING };
+
+#define SND_MAX_FIELDS 9
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define SND_T_PYSSIZET Py_T_PYSSIZET
+#else
+#define SND_T_PYSSIZET T_PYSSIZET
+#endif
+
+/* The offsets of some slots of one type, kept between calls (the types live as long). */
+typedef struct {
+    PyTypeObject *type;
+    int usable;
+    Py_ssize_t offset[SND_MAX_FIELDS];
+} snd_offsets;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;         /* __doc__, __name__, __wrapped__ ... (functools.update_wrapper) */
+    PyObject *fallback;     /* the pure WebSocket.send */
+    PyObject *open_state;   /* State.OPEN */
+    PyObject *conn_type;    /* Connection: only its exact instances take the C path */
+    PyObject *proto_write;  /* WebSocketProtocol.write: a type overriding it takes fallback */
+    PyObject *write_name;
+    PyObject *ws_names[2], *conn_names[5], *proto_names[4], *cork_names[2];
+    snd_offsets ws, conn, proto, cork;
+    Py_ssize_t large_payload;  /* frames.LARGE_PAYLOAD: binary data from there goes apart */
+} Sender;
+
+static void
+snd_resolve(snd_offsets *cache, PyTypeObject *type, PyObject *const *names, int n)
+{
+    int i;
+
+    Py_INCREF(type);
+    Py_XSETREF(cache->type, type);
+    cache->usable = 1;
+    for (i = 0; i < n; i++) {
+        PyObject *descr = PyObject_GetAttr((PyObject *)type, names[i]);
+        if (descr == NULL) {
+            PyErr_Clear();
+            cache->usable = 0;
+            return;
+        }
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            if (member->type == FAN_T_OBJECT_EX && !(member->flags & FAN_READONLY)) {
+                cache->offset[i] = member->offset;
+                Py_DECREF(descr);
+                continue;
+            }
+        }
+        Py_DECREF(descr);
+        cache->usable = 0;
+        return;
+    }
+}
+
+static inline const Py_ssize_t *
+snd_slots(snd_offsets *cache, PyObject *obj, PyObject *const *names, int n)
+{
+    if (Py_TYPE(obj) != cache->type) {
+        snd_resolve(cache, Py_TYPE(obj), names, n);
+    }
+    return cache->usable ? cache->offset : NULL;
+}
+
+/* The protocol's offsets, usable only when its type writes with WebSocketProtocol.write. */
+static const Py_ssize_t *
+snd_proto_slots(Sender *self, PyObject *proto)
+{
+    if (Py_TYPE(proto) != self->proto.type) {
+        PyObject *write;
+        snd_resolve(&self->proto, Py_TYPE(proto), self->proto_names, 4);
+        write = PyObject_GetAttr((PyObject *)Py_TYPE(proto), self->write_name);
+        if (write == NULL) {
+            PyErr_Clear();
+            self->proto.usable = 0;
+        }
+        else {
+            if (write != self->proto_write) {
+                self->proto.usable = 0;
+            }
+            Py_DECREF(write);
+        }
+    }
+    return self->proto.usable ? self->proto.offset : NULL;
+}
+
+/* obj's int slot += delta, with the small-int fast case; 0, or -1 with an exception. */
+static int
+snd_add(PyObject *obj, Py_ssize_t offset, Py_ssize_t delta)
+{
+    PyObject *value = SLOT(obj, offset), *sum;
+
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "send: a counter slot is unset");
+        return -1;
+    }
+    if (PyLong_CheckExact(value)) {
+        Py_ssize_t v = PyLong_AsSsize_t(value);
+        if (v == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto generic;
+        }
+        if (v <= PY_SSIZE_T_MAX - delta) {
+            sum = PyLong_FromSsize_t(v + delta);
+            if (sum == NULL) {
+                return -1;
+            }
+            SLOT(obj, offset) = sum;
+            Py_DECREF(value);
+            return 0;
+        }
+    }
+generic:
+    {
+        PyObject *d = PyLong_FromSsize_t(delta);
+        if (d == NULL) {
+            return -1;
+        }
+        sum = PyNumber_Add(value, d);
+        Py_DECREF(d);
+        if (sum == NULL) {
+            return -1;
+        }
+        SLOT(obj, offset) = sum;
+        Py_DECREF(value);
+        return 0;
+    }
+}
+
+/* An unmasked final frame (FIN | opcode) of n bytes at buf (RFC 6455 §5.2: the minimal
+   length encoding; a server does not mask, §5.1). */
+static PyObject *
+snd_frame(unsigned char b0, const char *buf, Py_ssize_t n)
+{
+    Py_ssize_t head = n < 126 ? 2 : n < 0x10000 ? 4 : 10;
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, head + n);
+    unsigned char *dst;
+
+    if (frame == NULL) {
+        return NULL;
+    }
+    dst = (unsigned char *)PyBytes_AS_STRING(frame);
+    dst[0] = b0;
+    if (n < 126) {
+        dst[1] = (unsigned char)n;
+    }
+    else if (n < 0x10000) {
+        dst[1] = 126;
+        dst[2] = (unsigned char)(n >> 8);
+        dst[3] = (unsigned char)n;
+    }
+    else {
+        unsigned long long len = (unsigned long long)n;
+        int i;
+        dst[1] = 127;
+        for (i = 9; i >= 2; i--) {
+            dst[i] = (unsigned char)len;
+            len >>= 8;
+        }
+    }
+    memcpy(dst + head, buf, (size_t)n);
+    return frame;
+}
+
+/* 1 when data was sent (written or corked), 0 when fallback must decide, -1 on an error. */
+static int
+snd_fast(Sender *self, PyObject *ws, PyObject *data)
+{
+    const Py_ssize_t *off, *poff;
+    PyObject *conn, *proto, *corked, *transport, *cork = NULL, *pending = NULL, *frame;
+    PyObject *encoded = NULL, *value;
+    Py_buffer view;
+    PyTypeObject *kind = Py_TYPE(data);
+    unsigned char b0;
+    int depth = 0, result;
+
+    off = snd_slots(&self->ws, ws, self->ws_names, 2);
+    if (off == NULL) {
+        return 0;
+    }
+    conn = SLOT(ws, off[SND_WS_CONN]);
+    proto = SLOT(ws, off[SND_WS_PROTOCOL]);
+    if (conn == NULL || proto == NULL || (PyObject *)Py_TYPE(conn) != self->conn_type) {
+        return 0;
+    }
+    off = snd_slots(&self->conn, conn, self->conn_names, 5);
+    /* RFC 6455 §5.4: no message inside our own fragmented one; §5.3: a client masks. */
+    if (off == NULL || SLOT(conn, off[SND_CONN_STATE]) != self->open_state
+            || SLOT(conn, off[SND_CONN_SENDING_FRAGMENTS]) != Py_False
+            || SLOT(conn, off[SND_CONN_EXTENSION]) != Py_None
+            || SLOT(conn, off[SND_CONN_CLIENT]) != Py_False) {
+        return 0;
+    }
+    poff = snd_proto_slots(self, proto);
+    if (poff == NULL) {
+        return 0;
+    }
+    corked = SLOT(proto, poff[SND_PROTO_CORKED]);
+    transport = SLOT(proto, poff[SND_PROTO_TRANSPORT]);
+    if (corked == NULL || transport == NULL || transport == Py_None
+            || (corked != Py_None && !PyList_CheckExact(corked))) {
+        return 0;
+    }
+    if (corked == Py_None) {
+        const Py_ssize_t *coff;
+        cork = SLOT(proto, poff[SND_PROTO_CORK]);
+        if (cork == NULL) {
+            return 0;
+        }
+        coff = snd_slots(&self->cork, cork, self->cork_names, 2);
+        if (coff == NULL || SLOT(cork, coff[SND_CORK_DEPTH]) == NULL) {
+            return 0;
+        }
+        depth = PyObject_IsTrue(SLOT(cork, coff[SND_CORK_DEPTH]));
+        if (depth < 0) {
+            return -1;
+        }
+        if (depth) {
+            pending = SLOT(cork, coff[SND_CORK_PENDING]);
+            if (pending == NULL || !PyList_CheckExact(pending)) {
+                return 0;
+            }
+        }
+    }
+    if (kind == &PyUnicode_Type) {
+        b0 = 0x81;  /* FIN, TEXT */
+        if (PyUnicode_IS_COMPACT_ASCII(data)) {
+            frame = snd_frame(b0, (const char *)PyUnicode_DATA(data),
+                              PyUnicode_GET_LENGTH(data));
+        }
+        else {
+            /* str.encode(), as send_text: no UTF-8 copy left cached on the str. Lone
+               surrogates raise in fallback, with the pure path's error. */
+            encoded = PyUnicode_AsUTF8String(data);
+            if (encoded == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            frame = snd_frame(b0, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+            Py_DECREF(encoded);
+        }
+    }
+    else if (kind == &PyBytes_Type) {
+        if (PyBytes_GET_SIZE(data) >= self->large_payload) {
+            return 0;
+        }
+        frame = snd_frame(0x82, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+    }
+    else if (kind == &PyMemoryView_Type || kind == &PyByteArray_Type) {
+        if (kind == &PyMemoryView_Type && PyMemoryView_GET_BUFFER(data)->itemsize != 1) {
+            return 0;  /* len() counts items: the pure path measures it */
+        }
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();  /* not contiguous, or released: fallback says what it does */
+            return 0;
+        }
+        if (view.len >= self->large_payload) {
+            PyBuffer_Release(&view);
+            return 0;
+        }
+        frame = snd_frame(0x82, (const char *)view.buf, view.len);
+        PyBuffer_Release(&view);
+    }
+    else {
+        return 0;
+    }
+    if (frame == NULL) {
+        return -1;
+    }
+    /* The frame goes: counted as send_text / send_binary and write count it. */
+    if (snd_add(conn, off[SND_CONN_MESSAGES_OUT], 1) < 0
+            || snd_add(proto, poff[SND_PROTO_BYTES_OUT], PyBytes_GET_SIZE(frame)) < 0) {
+        Py_DECREF(frame);
+        return -1;
+    }
+    if (corked != Py_None) {
+        result = PyList_Append(corked, frame) < 0 ? -1 : 1;
+        Py_DECREF(frame);
+        return result;
+    }
+    if (depth) {
+        /* A listener of another connection's read writes here: corked until its end. */
+        PyObject *fresh = PyList_New(1);
+        if (fresh == NULL) {
+            Py_DECREF(frame);
+            return -1;
+        }
+        PyList_SET_ITEM(fresh, 0, frame);  /* steals frame */
+        SLOT(proto, poff[SND_PROTO_CORKED]) = fresh;
+        Py_DECREF(Py_None);
+        return PyList_Append(pending, proto) < 0 ? -1 : 1;
+    }
+    value = PyObject_CallMethodOneArg(transport, self->write_name, frame);
+    Py_DECREF(frame);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_DECREF(value);
+    return 1;
+}
+
+static PyObject *
+sender_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Sender *self = (Sender *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+
+    if (nargs == 2 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        int done = snd_fast(self, args[0], args[1]);
+        if (done < 0) {
+            return NULL;
+        }
+        if (done) {
+            Py_RETURN_NONE;
+        }
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+sender_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)type;
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+sender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Sender *self;
+    PyObject *fallback, *open_state, *conn_type, *proto_write, *large;
+    Py_ssize_t large_payload;
+    int i;
+    static const char *ws_names[] = {"_conn", "_protocol"};
+    static const char *conn_names[] = {"state", "_sending_fragments", "_extension", "_client",
+                                       "messages_out"};
+    static const char *proto_names[] = {"_corked", "_cork", "bytes_out", "transport"};
+    static const char *cork_names[] = {"depth", "pending"};
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Sender() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Sender", 5, 5, &fallback, &open_state, &conn_type,
+                           &proto_write, &large)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback) || !PyType_Check(conn_type) || !PyLong_Check(large)) {
+        PyErr_SetString(PyExc_TypeError, "Sender(fallback, open_state, connection_type, "
+                        "protocol_write, large_payload)");
+        return NULL;
+    }
+    large_payload = PyLong_AsSsize_t(large);
+    if (large_payload == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    self = (Sender *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = sender_vectorcall;
+    self->large_payload = large_payload;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    Py_INCREF(open_state);
+    self->open_state = open_state;
+    Py_INCREF(conn_type);
+    self->conn_type = conn_type;
+    Py_INCREF(proto_write);
+    self->proto_write = proto_write;
+#define SND_NAMES(field, texts, n)                                              \
+    for (i = 0; i < (n); i++) {                                                 \
+        if ((self->field[i] = PyUnicode_InternFromString(texts[i])) == NULL) {  \
+            Py_DECREF(self);                                                    \
+            return NULL;                                                        \
+        }                                                                       \
+    }
+    SND_NAMES(ws_names, ws_names, 2)
+    SND_NAMES(conn_names, conn_names, 5)
+    SND_NAMES(proto_names, proto_names, 4)
+    SND_NAMES(cork_names, cork_names, 2)
+#undef SND_NAMES
+    if ((self->write_name = PyUnicode_InternFromString("write")) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+sender_traverse(Sender *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->open_state);
+    Py_VISIT(self->conn_type);
+    Py_VISIT(self->proto_write);
+    Py_VISIT(self->ws.type);
+    Py_VISIT(self->conn.type);
+    Py_VISIT(self->proto.type);
+    Py_VISIT(self->cork.type);
+    return 0;
+}
+
+static int
+sender_clear(Sender *self)
+{
+    int i;
+
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->open_state);
+    Py_CLEAR(self->conn_type);
+    Py_CLEAR(self->proto_write);
+    Py_CLEAR(self->write_name);
+    for (i = 0; i < 2; i++) {
+        Py_CLEAR(self->ws_names[i]);
+        Py_CLEAR(self->cork_names[i]);
+    }
+    for (i = 0; i < 5; i++) {
+        Py_CLEAR(self->conn_names[i]);
+    }
+    for (i = 0; i < 4; i++) {
+        Py_CLEAR(self->proto_names[i]);
+    }
+    Py_CLEAR(self->ws.type);
+    Py_CLEAR(self->conn.type);
+    Py_CLEAR(self->proto.type);
+    Py_CLEAR(self->cork.type);
+    return 0;
+}
+
+static void
+sender_dealloc(Sender *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    sender_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef sender_members[] = {
+    {"__dictoffset__", SND_T_PYSSIZET, offsetof(Sender, dict), FAN_READONLY, NULL},
+    {"__vectorcalloffset__", SND_T_PYSSIZET, offsetof(Sender, vectorcall), FAN_READONLY,
+     NULL},
+    {"fallback", FAN_T_OBJECT_EX, offsetof(Sender, fallback), FAN_READONLY,
+     "The pure WebSocket.send, which takes every case but the common one."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef sender_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *
+sender_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+static PyType_Slot sender_type_slots[] = {
+    {Py_tp_doc, (void *)
+     "Sender(fallback, open_state, connection_type, protocol_write, large_payload)\n"
+     "\n"
+     "WebSocket.send with its common case in C (a server connection, OPEN, no extension,\n"
+     "str, or bytes / bytearray / contiguous memoryview below large_payload, no keyword);\n"
+     "every other call goes\n"
+     "to fallback, the pure WebSocket.send."},
+    {Py_tp_new, (void *)sender_new},
+    {Py_tp_dealloc, (void *)sender_dealloc},
+    {Py_tp_traverse, (void *)sender_traverse},
+    {Py_tp_clear, (void *)sender_clear},
+    {Py_tp_descr_get, (void *)sender_get},
+    {Py_tp_call, (void *)sender_call},
+    {Py_tp_members, (void *)sender_members},
+    {Py_tp_getset, (void *)sender_getset},
+    {0, NULL},
+};
+
+static PyType_Spec sender_spec = {
+    "wskit._speedups.Sender",
+    sizeof(Sender),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    sender_type_slots,
+};
+
+/* Reader(fallback, open_state, connection_type, parser_type) is what
+   WebSocketProtocol.data_received is when the extension is built: a method descriptor
+   whose common case -- an OPEN connection without an extension, nothing buffered, held,
+   fragmented or corked, a read of whole messages (parse_messages) -- does what the pure
+   data_received, Connection.receive_messages and Dispatcher.receive_messages do, without a
+   Python frame of its own: bytes_in and messages_in, the cork list and the thread's cork
+   around the listeners, each plain listener called as fn(ws, message) (on_buffer's with a
+   memoryview released after the call), one write of what they sent, and _end_read once a
+   listener closed the connection. The fields are read as slots at their offsets
+   (WebSocketProtocol.conn, _corked, _cork, receiver, transport, bytes_in; Connection.state,
+   _held, _backlog, _msg_opcode, _extension, parser, max_batch_messages, max_batch_bytes,
+   messages_in; FrameParser.buffered, error, lent, expect_mask, max_size, batch;
+   Dispatcher._text, _binary; _Listener.fn, is_async, zero_copy; _Cork.depth, pending).
+
+   Any other read goes to fallback, the pure data_received, before anything changed. A
+   message whose listener is missing (the inbox) or a coroutine function, and every message
+   after it, go to receiver.receive_messages (the pure delivery); so do all the messages of
+   a receiver that is not a Dispatcher (whose receive_messages is not the one registered by
+   dispatch.py as Reader.dispatch). A plain listener that raises an Exception ends the
+   delivery and goes to receiver.listener_failed, as in Dispatcher.receive_messages. */
+
+enum { RD_P_CONN, RD_P_CORKED, RD_P_CORK, RD_P_RECEIVER, RD_P_TRANSPORT, RD_P_BYTES_IN };
+enum { RD_C_STATE, RD_C_HELD, RD_C_BACKLOG, RD_C_MSG_OPCODE, RD_C_EXTENSION, RD_C_PARSER,
+       RD_C_MAX_BATCH_MESSAGES, RD_C_MAX_BATCH_BYTES, RD_C_MESSAGES_IN };
+enum { RD_F_BUFFERED, RD_F_ERROR, RD_F_LENT, RD_F_EXPECT_MASK, RD_F_MAX_SIZE, RD_F_BATCH };
+enum { RD_R_TEXT, RD_R_BINARY };
+enum { RD_L_FN, RD_L_IS_ASYNC, RD_L_ZERO_COPY };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;
+    PyObject *fallback;     /* the pure data_received */
+    PyObject *open_state;
+    PyObject *conn_type;    /* Connection */
+    PyObject *parser_type;  /* FrameParser */
+    PyObject *dispatch;     /* Dispatcher.receive_messages, once dispatch.py registered it */
+    PyObject *n_receive_messages, *n_listener_failed, *n_flush, *n_write, *n_write_out;
+    PyObject *n_end_read, *n_release;
+    PyObject *proto_names[6], *conn_names[9], *parser_names[6], *recv_names[2];
+    PyObject *listener_names[3], *cork_names[2];
+    snd_offsets proto, conn, parser, recv, listener, cork;
+    PyTypeObject *recv_checked;  /* the receiver type recv_dispatcher was found for */
+    int recv_dispatcher;         /* whether its receive_messages is dispatch */
+} Reader;
+
+/* Whether an int slot holds 0 (a non-int is not). */
+static inline int
+rd_is_zero(PyObject *value)
+{
+    return value != NULL && PyLong_CheckExact(value) && PyLong_AsLong(value) == 0;
+}
+
+/* The exception being raised, normalised, with its traceback; cleared. */
+static PyObject *
+rd_take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raise exc again (taken by rd_take_exception), with its traceback; steals exc. */
+static void
+rd_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Whether receiver's type is a Dispatcher whose slots are known; resolved per type. */
+static const Py_ssize_t *
+rd_recv_slots(Reader *self, PyObject *receiver)
+{
+    PyTypeObject *type = Py_TYPE(receiver);
+
+    if (type != self->recv_checked) {
+        PyObject *method;
+        self->recv_dispatcher = 0;
+        Py_INCREF(type);
+        Py_XSETREF(self->recv_checked, type);
+        if (self->dispatch != NULL) {
+            method = PyObject_GetAttr((PyObject *)type, self->n_receive_messages);
+            if (method == NULL) {
+                PyErr_Clear();
+            }
+            else {
+                self->recv_dispatcher = method == self->dispatch;
+                Py_DECREF(method);
+            }
+        }
+    }
+    if (!self->recv_dispatcher) {
+        return NULL;
+    }
+    return snd_slots(&self->recv, receiver, self->recv_names, 2);
+}
+
+/* messages[start:] to receiver.receive_messages; 0, or -1 with an exception. */
+static int
+rd_hand_over(Reader *self, PyObject *receiver, PyObject *messages, Py_ssize_t start)
+{
+    PyObject *rest, *result;
+
+    if (start == 0) {
+        Py_INCREF(messages);
+        rest = messages;
+    }
+    else {
+        rest = PyList_GetSlice(messages, start, PyList_GET_SIZE(messages));
+        if (rest == NULL) {
+            return -1;
+        }
+    }
+    result = PyObject_CallMethodOneArg(receiver, self->n_receive_messages, rest);
+    Py_DECREF(rest);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Dispatcher.receive_messages for the plain listeners: 0, or -1 with an exception (a
+   BaseException that is not an Exception, or an error of the delivery itself). */
+static int
+rd_deliver(Reader *self, PyObject *receiver, PyObject *messages)
+{
+    const Py_ssize_t *roff = rd_recv_slots(self, receiver);
+    Py_ssize_t i, n = PyList_GET_SIZE(messages);
+
+    if (roff == NULL) {
+        return rd_hand_over(self, receiver, messages, 0);
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *data = PyList_GET_ITEM(messages, i), *listener, *fn, *result, *args[2];
+        const Py_ssize_t *loff;
+        int text = PyUnicode_CheckExact(data), zero_copy;
+
+        /* (Read for each message: a listener may set another.) */
+        listener = SLOT(receiver, roff[text ? RD_R_TEXT : RD_R_BINARY]);
+        if (listener == NULL || listener == Py_None) {
+            return rd_hand_over(self, receiver, messages, i);  /* the inbox */
+        }
+        loff = snd_slots(&self->listener, listener, self->listener_names, 3);
+        if (loff == NULL || SLOT(listener, loff[RD_L_IS_ASYNC]) != Py_False
+                || (fn = SLOT(listener, loff[RD_L_FN])) == NULL) {
+            return rd_hand_over(self, receiver, messages, i);  /* queued coroutine calls */
+        }
+        zero_copy = !text && SLOT(listener, loff[RD_L_ZERO_COPY]) == Py_True;
+        Py_INCREF(fn);
+        Py_INCREF(data);
+        args[0] = receiver;
+        if (zero_copy) {
+            /* on_buffer: a view valid during the call (_call_with_view). */
+            PyObject *view = PyMemoryView_FromObject(data);
+            if (view == NULL) {
+                Py_DECREF(fn);
+                Py_DECREF(data);
+                return -1;
+            }
+            args[1] = view;
+            result = PyObject_Vectorcall(fn, args, 2, NULL);
+            {
+                PyObject *exc = result == NULL ? rd_take_exception() : NULL;
+                PyObject *released = PyObject_CallMethodNoArgs(view, self->n_release);
+                if (released == NULL) {
+                    /* BufferError: the listener exported the buffer further, its own
+                       responsibility. */
+                    if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+                        PyErr_Clear();
+                    }
+                    else if (exc != NULL) {
+                        PyErr_Clear();  /* the listener's error goes on */
+                    }
+                    else {
+                        Py_DECREF(view);
+                        Py_DECREF(result);
+                        Py_DECREF(fn);
+                        Py_DECREF(data);
+                        return -1;
+                    }
+                }
+                else {
+                    Py_DECREF(released);
+                }
+                if (exc != NULL) {
+                    rd_restore(exc);
+                }
+            }
+            Py_DECREF(view);
+        }
+        else {
+            args[1] = data;
+            result = PyObject_Vectorcall(fn, args, 2, NULL);
+        }
+        Py_DECREF(fn);
+        Py_DECREF(data);
+        if (result == NULL) {
+            PyObject *exc, *done;
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                return -1;
+            }
+            exc = rd_take_exception();
+            done = PyObject_CallMethodOneArg(receiver, self->n_listener_failed, exc);
+            Py_DECREF(exc);
+            if (done == NULL) {
+                return -1;
+            }
+            Py_DECREF(done);
+            return 0;  /* the rest of the read is not delivered */
+        }
+        Py_DECREF(result);
+    }
+    return 0;
+}
+
+/* 1 when the read was handled here, 0 when fallback must take it, -1 on an error. */
+static int
+rd_fast(Reader *self, PyObject *proto, PyObject *data)
+{
+    const Py_ssize_t *poff, *coff, *foff, *kof;
+    PyObject *conn, *parser, *receiver, *cork, *messages, *corked, *transport, *result;
+    PyObject *pargs[5];
+    long long limit_a, limit_b;
+    int status, failed = 0;
+
+    if (!PyBytes_CheckExact(data)) {
+        return 0;
+    }
+    poff = snd_slots(&self->proto, proto, self->proto_names, 6);
+    if (poff == NULL) {
+        return 0;
+    }
+    conn = SLOT(proto, poff[RD_P_CONN]);
+    receiver = SLOT(proto, poff[RD_P_RECEIVER]);
+    cork = SLOT(proto, poff[RD_P_CORK]);
+    if (conn == NULL || receiver == NULL || receiver == Py_None || cork == NULL
+            || SLOT(proto, poff[RD_P_CORKED]) != Py_None
+            || SLOT(proto, poff[RD_P_BYTES_IN]) == NULL
+            || (PyObject *)Py_TYPE(conn) != self->conn_type) {
+        return 0;
+    }
+    coff = snd_slots(&self->conn, conn, self->conn_names, 9);
+    if (coff == NULL || SLOT(conn, coff[RD_C_STATE]) != self->open_state
+            || SLOT(conn, coff[RD_C_HELD]) != Py_None
+            || SLOT(conn, coff[RD_C_BACKLOG]) != Py_None
+            || !rd_is_zero(SLOT(conn, coff[RD_C_MSG_OPCODE]))
+            || SLOT(conn, coff[RD_C_EXTENSION]) != Py_None
+            || SLOT(conn, coff[RD_C_MESSAGES_IN]) == NULL
+            || SLOT(conn, coff[RD_C_MAX_BATCH_MESSAGES]) == NULL
+            || SLOT(conn, coff[RD_C_MAX_BATCH_BYTES]) == NULL) {
+        return 0;
+    }
+    parser = SLOT(conn, coff[RD_C_PARSER]);
+    if (parser == NULL || (PyObject *)Py_TYPE(parser) != self->parser_type) {
+        return 0;
+    }
+    foff = snd_slots(&self->parser, parser, self->parser_names, 6);
+    if (foff == NULL || !rd_is_zero(SLOT(parser, foff[RD_F_BUFFERED]))
+            || SLOT(parser, foff[RD_F_ERROR]) != Py_None
+            || SLOT(parser, foff[RD_F_LENT]) != Py_None
+            || SLOT(parser, foff[RD_F_EXPECT_MASK]) == NULL
+            || SLOT(parser, foff[RD_F_MAX_SIZE]) == NULL
+            || SLOT(parser, foff[RD_F_BATCH]) == NULL) {
+        return 0;
+    }
+    kof = snd_slots(&self->cork, cork, self->cork_names, 2);
+    if (kof == NULL || SLOT(cork, kof[SND_CORK_DEPTH]) == NULL) {
+        return 0;
+    }
+    /* Connection.receive_messages: within one feed's frames and the batch budget. */
+    if (as_limit(SLOT(conn, coff[RD_C_MAX_BATCH_MESSAGES]), &limit_a) < 0
+            || as_limit(SLOT(parser, foff[RD_F_BATCH]), &limit_b) < 0) {
+        return -1;
+    }
+    pargs[0] = data;
+    pargs[1] = SLOT(parser, foff[RD_F_EXPECT_MASK]);
+    pargs[2] = SLOT(parser, foff[RD_F_MAX_SIZE]);
+    pargs[3] = limit_a < limit_b ? SLOT(conn, coff[RD_C_MAX_BATCH_MESSAGES])
+                                 : SLOT(parser, foff[RD_F_BATCH]);
+    pargs[4] = SLOT(conn, coff[RD_C_MAX_BATCH_BYTES]);
+    messages = parse_messages(NULL, pargs, 5);
+    if (messages == NULL) {
+        return -1;
+    }
+    if (messages == Py_None) {
+        Py_DECREF(messages);
+        return 0;
+    }
+    /* From here the read is ours. */
+    if (snd_add(proto, poff[RD_P_BYTES_IN], PyBytes_GET_SIZE(data)) < 0
+            || snd_add(conn, coff[RD_C_MESSAGES_IN], PyList_GET_SIZE(messages)) < 0) {
+        Py_DECREF(messages);
+        return -1;
+    }
+    corked = PyList_New(0);
+    if (corked == NULL) {
+        Py_DECREF(messages);
+        return -1;
+    }
+    Py_INCREF(corked);
+    SLOT(proto, poff[RD_P_CORKED]) = corked;
+    Py_DECREF(Py_None);
+    Py_INCREF(cork);
+    Py_INCREF(receiver);
+    Py_INCREF(conn);
+    if (snd_add(cork, kof[SND_CORK_DEPTH], 1) < 0) {
+        PyObject *old = SLOT(proto, poff[RD_P_CORKED]);
+        Py_INCREF(Py_None);
+        SLOT(proto, poff[RD_P_CORKED]) = Py_None;
+        Py_XDECREF(old);
+        status = -1;
+    }
+    else {
+        status = rd_deliver(self, receiver, messages);
+        /* finally: uncorked, the outermost read flushes the other connections. */
+        {
+            PyObject *exc = status < 0 ? rd_take_exception() : NULL;
+            PyObject *old = SLOT(proto, poff[RD_P_CORKED]);
+            Py_INCREF(Py_None);
+            SLOT(proto, poff[RD_P_CORKED]) = Py_None;
+            Py_XDECREF(old);
+            if (snd_add(cork, kof[SND_CORK_DEPTH], -1) < 0) {
+                failed = 1;
+            }
+            else if (rd_is_zero(SLOT(cork, kof[SND_CORK_DEPTH]))) {
+                PyObject *pending = SLOT(cork, kof[SND_CORK_PENDING]);
+                int any = pending != NULL && PyList_Check(pending)
+                          ? PyList_GET_SIZE(pending) > 0
+                          : (pending != NULL ? PyObject_IsTrue(pending) : 0);
+                if (any < 0) {
+                    failed = 1;
+                }
+                else if (any) {
+                    result = PyObject_CallMethodNoArgs(cork, self->n_flush);
+                    if (result == NULL) {
+                        failed = 1;
+                    }
+                    Py_XDECREF(result);
+                }
+            }
+            if (exc != NULL) {
+                if (failed) {
+                    Py_DECREF(exc);  /* the error of the finally block goes on */
+                }
+                else {
+                    rd_restore(exc);
+                }
+            }
+            else if (failed) {
+                status = -1;
+            }
+        }
+    }
+    Py_DECREF(messages);
+    Py_DECREF(receiver);
+    Py_DECREF(cork);
+    if (status == 0 && PyList_GET_SIZE(corked)) {
+        /* What the listeners sent: one write (_write_out's common case inline). */
+        transport = SLOT(proto, poff[RD_P_TRANSPORT]);
+        if (PyList_GET_SIZE(corked) == 1 && transport != NULL && transport != Py_None) {
+            result = PyObject_CallMethodOneArg(transport, self->n_write,
+                                               PyList_GET_ITEM(corked, 0));
+        }
+        else {
+            result = PyObject_CallMethodOneArg(proto, self->n_write_out, corked);
+        }
+        if (result == NULL) {
+            status = -1;
+        }
+        Py_XDECREF(result);
+    }
+    Py_DECREF(corked);
+    if (status == 0 && SLOT(conn, coff[RD_C_STATE]) != self->open_state) {
+        /* A listener closed or failed the connection: what _handle does after them. */
+        result = PyObject_CallMethodOneArg(proto, self->n_end_read, conn);
+        if (result == NULL) {
+            status = -1;
+        }
+        Py_XDECREF(result);
+    }
+    Py_DECREF(conn);
+    return status < 0 ? -1 : 1;
+}
+
+static PyObject *
+reader_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Reader *self = (Reader *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+
+    if (nargs == 2 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        int done = rd_fast(self, args[0], args[1]);
+        if (done < 0) {
+            return NULL;
+        }
+        if (done) {
+            Py_RETURN_NONE;
+        }
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Reader *self;
+    PyObject *fallback, *open_state, *conn_type, *parser_type;
+    int i;
+    static const char *proto_names[] = {"conn", "_corked", "_cork", "receiver", "transport",
+                                        "bytes_in"};
+    static const char *conn_names[] = {"state", "_held", "_backlog", "_msg_opcode",
+                                       "_extension", "parser", "max_batch_messages",
+                                       "max_batch_bytes", "messages_in"};
+    static const char *parser_names[] = {"buffered", "error", "lent", "expect_mask",
+                                         "max_size", "batch"};
+    static const char *recv_names[] = {"_text", "_binary"};
+    static const char *listener_names[] = {"fn", "is_async", "zero_copy"};
+    static const char *cork_names[] = {"depth", "pending"};
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Reader() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Reader", 4, 4, &fallback, &open_state, &conn_type,
+                           &parser_type)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback) || !PyType_Check(conn_type) || !PyType_Check(parser_type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Reader(fallback, open_state, connection_type, parser_type)");
+        return NULL;
+    }
+    self = (Reader *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = reader_vectorcall;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    Py_INCREF(open_state);
+    self->open_state = open_state;
+    Py_INCREF(conn_type);
+    self->conn_type = conn_type;
+    Py_INCREF(parser_type);
+    self->parser_type = parser_type;
+#define RD_NAME(field, text)                                                    \
+    if ((self->field = PyUnicode_InternFromString(text)) == NULL) {             \
+        Py_DECREF(self);                                                        \
+        return NULL;                                                            \
+    }
+#define RD_NAMES(field, texts, n)                                               \
+    for (i = 0; i < (n); i++) {                                                 \
+        RD_NAME(field[i], texts[i])                                             \
+    }
+    RD_NAMES(proto_names, proto_names, 6)
+    RD_NAMES(conn_names, conn_names, 9)
+    RD_NAMES(parser_names, parser_names, 6)
+    RD_NAMES(recv_names, recv_names, 2)
+    RD_NAMES(listener_names, listener_names, 3)
+    RD_NAMES(cork_names, cork_names, 2)
+    RD_NAME(n_receive_messages, "receive_messages")
+    RD_NAME(n_listener_failed, "listener_failed")
+    RD_NAME(n_flush, "flush")
+    RD_NAME(n_write, "write")
+    RD_NAME(n_write_out, "_write_out")
+    RD_NAME(n_end_read, "_end_read")
+    RD_NAME(n_release, "release")
+#undef RD_NAMES
+#undef RD_NAME
+    return (PyObject *)self;
+}
+
+static int
+reader_traverse(Reader *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->open_state);
+    Py_VISIT(self->conn_type);
+    Py_VISIT(self->parser_type);
+    Py_VISIT(self->dispatch);
+    Py_VISIT(self->recv_checked);
+    Py_VISIT(self->proto.type);
+    Py_VISIT(self->conn.type);
+    Py_VISIT(self->parser.type);
+    Py_VISIT(self->recv.type);
+    Py_VISIT(self->listener.type);
+    Py_VISIT(self->cork.type);
+    return 0;
+}
+
+static int
+reader_clear(Reader *self)
+{
+    int i;
+
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->open_state);
+    Py_CLEAR(self->conn_type);
+    Py_CLEAR(self->parser_type);
+    Py_CLEAR(self->dispatch);
+    Py_CLEAR(self->n_receive_messages);
+    Py_CLEAR(self->n_listener_failed);
+    Py_CLEAR(self->n_flush);
+    Py_CLEAR(self->n_write);
+    Py_CLEAR(self->n_write_out);
+    Py_CLEAR(self->n_end_read);
+    Py_CLEAR(self->n_release);
+    for (i = 0; i < 6; i++) {
+        Py_CLEAR(self->proto_names[i]);
+        Py_CLEAR(self->parser_names[i]);
+    }
+    for (i = 0; i < 9; i++) {
+        Py_CLEAR(self->conn_names[i]);
+    }
+    for (i = 0; i < 2; i++) {
+        Py_CLEAR(self->recv_names[i]);
+        Py_CLEAR(self->cork_names[i]);
+    }
+    for (i = 0; i < 3; i++) {
+        Py_CLEAR(self->listener_names[i]);
+    }
+    Py_CLEAR(self->recv_checked);
+    Py_CLEAR(self->proto.type);
+    Py_CLEAR(self->conn.type);
+    Py_CLEAR(self->parser.type);
+    Py_CLEAR(self->recv.type);
+    Py_CLEAR(self->listener.type);
+    Py_CLEAR(self->cork.type);
+    return 0;
+}
+
+static void
+reader_dealloc(Reader *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    reader_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+reader_get_dispatch(Reader *self, void *closure)
+{
+    (void)closure;
+    if (self->dispatch == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(self->dispatch);
+    return self->dispatch;
+}
+
+static int
+reader_set_dispatch(Reader *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == Py_None) {
+        value = NULL;
+    }
+    Py_XINCREF(value);
+    Py_XSETREF(self->dispatch, value);
+    /* Receiver types are looked at again. */
+    Py_CLEAR(self->recv_checked);
+    return 0;
+}
+
+static PyGetSetDef reader_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"dispatch", (getter)reader_get_dispatch, (setter)reader_set_dispatch,
+     "Dispatcher.receive_messages: the receivers whose plain listeners are called here.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef reader_members[] = {
+    {"__dictoffset__", SND_T_PYSSIZET, offsetof(Reader, dict), FAN_READONLY, NULL},
+    {"__vectorcalloffset__", SND_T_PYSSIZET, offsetof(Reader, vectorcall), FAN_READONLY,
+     NULL},
+    {"fallback", FAN_T_OBJECT_EX, offsetof(Reader, fallback), FAN_READONLY,
+     "The pure data_received, which takes every read but the common one."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot reader_type_slots[] = {
+    {Py_tp_doc, (void *)
+     "Reader(fallback, open_state, connection_type, parser_type)\n"
+     "\n"
+     "WebSocketProtocol.data_received with its common case in C (a read of whole messages\n"
+     "on an OPEN connection without an extension, delivered to plain listeners); every\n"
+     "other read goes to fallback, the pure data_received."},
+    {Py_tp_new, (void *)reader_new},
+    {Py_tp_dealloc, (void *)reader_dealloc},
+    {Py_tp_traverse, (void *)reader_traverse},
+    {Py_tp_clear, (void *)reader_clear},
+    {Py_tp_descr_get, (void *)sender_get},
+    {Py_tp_call, (void *)sender_call},
+    {Py_tp_members, (void *)reader_members},
+    {Py_tp_getset, (void *)reader_getset},
+    {0, NULL},
+};
+
+static PyType_Spec reader_spec = {
+    "wskit._speedups.Reader",
+    sizeof(Reader),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    reader_type_slots,
+};
+
+/* Adds the types to the module (from speedups_exec). */
+static int
+rt_exec(PyObject *module)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, &sender_spec, NULL);
+    int rc;
+
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "Sender", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(module, &reader_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "Reader", type);
+    Py_DECREF(type);
+    return rc;
+}
+
+/* ---- end of the per-message path (helper rt) ---- */
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL, parse_frames_doc},
@@ -1999,7 +3178,7 @@ speedups_exec(PyObject *module)
     INTERN(fan.get_write_buffer_size, "get_write_buffer_size");
     INTERN(fan.is_closing, "is_closing");
 #undef INTERN
-    return 0;
+    return rt_exec(module);
 }
 
 static int

@@ -1,5 +1,8 @@
 """Type stub of the optional C speed-ups; each mirrors a pure-Python function in wskit.core."""
 
+from collections.abc import Callable
+from typing import Any
+
 from wskit.core.frames import FrameParser, RawFrame
 
 def apply_mask(
@@ -45,3 +48,29 @@ def mask_key() -> bytes:
 def build_masked_frame(b0: int, payload: str | bytes | bytearray | memoryview, /) -> bytes:
     """A client's frame masked with a fresh key, a ``str`` as its UTF-8 (§5.3); the twin of
     ``wskit.core.frames.build_masked_frame_python``."""
+
+class Sender:
+    """``WebSocket.send`` with its common case in C (a server connection OPEN without an
+    extension, str or a contiguous bytes-like object, no keyword); every other call goes to
+    ``fallback``, the pure method. A method descriptor: ``ws.send(data)`` calls it with ws."""
+
+    fallback: Callable[..., None]
+
+    def __init__(self, fallback: Callable[..., None], open_state: object,
+                 connection_type: type, protocol_write: Callable[..., None],
+                 large_payload: int, /) -> None: ...
+    def __call__(self, ws: Any, data: Any, /, **kwargs: Any) -> None: ...
+    def __get__(self, obj: Any, owner: Any = None, /) -> Callable[..., None]: ...
+
+class Reader:
+    """``WebSocketProtocol.data_received`` with its common case in C (a read of whole
+    messages on an OPEN connection without an extension, delivered to the plain listeners of
+    a ``Dispatcher`` registered as ``dispatch``); every other read goes to ``fallback``."""
+
+    fallback: Callable[..., None]
+    dispatch: Callable[..., None] | None
+
+    def __init__(self, fallback: Callable[..., None], open_state: object,
+                 connection_type: type, parser_type: type, /) -> None: ...
+    def __call__(self, protocol: Any, data: bytes, /) -> None: ...
+    def __get__(self, obj: Any, owner: Any = None, /) -> Callable[..., None]: ...

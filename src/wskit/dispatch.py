@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Union
 
+from .aio.protocol import compiled_reader
 from .core.close import CloseCode
 from .core.connection import (
     BinaryMessage,
@@ -475,6 +476,13 @@ class Dispatcher:
                 if self._error is None:
                     return
                 raise
+
+
+if compiled_reader is not None:
+    # The binding's C read path calls the plain listeners of receivers whose receive_messages
+    # is this one itself, reading _text, _binary and the _Listener slots (_speedups.Reader);
+    # anything else it hands to receive_messages.
+    compiled_reader.dispatch = Dispatcher.receive_messages
 
 
 def _binary_arg(listener: _Listener, data: bytes | bytearray | memoryview) -> Any:

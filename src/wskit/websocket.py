@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .aio.protocol import WebSocketProtocol
 from .core.close import CloseCode
-from .core.connection import PreparedFrame, State
+from .core.connection import Connection, PreparedFrame, State
 from .core.errors import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -526,6 +527,19 @@ class WebSocket(Dispatcher):
         ended = self._closed_future
         if ended is not None and not ended.done():
             ended.set_result(None)
+
+
+#: ``WebSocket.send`` with its common case in C when the extension is built
+#: (``_speedups.Sender``: a server connection OPEN without an extension, str or a bytes-like
+#: object below ``LARGE_PAYLOAD``, no keyword): no Python frame for send,
+#: ``Connection.send_text`` / ``send_binary`` and ``WebSocketProtocol.write``, which it does
+#: on their slots. Every other call goes to the pure method above, which stays the one
+#: definition of what send does.
+_Sender: Callable[..., Any] | None = getattr(speedups, "Sender", None)
+if _Sender is not None:
+    setattr(WebSocket, "send", functools.update_wrapper(  # noqa: B010 - mypy: method-assign
+        _Sender(WebSocket.send, _OPEN, Connection, WebSocketProtocol.write, _LARGE_PAYLOAD),
+        WebSocket.send))
 
 
 class _Detached:

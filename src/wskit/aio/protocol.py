@@ -7,21 +7,23 @@ It feeds the core, writes what the core produces, and hands events up to a ``Rec
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from ..core.close import CloseCode
 from ..core.connection import Connection, Ending, Event, Pong, Role, State
 from ..core.errors import KeepaliveTimeout, PolicyViolation
 from ..core.extensions import Extension
+from ..core.frames import FrameParser
 from ..core.limits import Limits
 from ..core.masking import speedups
 
-__all__ = ["BATCH", "QUEUE", "WRITE", "Receiver", "WebSocketProtocol"]
+__all__ = ["BATCH", "QUEUE", "WRITE", "Receiver", "WebSocketProtocol", "compiled_reader"]
 
 logger = logging.getLogger("wskit")
 
@@ -1071,3 +1073,18 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self._corked.clear()  # aborting drops what is unsent, gathered bytes included
         if self.transport is not None:
             self.transport.abort()
+
+
+#: ``WebSocketProtocol.data_received`` with its common case in C when the extension is built
+#: (``_speedups.Reader``): a read of whole messages on an OPEN connection without an
+#: extension, nothing buffered or corked, goes from the parser to the plain listeners of a
+#: ``dispatch.Dispatcher`` (which registers itself as ``compiled_reader.dispatch``) and out in
+#: one write, without a Python frame of the binding, ``Connection.receive_messages`` or
+#: ``Dispatcher.receive_messages``, on their slots. Every other read goes to the pure method
+#: above, which stays the one definition of what a read does; None when not built.
+compiled_reader: Any = getattr(speedups, "Reader", None)
+if compiled_reader is not None:
+    compiled_reader = functools.update_wrapper(
+        compiled_reader(WebSocketProtocol.data_received, _OPEN, Connection, FrameParser),
+        WebSocketProtocol.data_received)
+    setattr(WebSocketProtocol, "data_received", compiled_reader)  # noqa: B010 - mypy

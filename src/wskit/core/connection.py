@@ -536,6 +536,8 @@ class Connection:
         buffered, held or fragmented, their payloads (``str`` for text, ``bytes`` for binary)
         without event objects; counted in ``messages_in`` alike. None otherwise, having
         changed nothing: then call ``receive_data(data)``, which handles the same bytes."""
+        # (_speedups.Reader, the C read path of the binding, checks the same fields: a change
+        # here is a change there.)
         parser = self.parser
         if (self.state is not _OPEN or self._held is not None or self._backlog
                 or self._msg_opcode or self._extension is not None or parser.buffered
@@ -839,14 +841,19 @@ class Connection:
         """Encode a text message; returns the bytes to write."""
         if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a text message", message=True, reply=True)
-        self.messages_out += 1
+        # (Counted once encoded: a lone surrogate raises, and no message went.)
         if self._extension is None:
             # The fast path: one final frame (0x81: FIN, TEXT), masked by a client (§5.3)
             # with the key drawn and the text encoded in the same call.
             if self._client:
-                return _frames.build_masked_frame(0x81, text)
-            return _frames.build_frame(0x81, text.encode(), None)
-        return self._message(_OP_TEXT, text.encode(), compress)
+                frame = _frames.build_masked_frame(0x81, text)
+            else:
+                frame = _frames.build_frame(0x81, text.encode(), None)
+            self.messages_out += 1
+            return frame
+        payload = text.encode()
+        self.messages_out += 1
+        return self._message(_OP_TEXT, payload, compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> bytes:
         """Encode a binary message; returns the bytes to write."""
