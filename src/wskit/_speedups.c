@@ -3096,6 +3096,215 @@ static PyType_Spec reader_spec = {
     reader_type_slots,
 };
 
+/* BufferUpdated(fallback, reader) is what WebSocketProtocol.buffer_updated is when the
+   extension is built (asyncio reads into the thread's shared buffer, then calls it): when the
+   read went to that buffer (not _into_frame, a large frame's own room), its bytes are copied
+   out (the buffer is shared, the parser keeps slices of its input) and handed to the Reader's
+   common case directly, or to data_received otherwise, as the pure buffer_updated does. A
+   protocol type whose data_received is not reader, or whose fields are not slots, goes to
+   fallback, the pure buffer_updated. */
+
+enum { BU_INTO_FRAME, BU_READ_VIEW };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;
+    PyObject *fallback;  /* the pure buffer_updated */
+    PyObject *reader;    /* the Reader that is data_received */
+    PyObject *n_data_received;
+    PyObject *names[2];
+    snd_offsets proto;
+} BufferUpdated;
+
+static const Py_ssize_t *
+bu_slots(BufferUpdated *self, PyObject *proto)
+{
+    if (Py_TYPE(proto) != self->proto.type) {
+        PyObject *method;
+        snd_resolve(&self->proto, Py_TYPE(proto), self->names, 2);
+        method = PyObject_GetAttr((PyObject *)Py_TYPE(proto), self->n_data_received);
+        if (method == NULL) {
+            PyErr_Clear();
+            self->proto.usable = 0;
+        }
+        else {
+            if (method != self->reader) {
+                self->proto.usable = 0;
+            }
+            Py_DECREF(method);
+        }
+    }
+    return self->proto.usable ? self->proto.offset : NULL;
+}
+
+static PyObject *
+buffer_updated_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                          PyObject *kwnames)
+{
+    BufferUpdated *self = (BufferUpdated *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nbytes;
+    const Py_ssize_t *off;
+    PyObject *proto, *view, *data, *result;
+    Py_buffer buffer;
+    int done;
+
+    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))
+            || !PyLong_CheckExact(args[1])) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    proto = args[0];
+    off = bu_slots(self, proto);
+    if (off == NULL || SLOT(proto, off[BU_INTO_FRAME]) != Py_False) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    view = SLOT(proto, off[BU_READ_VIEW]);
+    nbytes = PyLong_AsSsize_t(args[1]);
+    if (nbytes == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    if (view == NULL || !PyMemoryView_Check(view)
+            || PyMemoryView_GET_BUFFER(view)->itemsize != 1) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    if (PyObject_GetBuffer(view, &buffer, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();  /* released, or not contiguous: the pure method says what it does */
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    if (nbytes < 0 || nbytes > buffer.len) {
+        PyBuffer_Release(&buffer);
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    /* view[:nbytes].tobytes(): copied out before anything else runs. */
+    data = PyBytes_FromStringAndSize((const char *)buffer.buf, nbytes);
+    PyBuffer_Release(&buffer);
+    if (data == NULL) {
+        return NULL;
+    }
+    done = rd_fast((Reader *)self->reader, proto, data);
+    if (done < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    if (done) {
+        Py_DECREF(data);
+        Py_RETURN_NONE;
+    }
+    {
+        PyObject *call[2] = {proto, data};
+        result = PyObject_Vectorcall(((Reader *)self->reader)->fallback, call, 2, NULL);
+    }
+    Py_DECREF(data);
+    return result;
+}
+
+static PyObject *
+buffer_updated_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    BufferUpdated *self;
+    PyObject *fallback, *reader;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "BufferUpdated() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "BufferUpdated", 2, 2, &fallback, &reader)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback) || Py_TYPE(reader)->tp_basicsize != sizeof(Reader)
+            || strcmp(Py_TYPE(reader)->tp_name, reader_spec.name) != 0) {
+        PyErr_SetString(PyExc_TypeError, "BufferUpdated(fallback, reader: Reader)");
+        return NULL;
+    }
+    self = (BufferUpdated *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = buffer_updated_vectorcall;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    Py_INCREF(reader);
+    self->reader = reader;
+    if ((self->n_data_received = PyUnicode_InternFromString("data_received")) == NULL
+            || (self->names[BU_INTO_FRAME] = PyUnicode_InternFromString("_into_frame")) == NULL
+            || (self->names[BU_READ_VIEW] = PyUnicode_InternFromString("_read_view")) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+buffer_updated_traverse(BufferUpdated *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->reader);
+    Py_VISIT(self->proto.type);
+    return 0;
+}
+
+static int
+buffer_updated_clear(BufferUpdated *self)
+{
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->reader);
+    Py_CLEAR(self->n_data_received);
+    Py_CLEAR(self->names[0]);
+    Py_CLEAR(self->names[1]);
+    Py_CLEAR(self->proto.type);
+    return 0;
+}
+
+static void
+buffer_updated_dealloc(BufferUpdated *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    buffer_updated_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef buffer_updated_members[] = {
+    {"__dictoffset__", SND_T_PYSSIZET, offsetof(BufferUpdated, dict), FAN_READONLY, NULL},
+    {"__vectorcalloffset__", SND_T_PYSSIZET, offsetof(BufferUpdated, vectorcall),
+     FAN_READONLY, NULL},
+    {"fallback", FAN_T_OBJECT_EX, offsetof(BufferUpdated, fallback), FAN_READONLY,
+     "The pure buffer_updated."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot buffer_updated_type_slots[] = {
+    {Py_tp_doc, (void *)
+     "BufferUpdated(fallback, reader)\n"
+     "\n"
+     "WebSocketProtocol.buffer_updated in C for a read into the shared buffer: its bytes\n"
+     "to the Reader's common case; everything else to fallback, the pure method."},
+    {Py_tp_new, (void *)buffer_updated_new},
+    {Py_tp_dealloc, (void *)buffer_updated_dealloc},
+    {Py_tp_traverse, (void *)buffer_updated_traverse},
+    {Py_tp_clear, (void *)buffer_updated_clear},
+    {Py_tp_descr_get, (void *)sender_get},
+    {Py_tp_call, (void *)sender_call},
+    {Py_tp_members, (void *)buffer_updated_members},
+    {Py_tp_getset, (void *)sender_getset},
+    {0, NULL},
+};
+
+static PyType_Spec buffer_updated_spec = {
+    "wskit._speedups.BufferUpdated",
+    sizeof(BufferUpdated),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    buffer_updated_type_slots,
+};
+
 /* Adds the types to the module (from speedups_exec). */
 static int
 rt_exec(PyObject *module)
@@ -3116,6 +3325,15 @@ rt_exec(PyObject *module)
         return -1;
     }
     rc = PyModule_AddObjectRef(module, "Reader", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(module, &buffer_updated_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "BufferUpdated", type);
     Py_DECREF(type);
     return rc;
 }

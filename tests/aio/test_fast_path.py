@@ -30,6 +30,8 @@ _READER = getattr(masking.speedups, "Reader", None)
 PURE_SEND = (_SENDER and wskit.WebSocket.send.fallback) or wskit.WebSocket.send  # type: ignore[attr-defined]
 PURE_READ = ((_READER and WebSocketProtocol.data_received.fallback)  # type: ignore[attr-defined]
              or WebSocketProtocol.data_received)
+PURE_UPDATED = ((_READER and WebSocketProtocol.buffer_updated.fallback)  # type: ignore[attr-defined]
+                or WebSocketProtocol.buffer_updated)
 
 
 @pytest.fixture(autouse=True, params=["python", "c"])
@@ -44,9 +46,11 @@ def send_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             pytest.skip(message)
         assert type(vars(wskit.WebSocket)["send"]) is _SENDER
         assert type(vars(WebSocketProtocol)["data_received"]) is _READER
+        assert type(vars(WebSocketProtocol)["buffer_updated"]).__name__ == "BufferUpdated"
     else:
         monkeypatch.setattr(wskit.WebSocket, "send", PURE_SEND)
         monkeypatch.setattr(WebSocketProtocol, "data_received", PURE_READ)
+        monkeypatch.setattr(WebSocketProtocol, "buffer_updated", PURE_UPDATED)
     return str(request.param)
 
 
@@ -596,6 +600,51 @@ class TestReads:
             proto.data_received(frame(TEXT, b"a") + frame(TEXT, b"b"))
             assert transport.writes == [server(TEXT, b"a") + server(TEXT, b"b")]
             assert other_t.writes == [server(TEXT, b"a"), server(TEXT, b"b")]
+
+        run(main())
+
+
+def feed_buffered(proto: WebSocketProtocol, data: bytes) -> None:
+    """As asyncio's transports read: into get_buffer's memory, then buffer_updated."""
+    while data:
+        room = proto.get_buffer(-1)
+        n = min(len(room), len(data))
+        room[:n] = data[:n]
+        proto.buffer_updated(n)
+        data = data[n:]
+
+
+class TestBufferedReads:
+    """asyncio's reads into the shared buffer (get_buffer / buffer_updated)."""
+
+    def test_messages_through_the_shared_buffer(self, run: Any) -> None:
+        async def main() -> None:
+            ws, proto, transport = open_socket()
+            echo(ws)
+            before = proto.bytes_in
+            data = frame(TEXT, b"a" * 32) + frame(BINARY, b"b" * 1024)
+            feed_buffered(proto, data)
+            whole = frame(TEXT, b"split")
+            feed_buffered(proto, whole[:3])
+            feed_buffered(proto, whole[3:] + frame(PING, b"p"))
+            assert transport.writes == [server(TEXT, b"a" * 32) + server(BINARY, b"b" * 1024),
+                                        server(PONG, b"p") + server(TEXT, b"split")]
+            assert proto.bytes_in - before == len(data) + len(whole) + len(frame(PING, b"p"))
+            assert proto.conn.messages_in == 3 == proto.conn.messages_out
+
+        run(main())
+
+    def test_a_large_frame_into_its_own_buffer(self, run: Any) -> None:
+        async def main() -> None:
+            ws, proto, transport = open_socket()
+            echo(ws)
+            payload = bytes(range(256)) * 2048  # 512 KiB, more than the shared buffer
+            data = frame(BINARY, payload) + frame(TEXT, b"after")
+            feed_buffered(proto, data[:1000])
+            feed_buffered(proto, data[1000:])
+            assert transport.wire == server(BINARY, payload) + server(TEXT, b"after")
+            assert proto.conn.messages_in == 2
+            assert proto.bytes_in == len(data)
 
         run(main())
 

@@ -262,3 +262,41 @@ class TestCounters:
                 await peer.aclose()
 
         run(main())
+
+
+def test_no_open_timeout_timer_is_left_once_no_handshake_is_pending(run: Any) -> None:
+    """open_timeout bounds each opening handshake with one timer per loop; once the last
+    pending handshake is over (upgraded or lost), that timer is cancelled: a live one costs
+    every iteration of an asyncio loop its timeout computation until it fires."""
+    from wskit.aio import protocol as protocol_module
+
+    class Transport:
+        def set_write_buffer_limits(self, high: int | None = None,
+                                    low: int | None = None) -> None:
+            pass
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def main() -> None:
+        limits = Limits(ping_interval=None, close_timeout=1.0)
+        assert limits.open_timeout
+        openings = protocol_module._openings(asyncio.get_running_loop(), limits.open_timeout)
+        first, second = NoHandshake(Recorder()), NoHandshake(Recorder())
+        first.connection_made(Transport())  # type: ignore[arg-type]
+        second.connection_made(Transport())  # type: ignore[arg-type]
+        assert openings.timer is not None
+        first.handshake_data(b"")
+        assert openings.timer is not None  # the second one is still pending
+        second.connection_lost(None)
+        assert openings.timer is None and not openings.pending
+        third = NoHandshake(Recorder())
+        third.connection_made(Transport())  # type: ignore[arg-type]
+        assert openings.timer is not None  # armed again for the next one
+        third.handshake_data(b"")
+        assert openings.timer is None
+
+    run(main())

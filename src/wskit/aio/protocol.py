@@ -131,6 +131,16 @@ class _Openings:
         if self.timer is None:
             self.timer = self.loop.call_at(deadline, self.sweep)
 
+    def remove(self, proto: WebSocketProtocol) -> None:
+        """``proto``'s handshake is over (upgraded or lost)."""
+        pending = self.pending
+        pending.pop(proto, None)
+        if not pending and self.timer is not None:
+            # None left: a live timer would cost every iteration of an asyncio loop its
+            # timeout computation (some 4,000 instructions per round trip) until it fires.
+            self.timer.cancel()
+            self.timer = None
+
     def sweep(self) -> None:
         self.timer = None
         pending = self.pending
@@ -140,7 +150,8 @@ class _Openings:
             deadline = pending[proto]
             if deadline > now:
                 # (A timer left behind by connections that finished meanwhile fires once
-                # for nothing; keeping it costs less than re-arming at every upgrade.)
+                # for nothing while others are pending; keeping it costs less than
+                # re-arming at every upgrade. Once none is left, remove() cancels it.)
                 self.timer = self.loop.call_at(deadline, self.sweep)
                 return
             del pending[proto]
@@ -727,7 +738,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         opening = self._opening
         if opening is not None:
             self._opening = None
-            opening.pending.pop(self, None)
+            opening.remove(self)
         for handle in (self._close_timer, self._hold_timer, self._quiet_timer,
                        self._keepalive, self._keepalive_deadline, self._idle):
             if handle is not None:
@@ -781,7 +792,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         opening = self._opening
         if opening is not None:
             self._opening = None
-            opening.pending.pop(self, None)
+            opening.remove(self)
         conn = self.conn
         conn.receive_early(early)
         conn.handshake_complete(extensions)
@@ -1088,3 +1099,9 @@ if compiled_reader is not None:
         compiled_reader(WebSocketProtocol.data_received, _OPEN, Connection, FrameParser),
         WebSocketProtocol.data_received)
     setattr(WebSocketProtocol, "data_received", compiled_reader)  # noqa: B010 - mypy
+    assert speedups is not None
+    # buffer_updated too (asyncio): a read into the shared buffer goes to the Reader's
+    # common case without a Python frame; a large frame's own room to the pure method.
+    setattr(WebSocketProtocol, "buffer_updated", functools.update_wrapper(  # noqa: B010
+        speedups.BufferUpdated(WebSocketProtocol.buffer_updated, compiled_reader),
+        WebSocketProtocol.buffer_updated))
