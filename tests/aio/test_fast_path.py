@@ -60,6 +60,13 @@ class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closing = False
+        self.protocol: Any = None
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -120,6 +127,7 @@ def open_socket(role: Role = Role.SERVER, cls: type[Bare] = Bare,
                 ) -> tuple[wskit.WebSocket, Bare, FakeTransport]:
     proto = cls(Limits(ping_interval=None, close_timeout=1.0), role)
     transport = FakeTransport()
+    transport.protocol = proto
     proto.connection_made(transport)  # type: ignore[arg-type]
     ws = wskit.WebSocket(proto, None, None, [])
     proto.open(ws, [])
