@@ -2503,7 +2503,7 @@ typedef struct {
     PyObject *parser_type;  /* FrameParser */
     PyObject *dispatch;     /* Dispatcher.receive_messages, once dispatch.py registered it */
     PyObject *n_receive_messages, *n_listener_failed, *n_flush, *n_write, *n_write_out;
-    PyObject *n_end_read, *n_release;
+    PyObject *n_end_read, *release;  /* memoryview.release, looked up once */
     PyObject *proto_names[6], *conn_names[9], *parser_names[6], *recv_names[2];
     PyObject *listener_names[3], *cork_names[2];
     snd_offsets proto, conn, parser, recv, listener, cork;
@@ -2645,7 +2645,7 @@ rd_deliver(Reader *self, PyObject *receiver, PyObject *messages)
             result = PyObject_Vectorcall(fn, args, 2, NULL);
             {
                 PyObject *exc = result == NULL ? rd_take_exception() : NULL;
-                PyObject *released = PyObject_CallMethodNoArgs(view, self->n_release);
+                PyObject *released = PyObject_Vectorcall(self->release, &view, 1, NULL);
                 if (released == NULL) {
                     /* BufferError: the listener exported the buffer further, its own
                        responsibility. */
@@ -2948,7 +2948,11 @@ reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     RD_NAME(n_write, "write")
     RD_NAME(n_write_out, "_write_out")
     RD_NAME(n_end_read, "_end_read")
-    RD_NAME(n_release, "release")
+    if ((self->release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type,
+                                                "release")) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
 #undef RD_NAMES
 #undef RD_NAME
     return (PyObject *)self;
@@ -2991,7 +2995,7 @@ reader_clear(Reader *self)
     Py_CLEAR(self->n_write);
     Py_CLEAR(self->n_write_out);
     Py_CLEAR(self->n_end_read);
-    Py_CLEAR(self->n_release);
+    Py_CLEAR(self->release);
     for (i = 0; i < 6; i++) {
         Py_CLEAR(self->proto_names[i]);
         Py_CLEAR(self->parser_names[i]);
@@ -3305,12 +3309,20 @@ static PyType_Spec buffer_updated_spec = {
     buffer_updated_type_slots,
 };
 
-/* Adds the types to the module (from speedups_exec). */
+/* Adds the types to the module (from speedups_exec). Not on a free-threaded build: their
+   offset caches and the slots they read assume the GIL, and WebSocket.send, data_received and
+   buffer_updated stay the pure methods there. */
 static int
 rt_exec(PyObject *module)
 {
-    PyObject *type = PyType_FromModuleAndSpec(module, &sender_spec, NULL);
+    PyObject *type;
     int rc;
+
+#ifdef Py_GIL_DISABLED
+    (void)module;
+    return 0;
+#endif
+    type = PyType_FromModuleAndSpec(module, &sender_spec, NULL);
 
     if (type == NULL) {
         return -1;
