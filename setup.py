@@ -23,9 +23,12 @@ class OptionalBuildExt(build_ext):
 
 
 ext_modules = []
-if os.environ.get("WSKIT_NO_EXTENSIONS") != "1" and os.path.exists("src/wskit/_speedups.c"):
-    ext_modules.append(
-        Extension("wskit._speedups", ["src/wskit/_speedups.c"], extra_compile_args=["-O3"])
-    )
+if os.environ.get("WSKIT_NO_EXTENSIONS") != "1":
+    # _httpparse (the server's one-step head parse) is a module apart from _speedups.
+    for name in ("_speedups", "_httpparse"):
+        if os.path.exists(f"src/wskit/{name}.c"):
+            ext_modules.append(
+                Extension(f"wskit.{name}", [f"src/wskit/{name}.c"], extra_compile_args=["-O3"])
+            )
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from wskit.core import http, masking
 from wskit.core.errors import InvalidHandshake
-from wskit.core.http import RequestParser, ResponseParser, split_head_python
+from wskit.core.http import Headers, RequestParser, ResponseParser, split_head_python
 
 Split = Callable[[Any, int, int, int], Any]
 
@@ -93,6 +93,72 @@ class TestTwins:
             compiled(GOOD, 1 << 70, 2, 3)
 
 
+def _parse_head_c() -> Any:
+    try:
+        from wskit._httpparse import parse_head
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("wskit._httpparse is not built") from None
+        pytest.skip("the C speed-ups are not built")
+    return parse_head
+
+
+class TestParseHeadTwins:
+    """parse_head (wskit._httpparse) against parse_head_python: the server's one-step parse
+    of a request head, RFC 9112 §3 start line and §5 fields, RFC 6455 §4.1 HTTP/1.1."""
+
+    @pytest.mark.parametrize(
+        "start",
+        [b"GET /chat?room=1 HTTP/1.1", b"HEAD / HTTP/1.1", b"POST /x HTTP/1.1",
+         b"PUT / HTTP/1.1", b"get / HTTP/1.1", b"GET / HTTP/1.0", b"GET / HTTP/1.10",
+         b"GET  / HTTP/1.1", b"GET / HTTP/1.1 ", b" GET / HTTP/1.1", b"GET /\x80 HTTP/1.1",
+         b"GET / x HTTP/1.1", b"GET HTTP/1.1", b"GET", b"GET /\x7f HTTP/1.1",
+         b"GET\t/ HTTP/1.1", b"GET / HTTP/1.1\r"],
+    )
+    def test_start_lines(self, start: bytes) -> None:
+        data = start + GOOD[GOOD.index(b"\r\n"):] + b"\x81\x00"
+        compiled = _parse_head_c()
+        assert compiled(data, *LIMITS) == http.parse_head_python(data, *LIMITS)
+
+    def test_common_head(self) -> None:
+        method, target, fields, index, end = _parse_head_c()(GOOD + b"\x81", *LIMITS)
+        assert (method, target, end) == ("GET", "/chat?room=1", len(GOOD))
+        assert fields == split_head_python(GOOD, *LIMITS)[1]  # type: ignore[index]
+        assert index["x-spaces"] == ["a  b"] and index["sec-websocket-version"] == ["13"]
+        assert method is "GET"  # noqa: F632 - the shared string, not a copy per request
+
+    def test_long_names_and_repeats(self) -> None:
+        name = b"X-" + b"A" * 300
+        data = b"GET / HTTP/1.1\r\n" + name + b": 1\r\nx-" + b"a" * 300 + b": 2\r\n\r\n"
+        compiled = _parse_head_c()
+        assert compiled(data, *LIMITS) == http.parse_head_python(data, *LIMITS)
+        assert compiled(data, *LIMITS)[3] == {"x-" + "a" * 300: ["1", "2"]}  # type: ignore[index]
+
+    @pytest.mark.parametrize("limits", [(25, 100, 65536), (24, 100, 65536), (8192, 9, 65536),
+                                        (8192, 8, 65536), (8192, 100, 200), (8192, 100, 199)])
+    def test_limits(self, limits: tuple[int, int, int]) -> None:
+        data = (b"GET /chat?room=1 HTTP/1.1\r\n" + b"".join(
+            b"X-%d: %s\r\n" % (i, b"v" * 15) for i in range(9)) + b"\r\n")
+        compiled = _parse_head_c()
+        assert compiled(data, *limits) == http.parse_head_python(data, *limits)
+        ok = limits[0] >= 25 and limits[1] >= 9 and limits[2] >= 198
+        assert (compiled(data, *limits) is not None) == ok
+
+    def test_arguments(self) -> None:
+        compiled = _parse_head_c()
+        with pytest.raises(TypeError):
+            compiled("text", *LIMITS)
+        with pytest.raises(TypeError):
+            compiled(GOOD, 1, 2)
+        with pytest.raises(TypeError):
+            compiled(GOOD, "1", 2, 3)
+        with pytest.raises(OverflowError):
+            compiled(GOOD, 1 << 70, 2, 3)
+
+    def test_the_compiled_twin_is_the_one_used(self) -> None:
+        assert http.parse_head is _parse_head_c()
+
+
 PIECES = [
     b"GET /a HTTP/1.1", b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 200 OK", b"\r\n",
     b"\n", b"\r", b"Host: a", b"Upgrade: websocket", b"Content-Length: 3", b"X-V: \t v \t",
@@ -163,17 +229,28 @@ class TestAgainstTheLineParser:
     def test_one_step_parse_agrees_or_declines(self, data: bytes, lim: tuple[int, int, int],
                                                twin: str) -> None:
         """http.parse_request (the server's first read, no parser object) gives the line
-        parser's request and leftover, or None: never another request, never an error."""
-        saved = http.split_head
+        parser's request and leftover, or None: never another request, never an error;
+        with parse_head in C (wskit._httpparse) or in Python."""
+        saved = http.split_head, http.parse_head
         try:
             http.split_head = _compiled() if twin == "C" else split_head_python
+            http.parse_head = _parse_head_c() if twin == "C" else http.parse_head_python
             parsed = http.parse_request(data, *lim)
         finally:
-            http.split_head = saved
+            http.split_head, http.parse_head = saved
         if parsed is not None:
             request, end = parsed
             assert outcome(RequestParser, data, len(data), lim) == (
                 request.method, request.target, request.headers.raw_items(), data[end:])
+            assert request.headers.by_name() == Headers(request.headers.raw_items()).by_name()
+
+    @given(data=heads() | st.binary(max_size=80).map(lambda b: b"GET / HTTP/1.1\r\n" + b),
+           lim=limits | st.just(LIMITS))
+    @settings(max_examples=400, deadline=None)
+    def test_parse_head_twins_agree(self, data: bytes, lim: tuple[int, int, int]) -> None:
+        compiled = _parse_head_c()
+        assert compiled(data, *lim) == http.parse_head_python(data, *lim)
+        assert compiled(bytearray(data), *lim) == http.parse_head_python(bytearray(data), *lim)
 
     def test_the_compiled_twin_is_the_one_used(self, compiled: Split) -> None:
         assert http.split_head is compiled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -44,12 +45,27 @@ def head_parser(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.skip("the C speed-ups are not built")
     chosen = {"C": compiled, "python": http.split_head_python,
               "lines": lambda *args: None}[request.param]
-    saved = http.split_head
+    # The server's one-step parse alike: its C twin (wskit._httpparse), its Python twin, or
+    # none (the server then always asks the line parser).
+    parse_head = (_compiled_parse_head() if request.param == "C" else
+                  {"python": http.parse_head_python, "lines": lambda *args: None}[request.param])
+    saved = http.split_head, http.parse_head
     http.split_head = chosen  # type: ignore[assignment]
+    http.parse_head = parse_head  # type: ignore[assignment]
     try:
         yield
     finally:
-        http.split_head = saved
+        http.split_head, http.parse_head = saved
+
+
+def _compiled_parse_head() -> Any:
+    try:
+        from wskit._httpparse import parse_head
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("wskit._httpparse is not built") from None
+        pytest.skip("the C speed-ups are not built")
+    return parse_head
 
 
 def direct(data: bytes, **limits: int) -> tuple[Request, bytes] | None:

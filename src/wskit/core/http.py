@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
@@ -19,6 +19,8 @@ __all__ = [
     "RequestParser",
     "Response",
     "ResponseParser",
+    "parse_head",
+    "parse_head_python",
     "parse_request",
     "serialize_fields",
     "serialize_request",
@@ -81,6 +83,15 @@ class Headers:
                 index[key] = [value]
             else:
                 values.append(value)
+        headers._pairs = pairs
+        headers._index = index
+        headers._packed = None
+        return headers
+
+    @classmethod
+    def _parsed(cls, pairs: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+        # parse_head's fields and their index, taken as they are (they agree by construction).
+        headers = cls.__new__(cls)
         headers._pairs = pairs
         headers._index = index
         headers._packed = None
@@ -452,17 +463,18 @@ def split_head_python(
     return start, fields, end + 4
 
 
-def parse_request(
-    data: bytes | bytearray, max_line_length: int = MAX_LINE_LENGTH,
-    max_headers: int = MAX_HEADERS, max_header_bytes: int = MAX_HEADER_BYTES,
-) -> tuple[Request, int] | None:
-    """The request whose complete, valid head starts ``data``, and where the bytes after the
-    head begin; None for anything else.
+ParsedHead = tuple[str, str, list[tuple[str, str]], dict[str, list[str]], int]
 
-    The common case of a server's first read, without a ``RequestParser``: one
-    ``split_head`` and a check of the start line. None means "ask a ``RequestParser``": it
-    gives the same request, or waits for more bytes, or raises the error with its status
-    (every limit and check is that parser's; this one only declines what it does not pass).
+
+def parse_head_python(
+    data: bytes | bytearray, max_line_length: int, max_headers: int, max_header_bytes: int
+) -> ParsedHead | None:
+    """(method, target, fields, index, end) of a complete, valid request head at the start of
+    ``data``: the fields as (name, value) pairs in order, ``index`` their values under each
+    lower-case name, ``end`` where the bytes after the head begin. None for anything else.
+
+    ``split_head``'s head with a start line of GET, HEAD or POST, a visible-ASCII target and
+    HTTP/1.1 (RFC 9112 §3, RFC 6455 §4.1); ``parse_head`` is its C twin when built.
     """
     head = split_head(data, max_line_length, max_headers, max_header_bytes)
     if head is None:
@@ -476,7 +488,34 @@ def parse_request(
     target = parts[1]
     if method is None or not _TARGET.fullmatch(target):
         return None
-    return Request(method, target.decode("ascii"), "HTTP/1.1", Headers.of_fields(fields)), end
+    index: dict[str, list[str]] = {}
+    for name, value in fields:
+        key = name.lower()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return method, target.decode("ascii"), fields, index, end
+
+
+def parse_request(
+    data: bytes | bytearray, max_line_length: int = MAX_LINE_LENGTH,
+    max_headers: int = MAX_HEADERS, max_header_bytes: int = MAX_HEADER_BYTES,
+) -> tuple[Request, int] | None:
+    """The request whose complete, valid head starts ``data``, and where the bytes after the
+    head begin; None for anything else.
+
+    The common case of a server's first read, without a ``RequestParser``: one
+    ``parse_head``. None means "ask a ``RequestParser``": it gives the same request, or
+    waits for more bytes, or raises the error with its status (every limit and check is
+    that parser's; this one only declines what it does not pass).
+    """
+    head = parse_head(data, max_line_length, max_headers, max_header_bytes)
+    if head is None:
+        return None
+    method, target, fields, index, end = head
+    return Request(method, target, "HTTP/1.1", Headers._parsed(fields, index)), end
 
 
 def _snippet(data: bytes, limit: int = 40) -> str:
@@ -694,3 +733,10 @@ def serialize_response(
 
 # The compiled twin when built (see frames.py); an older build leaves the pure one in place.
 split_head = getattr(speedups, "split_head", split_head_python)
+
+# parse_head's C twin is a module of its own (src/wskit/_httpparse.c), imported here only.
+parse_head: Callable[[bytes | bytearray, int, int, int], ParsedHead | None]
+try:
+    from wskit._httpparse import parse_head
+except ImportError:  # not built: the pure twin does the work
+    parse_head = parse_head_python
