@@ -3,8 +3,8 @@ and the HTTP head parsers, with Hypothesis: frames built to be nearly valid (eve
 flag, length encoding, mask, compressed payloads), cut anywhere, and plain garbage.
 
 In the suite each target runs a fixed, derandomized number of examples plus the corpus
-(about 40 s in all on a quiet 2-core machine); ``make fuzz FUZZ_SECONDS=N`` runs each for N seconds at random and
-records inputs with new outcomes in tests/fuzz/corpus.
+(about 40 s in all on a quiet 2-core machine); ``make fuzz FUZZ_SECONDS=N`` runs each for
+N seconds at random and records inputs with new outcomes in tests/fuzz/corpus.
 """
 
 from __future__ import annotations
