@@ -858,9 +858,11 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             size += len(data)
         if size <= _JOIN_LIMIT:  # (flush_corked's twins do the same)
             transport.write(b"".join(corked))
-        elif type(transport).writelines is not _JOINING_WRITELINES:
+        elif getattr(type(transport), "writelines", _JOINING_WRITELINES) is not \
+                _JOINING_WRITELINES:
             # One system call for them all: uvloop's writelines is a writev of the objects
-            # as they are (asyncio's own, before 3.12, would join them into one copy).
+            # as they are (asyncio's own, before 3.12, would join them into one copy). A
+            # transport with no writelines of its own is written frame by frame.
             transport.writelines(corked)
         else:
             for data in corked:
