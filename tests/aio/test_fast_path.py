@@ -71,6 +71,10 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
 
+    def writelines(self, lines: list[bytes]) -> None:
+        for data in lines:
+            self.write(data)
+
     def get_write_buffer_size(self) -> int:
         return 0
 
