@@ -1459,13 +1459,14 @@ error:
 #define FAN_READONLY READONLY
 #endif
 
-#define FAN_MAX_FIELDS 4
+#define SLOT_MAX_FIELDS 9  /* the most one user asks of a type (the Reader, of Connection) */
 
-/* The offsets of some slots of one type, resolved on first sight within a call. */
+/* The offsets of some slots of one type, resolved when a different type is seen: fan_out keeps
+   them for one call; the Sender, Reader and BufferUpdated for their life. */
 typedef struct {
-    PyTypeObject *type;  /* a reference for the call; NULL before the first resolution */
+    PyTypeObject *type;  /* a reference while cached; NULL before the first resolution */
     int usable;          /* every field is a writable object slot */
-    Py_ssize_t offset[FAN_MAX_FIELDS];
+    Py_ssize_t offset[SLOT_MAX_FIELDS];
 } slot_offsets;
 
 static void
@@ -1966,20 +1967,12 @@ enum { SND_CONN_STATE, SND_CONN_SENDING_FRAGMENTS, SND_CONN_EXTENSION, SND_CONN_
 enum { SND_PROTO_CORKED, SND_PROTO_CORK, SND_PROTO_BYTES_OUT, SND_PROTO_TRANSPORT };
 enum { SND_CORK_DEPTH, SND_CORK_PENDING };
 
-#define SND_MAX_FIELDS 9
-
 #if PY_VERSION_HEX >= 0x030C0000
 #define SND_T_PYSSIZET Py_T_PYSSIZET
 #else
 #define SND_T_PYSSIZET T_PYSSIZET
 #endif
 
-/* The offsets of some slots of one type, kept between calls (the types live as long). */
-typedef struct {
-    PyTypeObject *type;
-    int usable;
-    Py_ssize_t offset[SND_MAX_FIELDS];
-} snd_offsets;
 
 typedef struct {
     PyObject_HEAD
@@ -1991,47 +1984,9 @@ typedef struct {
     PyObject *proto_write;  /* WebSocketProtocol.write: a type overriding it takes fallback */
     PyObject *write_name;
     PyObject *ws_names[2], *conn_names[5], *proto_names[4], *cork_names[2];
-    snd_offsets ws, conn, proto, cork;
+    slot_offsets ws, conn, proto, cork;
     Py_ssize_t large_payload;  /* frames.LARGE_PAYLOAD: binary data from there goes apart */
 } Sender;
-
-static void
-snd_resolve(snd_offsets *cache, PyTypeObject *type, PyObject *const *names, int n)
-{
-    int i;
-
-    Py_INCREF(type);
-    Py_XSETREF(cache->type, type);
-    cache->usable = 1;
-    for (i = 0; i < n; i++) {
-        PyObject *descr = PyObject_GetAttr((PyObject *)type, names[i]);
-        if (descr == NULL) {
-            PyErr_Clear();
-            cache->usable = 0;
-            return;
-        }
-        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-            if (member->type == FAN_T_OBJECT_EX && !(member->flags & FAN_READONLY)) {
-                cache->offset[i] = member->offset;
-                Py_DECREF(descr);
-                continue;
-            }
-        }
-        Py_DECREF(descr);
-        cache->usable = 0;
-        return;
-    }
-}
-
-static inline const Py_ssize_t *
-snd_slots(snd_offsets *cache, PyObject *obj, PyObject *const *names, int n)
-{
-    if (Py_TYPE(obj) != cache->type) {
-        snd_resolve(cache, Py_TYPE(obj), names, n);
-    }
-    return cache->usable ? cache->offset : NULL;
-}
 
 /* The protocol's offsets, usable only when its type writes with WebSocketProtocol.write. */
 static const Py_ssize_t *
@@ -2039,7 +1994,7 @@ snd_proto_slots(Sender *self, PyObject *proto)
 {
     if (Py_TYPE(proto) != self->proto.type) {
         PyObject *write;
-        snd_resolve(&self->proto, Py_TYPE(proto), self->proto_names, 4);
+        resolve_slots(&self->proto, Py_TYPE(proto), self->proto_names, 4);
         write = PyObject_GetAttr((PyObject *)Py_TYPE(proto), self->write_name);
         if (write == NULL) {
             PyErr_Clear();
@@ -2145,7 +2100,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
     unsigned char b0;
     int depth = 0, result;
 
-    off = snd_slots(&self->ws, ws, self->ws_names, 2);
+    off = slots_of(&self->ws, ws, self->ws_names, 2);
     if (off == NULL) {
         return 0;
     }
@@ -2154,7 +2109,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
     if (conn == NULL || proto == NULL || (PyObject *)Py_TYPE(conn) != self->conn_type) {
         return 0;
     }
-    off = snd_slots(&self->conn, conn, self->conn_names, 5);
+    off = slots_of(&self->conn, conn, self->conn_names, 5);
     /* RFC 6455 §5.4: no message inside our own fragmented one; §5.3: a client masks. */
     if (off == NULL || SLOT(conn, off[SND_CONN_STATE]) != self->open_state
             || SLOT(conn, off[SND_CONN_SENDING_FRAGMENTS]) != Py_False
@@ -2178,7 +2133,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
         if (cork == NULL) {
             return 0;
         }
-        coff = snd_slots(&self->cork, cork, self->cork_names, 2);
+        coff = slots_of(&self->cork, cork, self->cork_names, 2);
         if (coff == NULL || SLOT(cork, coff[SND_CORK_DEPTH]) == NULL) {
             return 0;
         }
@@ -2506,7 +2461,7 @@ typedef struct {
     PyObject *n_end_read, *release;  /* memoryview.release, looked up once */
     PyObject *proto_names[6], *conn_names[9], *parser_names[6], *recv_names[2];
     PyObject *listener_names[3], *cork_names[2];
-    snd_offsets proto, conn, parser, recv, listener, cork;
+    slot_offsets proto, conn, parser, recv, listener, cork;
     PyTypeObject *recv_checked;  /* the receiver type recv_dispatcher was found for */
     int recv_dispatcher;         /* whether its receive_messages is dispatch */
 } Reader;
@@ -2575,7 +2530,7 @@ rd_recv_slots(Reader *self, PyObject *receiver)
     if (!self->recv_dispatcher) {
         return NULL;
     }
-    return snd_slots(&self->recv, receiver, self->recv_names, 2);
+    return slots_of(&self->recv, receiver, self->recv_names, 2);
 }
 
 /* messages[start:] to receiver.receive_messages; 0, or -1 with an exception. */
@@ -2624,7 +2579,7 @@ rd_deliver(Reader *self, PyObject *receiver, PyObject *messages)
         if (listener == NULL || listener == Py_None) {
             return rd_hand_over(self, receiver, messages, i);  /* the inbox */
         }
-        loff = snd_slots(&self->listener, listener, self->listener_names, 3);
+        loff = slots_of(&self->listener, listener, self->listener_names, 3);
         if (loff == NULL || SLOT(listener, loff[RD_L_IS_ASYNC]) != Py_False
                 || (fn = SLOT(listener, loff[RD_L_FN])) == NULL) {
             return rd_hand_over(self, receiver, messages, i);  /* queued coroutine calls */
@@ -2710,7 +2665,7 @@ rd_fast(Reader *self, PyObject *proto, PyObject *data)
     if (!PyBytes_CheckExact(data)) {
         return 0;
     }
-    poff = snd_slots(&self->proto, proto, self->proto_names, 6);
+    poff = slots_of(&self->proto, proto, self->proto_names, 6);
     if (poff == NULL) {
         return 0;
     }
@@ -2723,7 +2678,7 @@ rd_fast(Reader *self, PyObject *proto, PyObject *data)
             || (PyObject *)Py_TYPE(conn) != self->conn_type) {
         return 0;
     }
-    coff = snd_slots(&self->conn, conn, self->conn_names, 9);
+    coff = slots_of(&self->conn, conn, self->conn_names, 9);
     if (coff == NULL || SLOT(conn, coff[RD_C_STATE]) != self->open_state
             || SLOT(conn, coff[RD_C_HELD]) != Py_None
             || SLOT(conn, coff[RD_C_BACKLOG]) != Py_None
@@ -2738,7 +2693,7 @@ rd_fast(Reader *self, PyObject *proto, PyObject *data)
     if (parser == NULL || (PyObject *)Py_TYPE(parser) != self->parser_type) {
         return 0;
     }
-    foff = snd_slots(&self->parser, parser, self->parser_names, 6);
+    foff = slots_of(&self->parser, parser, self->parser_names, 6);
     if (foff == NULL || !rd_is_zero(SLOT(parser, foff[RD_F_BUFFERED]))
             || SLOT(parser, foff[RD_F_ERROR]) != Py_None
             || SLOT(parser, foff[RD_F_LENT]) != Py_None
@@ -2747,7 +2702,7 @@ rd_fast(Reader *self, PyObject *proto, PyObject *data)
             || SLOT(parser, foff[RD_F_BATCH]) == NULL) {
         return 0;
     }
-    kof = snd_slots(&self->cork, cork, self->cork_names, 2);
+    kof = slots_of(&self->cork, cork, self->cork_names, 2);
     if (kof == NULL || SLOT(cork, kof[SND_CORK_DEPTH]) == NULL) {
         return 0;
     }
@@ -3118,7 +3073,7 @@ typedef struct {
     PyObject *reader;    /* the Reader that is data_received */
     PyObject *n_data_received;
     PyObject *names[2];
-    snd_offsets proto;
+    slot_offsets proto;
 } BufferUpdated;
 
 static const Py_ssize_t *
@@ -3126,7 +3081,7 @@ bu_slots(BufferUpdated *self, PyObject *proto)
 {
     if (Py_TYPE(proto) != self->proto.type) {
         PyObject *method;
-        snd_resolve(&self->proto, Py_TYPE(proto), self->names, 2);
+        resolve_slots(&self->proto, Py_TYPE(proto), self->names, 2);
         method = PyObject_GetAttr((PyObject *)Py_TYPE(proto), self->n_data_received);
         if (method == NULL) {
             PyErr_Clear();
