@@ -56,6 +56,19 @@ _NO_PAIRS: list[tuple[str, str]] = []
 _NO_INDEX: dict[str, list[str]] = {}
 
 
+def _index_of(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each field's values under its lower-case name, in order (the index of ``Headers``)."""
+    index: dict[str, list[str]] = {}
+    for name, value in pairs:
+        key = name.lower()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    return index
+
+
 class Headers:
     """A case-insensitive multi-map of header fields that keeps their order and spelling."""
 
@@ -74,19 +87,7 @@ class Headers:
     def of_fields(cls, pairs: list[tuple[str, str]]) -> Headers:
         """Headers holding ``pairs`` (taken, not copied): what ``Headers(pairs)`` gives, in one
         loop instead of an ``add`` call per field (the parser's fields, once per connection)."""
-        headers = cls.__new__(cls)
-        index: dict[str, list[str]] = {}
-        for name, value in pairs:
-            key = name.lower()
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
-        headers._pairs = pairs
-        headers._index = index
-        headers._packed = None
-        return headers
+        return cls._parsed(pairs, _index_of(pairs))
 
     @classmethod
     def _parsed(cls, pairs: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
@@ -103,10 +104,7 @@ class Headers:
         several fields at once, such as the handshake's checks."""
         if self._packed is None:
             return self._index
-        index: dict[str, list[str]] = {}
-        for name, value in self._fields():
-            index.setdefault(name.lower(), []).append(value)
-        return index
+        return _index_of(self._fields())
 
     def compact(self) -> None:
         """Keep the fields in one string from now on, looked up by a scan instead of an index.
@@ -488,15 +486,7 @@ def parse_head_python(
     target = parts[1]
     if method is None or not _TARGET.fullmatch(target):
         return None
-    index: dict[str, list[str]] = {}
-    for name, value in fields:
-        key = name.lower()
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
-    return method, target.decode("ascii"), fields, index, end
+    return method, target.decode("ascii"), fields, _index_of(fields), end
 
 
 def parse_request(
