@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import wskit
-from wskit.aio import protocol
+from wskit.aio import shared
 from wskit.core.connection import Connection
 
 
@@ -31,7 +31,7 @@ def parked(monkeypatch: pytest.MonkeyPatch) -> list[Connection]:
 
     monkeypatch.setattr(Connection, "park", spy)
     # Sweeps every 10 ms rather than every 0.25 s, so the test does not wait long.
-    monkeypatch.setattr(protocol, "_PARK_INTERVAL", 0.01)
+    monkeypatch.setattr(shared, "PARK_INTERVAL", 0.01)
     return calls
 
 
@@ -75,7 +75,7 @@ def test_busy_connection_keeps_its_codec(
 ) -> None:
     """Messages that follow each other closely reuse the zlib objects: no park between them
     while the parker has not swept twice (its timer is held back here, it sweeps by hand)."""
-    monkeypatch.setattr(protocol, "_PARK_INTERVAL", 3600)
+    monkeypatch.setattr(shared, "PARK_INTERVAL", 3600)
 
     async def scenario() -> None:
         app = await _echo_server()
@@ -85,7 +85,7 @@ def test_busy_connection_keeps_its_codec(
                     await client.send(message(i))
                     assert await client.recv() == message(i)
                 assert parked == []
-                parker = protocol._parker(asyncio.get_running_loop())
+                parker = shared.parker(asyncio.get_running_loop())
                 parker.sweep()  # the connection read in the interval before: kept
                 assert parked == []
                 parker.sweep()  # no read since: parked
@@ -109,11 +109,11 @@ class _FakeConnection:
 def test_parker_bounds_the_live_codecs(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past _MAX_LIVE_CODECS connections reading at once, the least recent parks at read time
     (the allocator would keep the peak of them all), and a sweep parks only the idle."""
-    monkeypatch.setattr(protocol, "_MAX_LIVE_CODECS", 2)
-    monkeypatch.setattr(protocol, "_PARK_INTERVAL", 3600)  # sweeps by hand only
+    monkeypatch.setattr(shared, "MAX_LIVE_CODECS", 2)
+    monkeypatch.setattr(shared, "PARK_INTERVAL", 3600)  # sweeps by hand only
 
     async def scenario() -> None:
-        parker = protocol._Parker(asyncio.get_running_loop())
+        parker = shared.Parker(asyncio.get_running_loop())
         a, b, c = _FakeConnection(), _FakeConnection(), _FakeConnection()
         for conn in (a, b, a, c):  # a read again after b: b is the least recent
             parker.touch(conn)  # type: ignore[arg-type]

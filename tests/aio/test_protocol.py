@@ -268,7 +268,7 @@ def test_no_open_timeout_timer_is_left_once_no_handshake_is_pending(run: Any) ->
     """open_timeout bounds each opening handshake with one timer per loop; once the last
     pending handshake is over (upgraded or lost), that timer is cancelled: a live one costs
     every iteration of an asyncio loop its timeout computation until it fires."""
-    from wskit.aio import protocol as protocol_module
+    from wskit.aio import shared
 
     class Transport:
         def set_write_buffer_limits(self, high: int | None = None,
@@ -284,7 +284,7 @@ def test_no_open_timeout_timer_is_left_once_no_handshake_is_pending(run: Any) ->
     async def main() -> None:
         limits = Limits(ping_interval=None, close_timeout=1.0)
         assert limits.open_timeout
-        openings = protocol_module._openings(asyncio.get_running_loop(), limits.open_timeout)
+        openings = shared.openings(asyncio.get_running_loop(), limits.open_timeout)
         first, second = NoHandshake(Recorder()), NoHandshake(Recorder())
         first.connection_made(Transport())  # type: ignore[arg-type]
         second.connection_made(Transport())  # type: ignore[arg-type]

@@ -22,6 +22,8 @@ from ..core.extensions import Extension
 from ..core.frames import FrameParser
 from ..core.limits import Limits
 from ..core.masking import speedups
+from .framereader import FrameReader
+from .shared import Openings, Parker, openings, parker, read_buffer
 
 __all__ = ["BATCH", "QUEUE", "WRITE", "Receiver", "WebSocketProtocol", "compiled_reader"]
 
@@ -44,130 +46,10 @@ BATCH = 4
 _ALL = QUEUE | WRITE | BATCH
 #: Seconds without input after which a failed TLS connection is closed (see ``_linger``).
 _QUIET = 0.25
-# Reads land in one buffer per thread, shared by that thread's connections (each copies out at
-# once): asyncio's plain Protocol path allocates a fresh 256 KiB bytes per read instead, which
-# glibc serves with mmap, mremap and munmap, three system calls for every message of a round
-# trip. The size matches that read size, so large messages take as few reads as before.
-_READ_BUFFER_SIZE = 256 * 1024
+# The cork of each thread (_thread_cork).
 _per_thread = threading.local()
 # Short connection ids for log lines ("c1f"): unique in the process, cheap to read.
 _ids = itertools.count(1)
-#: Seconds between two sweeps of a loop's compressing connections: one that had no read for a
-#: whole interval parks its codec (``Connection.park``), so it is parked 0.25-0.5 s after its
-#: last read. Parking after every read instead rebuilt both zlib objects, primed with their
-#: windows, for every message of a round trip (some 70,000 instructions of 240,000).
-_PARK_INTERVAL = 0.25
-#: Compressing connections of one loop that may keep their zlib objects (some 35 KiB each)
-#: between reads; past it, the one that read least recently parks at once. Without the bound,
-#: thousands of connections busy at the same moment would all hold theirs until the sweep,
-#: and the allocator keeps the peak: idle memory would be that of live codecs.
-_MAX_LIVE_CODECS = 16
-
-
-class _Parker:
-    """The compressing connections of one event loop that read lately, least recent first,
-    and a timer that parks those that did not read since its previous sweep (an idle
-    connection keeps only its windows' bytes)."""
-
-    __slots__ = ("live", "loop", "sweeps", "timer")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        # Each connection that may hold zlib objects, with the sweep count at its last read.
-        self.live: dict[Connection, int] = {}
-        self.sweeps = 0
-        self.timer: asyncio.TimerHandle | None = None
-
-    def touch(self, conn: Connection) -> None:
-        live = self.live
-        if live.pop(conn, None) is None and len(live) >= _MAX_LIVE_CODECS:
-            oldest = next(iter(live))
-            del live[oldest]
-            oldest.park()
-        live[conn] = self.sweeps  # now the most recent (dicts keep insertion order)
-        if self.timer is None:
-            self.timer = self.loop.call_later(_PARK_INTERVAL, self.sweep)
-
-    def forget(self, conn: Connection) -> None:
-        self.live.pop(conn, None)
-
-    def sweep(self) -> None:
-        self.sweeps += 1
-        # Read before the previous sweep: a whole interval without a read.
-        cutoff = self.sweeps - 2
-        live = self.live
-        while live:
-            conn = next(iter(live))
-            if live[conn] > cutoff:
-                break  # this one and all after it read more recently
-            del live[conn]
-            conn.park()
-        # Re-armed only while some connection may still need parking.
-        self.timer = self.loop.call_later(_PARK_INTERVAL, self.sweep) if live else None
-
-
-class _Openings:
-    """The connections of one event loop in their opening handshake under one
-    ``open_timeout``, oldest first, and one timer at the oldest one's deadline.
-
-    A timer per connection (made at accept, cancelled at the upgrade) cost a timer handle,
-    and on uvloop a libuv timer, for every connection of a storm; here a connection costs a
-    dict entry. Deadlines stay exact: they come in the order the connections were accepted.
-    """
-
-    __slots__ = ("loop", "pending", "timeout", "timer")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        self.loop = loop
-        self.timeout = timeout
-        # Each connection still in its handshake, with its deadline (insertion order is
-        # deadline order, since the timeout is the same for all of them).
-        self.pending: dict[WebSocketProtocol, float] = {}
-        self.timer: asyncio.TimerHandle | None = None
-
-    def add(self, proto: WebSocketProtocol) -> None:
-        deadline = self.loop.time() + self.timeout
-        self.pending[proto] = deadline
-        if self.timer is None:
-            self.timer = self.loop.call_at(deadline, self.sweep)
-
-    def remove(self, proto: WebSocketProtocol) -> None:
-        """``proto``'s handshake is over (upgraded or lost)."""
-        pending = self.pending
-        pending.pop(proto, None)
-        if not pending and self.timer is not None:
-            # None left: a live timer would cost every iteration of an asyncio loop its
-            # timeout computation (some 4,000 instructions per round trip) until it fires.
-            self.timer.cancel()
-            self.timer = None
-
-    def sweep(self) -> None:
-        self.timer = None
-        pending = self.pending
-        now = self.loop.time()
-        while pending:
-            proto = next(iter(pending))
-            deadline = pending[proto]
-            if deadline > now:
-                # (A timer left behind by connections that finished meanwhile fires once
-                # for nothing while others are pending; keeping it costs less than
-                # re-arming at every upgrade. Once none is left, remove() cancels it.)
-                self.timer = self.loop.call_at(deadline, self.sweep)
-                return
-            del pending[proto]
-            proto._open_timed_out()
-
-
-def _openings(loop: asyncio.AbstractEventLoop, timeout: float) -> _Openings:
-    """This thread's handshakes under ``timeout`` on its running loop."""
-    every: dict[float, _Openings] | None = getattr(_per_thread, "openings", None)
-    if every is None or _per_thread.openings_loop is not loop:
-        every = _per_thread.openings = {}
-        _per_thread.openings_loop = loop
-    openings = every.get(timeout)
-    if openings is None:
-        openings = every[timeout] = _Openings(loop, timeout)
-    return openings
 
 
 #: (low, high) write-buffer limits of a fresh transport, by transport type.
@@ -175,22 +57,7 @@ _default_limits: dict[type, tuple[int, ...]] = {}
 
 #: The handshakes of the last connection accepted in the process: its successors share them
 #: without the lookup (each thread checks that they are its loop's).
-_last_openings: list[_Openings | None] = [None]
-
-
-def _parker(loop: asyncio.AbstractEventLoop) -> _Parker:
-    """This thread's parker, for its running loop (a thread may run several loops in turn)."""
-    parker: _Parker | None = getattr(_per_thread, "parker", None)
-    if parker is None or parker.loop is not loop:
-        parker = _per_thread.parker = _Parker(loop)
-    return parker
-
-
-def _read_buffer() -> memoryview:
-    view: memoryview | None = getattr(_per_thread, "view", None)
-    if view is None:
-        view = _per_thread.view = memoryview(bytearray(_READ_BUFFER_SIZE))
-    return view
+_last_openings: list[Openings | None] = [None]
 
 
 #: Corked bytes beyond which a connection's frames are handed over one by one, not joined
@@ -279,58 +146,6 @@ class Receiver(Protocol):
 
     def connection_ended(self, exc: Exception | None) -> None:
         """Nothing more will arrive: the TCP connection is gone (or being discarded)."""
-
-
-class _FrameReader(asyncio.BufferedProtocol):
-    """The protocol of a transport while a large frame's payload is read straight into the
-    frame's buffer (``WebSocketProtocol._read_into_frame``): a BufferedProtocol only, so that
-    uvloop asks it for buffers; everything else goes to the WebSocketProtocol, which it hands
-    the transport back to once the frame is whole."""
-
-    __slots__ = ("into", "protocol")
-
-    def __init__(self, protocol: WebSocketProtocol) -> None:
-        self.protocol = protocol
-        self.into = False  # whether the last buffer was the frame's own room
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        room = self.protocol.conn.receive_buffer()
-        self.into = room is not None
-        return room if room is not None else _read_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        protocol = self.protocol
-        conn = protocol.conn
-        back = True
-        if self.into:
-            self.into = False
-            protocol.bytes_in += nbytes
-            events = conn.receive_into(nbytes)
-            parser = conn.parser
-            # Kept while a large frame arrives, and for the read after one (the next large
-            # frame may start in a spare); back once a read brought something else.
-            back = not parser.large and parser.lent is None
-            protocol._handle(conn, events)
-        else:
-            protocol.data_received(_read_buffer()[:nbytes].tobytes())
-        transport = protocol.transport
-        if back and transport is not None and transport.get_protocol() is self:
-            transport.set_protocol(protocol)
-
-    def data_received(self, data: bytes) -> None:
-        self.protocol.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.protocol.eof_received()
-
-    def pause_writing(self) -> None:
-        self.protocol.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.protocol.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.protocol.connection_lost(exc)
 
 
 class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
@@ -423,7 +238,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         # While the opening handshake is timed: the loop's handshakes this one is among.
-        self._opening: _Openings | None = None
+        self._opening: Openings | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
         #: Over TLS (no half-close), closes the connection once the peer has gone quiet.
         self._quiet_timer: asyncio.TimerHandle | None = None
@@ -444,7 +259,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
         self._into_frame = False  # whether the last get_buffer gave a large frame's own room
         # Parks the codec once idle, when an extension (permessage-deflate) was negotiated.
-        self._parker: _Parker | None = None
+        self._parker: Parker | None = None
         # Whether connection_lost has come; ``closed`` is made only when someone asks for it.
         self._lost = False
         self._closed: asyncio.Future[None] | None = None
@@ -484,7 +299,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         if timeout is not None and self.times_handshake:
             opening = _last_openings[0]
             if opening is None or opening.loop is not self.loop or opening.timeout != timeout:
-                opening = _last_openings[0] = _openings(self.loop, timeout)
+                opening = _last_openings[0] = openings(self.loop, timeout)
             self._opening = opening
             opening.add(self)
 
@@ -501,7 +316,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self._into_frame = False
         view = self._read_view
         if view is None:
-            view = self._read_view = _read_buffer()
+            view = self._read_view = read_buffer()
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -574,7 +389,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         if (transport is None or get_protocol is None or transport.is_closing()
                 or get_protocol() is not self or self.conn.receive_buffer() is None):
             return
-        transport.set_protocol(_FrameReader(self))
+        transport.set_protocol(FrameReader(self, self._handle))
 
     def _handle(self, conn: Connection, events: list[Event]) -> None:
         """Write the core's replies, hand the events up, end TCP when the core says so."""
@@ -778,7 +593,9 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     def handshake_lost(self, exc: Exception | None) -> None:
         """The transport closed before the handshake completed."""
 
-    def _open_timed_out(self) -> None:
+    def open_timed_out(self) -> None:
+        """``limits.open_timeout`` passed (``shared.Openings``): drop a connection still
+        in its handshake."""
         self._opening = None
         if self.conn.state is _CONNECTING and self.transport is not None:
             logger.info("[%s] opening handshake timed out; dropping the connection", self.id)
@@ -797,7 +614,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         conn.receive_early(early)
         conn.handshake_complete(extensions)
         if extensions:
-            self._parker = _parker(self.loop)
+            self._parker = parker(self.loop)
         self.receiver = receiver
         if self.limits.ping_interval:
             self._keepalive = self.loop.call_later(self.limits.ping_interval,
