@@ -1782,8 +1782,9 @@ PyDoc_STRVAR(flush_corked_doc,
 "\n"
 "Uncork each protocol of the list pending: take its _corked list (set to None) and hand\n"
 "its frames to its transport unless it is closing, one write when there is one frame or\n"
-"at most join_limit bytes of them (joined), else one write per frame. A failing write does\n"
-"not keep the others corked: the first error is raised once all were uncorked.\n"
+"at most join_limit bytes of them (joined), else in runs of at most join_limit bytes, a\n"
+"larger frame alone. A failing write does not keep the others corked: the first error is\n"
+"raised once all were uncorked.\n"
 "\n"
 "The twin of wskit.aio.protocol.flush_corked_python (WebSocketProtocol._write_out inlined;\n"
 "its slots _corked and transport).");
@@ -1801,44 +1802,24 @@ write_to(PyObject *transport, PyObject *write, PyObject *data)
     return 0;
 }
 
-/* The frames of one corked list to transport, as WebSocketProtocol._write_out does. */
+/* The frames of items (a list, total bytes in all) to transport in one write: the one
+   frame as it is, else joined. 0, or -1 with an exception set. */
 static int
-write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long join_limit)
+write_joined(fanout_names *nm, PyObject *transport, PyObject *items, Py_ssize_t total)
 {
-    Py_ssize_t i, n = PyList_GET_SIZE(corked), total = 0;
+    Py_ssize_t i, n = PyList_GET_SIZE(items);
     int all_bytes = 1, rc;
     PyObject *joined;
     char *dst;
 
     if (n == 1) {
-        return write_to(transport, nm->write, PyList_GET_ITEM(corked, 0));
+        return write_to(transport, nm->write, PyList_GET_ITEM(items, 0));
     }
     for (i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(corked, i);
-        Py_ssize_t len;
-        if (PyBytes_CheckExact(item)) {
-            len = PyBytes_GET_SIZE(item);
-        }
-        else {
+        if (!PyBytes_CheckExact(PyList_GET_ITEM(items, i))) {
             all_bytes = 0;
-            len = PyObject_Length(item);
-            if (len < 0) {
-                return -1;
-            }
+            break;
         }
-        total += len;
-    }
-    if (total > join_limit) {
-        for (i = 0; i < n; i++) {
-            /* (A write may run code that changes the list: read it again each time.) */
-            if (i >= PyList_GET_SIZE(corked)) {
-                break;
-            }
-            if (write_to(transport, nm->write, PyList_GET_ITEM(corked, i)) < 0) {
-                return -1;
-            }
-        }
-        return 0;
     }
     if (all_bytes) {
         joined = PyBytes_FromStringAndSize(NULL, total);
@@ -1847,7 +1828,7 @@ write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long joi
         }
         dst = PyBytes_AS_STRING(joined);
         for (i = 0; i < n; i++) {
-            PyObject *item = PyList_GET_ITEM(corked, i);
+            PyObject *item = PyList_GET_ITEM(items, i);
             memcpy(dst, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
             dst += PyBytes_GET_SIZE(item);
         }
@@ -1857,7 +1838,7 @@ write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long joi
         if (empty == NULL) {
             return -1;
         }
-        joined = PyObject_CallMethod(empty, "join", "O", corked);
+        joined = PyObject_CallMethod(empty, "join", "O", items);
         Py_DECREF(empty);
         if (joined == NULL) {
             return -1;
@@ -1865,6 +1846,83 @@ write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long joi
     }
     rc = write_to(transport, nm->write, joined);
     Py_DECREF(joined);
+    return rc;
+}
+
+/* The frames [start, stop) of frames to transport in one write. */
+static int
+write_run(fanout_names *nm, PyObject *transport, PyObject *frames, Py_ssize_t start,
+          Py_ssize_t stop, Py_ssize_t size)
+{
+    PyObject *run = PyList_GetSlice(frames, start, stop);
+    int rc;
+
+    if (run == NULL) {
+        return -1;
+    }
+    rc = write_joined(nm, transport, run, size);
+    Py_DECREF(run);
+    return rc;
+}
+
+/* The frames of one corked list to transport, as WebSocketProtocol._write_out does: one
+   write up to join_limit bytes, else in runs of at most join_limit bytes, a larger frame by
+   itself (wskit.aio.protocol.write_runs). 0, or -1 with an exception set. */
+static int
+write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long join_limit)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(corked), total = 0, start = 0, size = 0;
+    PyObject *frames;
+    int rc = 0;
+
+    if (n == 1) {
+        return write_to(transport, nm->write, PyList_GET_ITEM(corked, 0));
+    }
+    /* A copy of the list: a write may run code that changes it. */
+    frames = PyList_GetSlice(corked, 0, n);
+    if (frames == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(frames, i);
+        Py_ssize_t len = PyBytes_CheckExact(item) ? PyBytes_GET_SIZE(item) : PyObject_Length(item);
+        if (len < 0) {
+            Py_DECREF(frames);
+            return -1;
+        }
+        total += len;
+    }
+    if (total <= join_limit) {
+        rc = write_joined(nm, transport, frames, total);
+        Py_DECREF(frames);
+        return rc;
+    }
+    for (i = 0; i < n && rc == 0; i++) {
+        PyObject *item = PyList_GET_ITEM(frames, i);
+        Py_ssize_t len = PyBytes_CheckExact(item) ? PyBytes_GET_SIZE(item) : PyObject_Length(item);
+        if (len < 0) {
+            rc = -1;
+            break;
+        }
+        if (i > start && size + len > join_limit) {
+            rc = write_run(nm, transport, frames, start, i, size);
+            start = i;
+            size = 0;
+            if (rc < 0) {
+                break;
+            }
+        }
+        size += len;
+        if (size > join_limit) {  /* one frame over the limit, alone */
+            rc = write_run(nm, transport, frames, i, i + 1, size);
+            start = i + 1;
+            size = 0;
+        }
+    }
+    if (rc == 0 && start < n) {
+        rc = write_run(nm, transport, frames, start, n, size);
+    }
+    Py_DECREF(frames);
     return rc;
 }
 

@@ -362,3 +362,88 @@ def test_a_failing_write_leaves_no_connection_corked(run: Any) -> None:
         assert subs[0][2].writes[-1] == server_text("c")
 
     run(main())
+
+
+class JoiningTransport(FakeTransport):
+    """A transport whose writelines is asyncio's own (before 3.12 it joins into one copy)."""
+
+    writelines = asyncio.WriteTransport.writelines  # type: ignore[assignment]
+
+
+def greedy_runs(frames: list[bytes], limit: int) -> list[bytes]:
+    """What ``write_runs`` writes, computed independently: frames packed in order into runs of
+    at most ``limit`` bytes, a frame larger than that alone."""
+    writes: list[bytes] = []
+    run: list[bytes] = []
+    for data in frames:
+        if run and (sum(map(len, run)) + len(data) > limit or len(data) > limit):
+            writes.append(b"".join(run))
+            run = []
+        run.append(data)
+        if len(data) > limit:
+            writes.append(data)
+            run = []
+    if run:
+        writes.append(b"".join(run))
+    return writes
+
+
+class TestRunsOverTheJoinLimit:
+    """More corked bytes than the join limit on a transport without a writelines of its own:
+    written in runs of at most the limit, not one write per frame (a system call per message
+    on asyncio's transport); bytes in send order either way."""
+
+    def test_a_read_of_many_1k_messages_is_answered_in_runs(self, run: Any) -> None:
+        async def main() -> None:
+            ws, proto, _ = open_socket()
+            transport = JoiningTransport()
+            proto.transport = transport  # type: ignore[assignment]
+            ws.on_binary(lambda ws, data: ws.send(data))
+            payloads = [bytes([i]) * 1024 for i in range(100)]
+            proto.data_received(b"".join(frame(0x2, p) for p in payloads))
+            frames = [b"\x82\x7e\x04\x00" + p for p in payloads]
+            assert transport.writes == greedy_runs(frames, 64 * 1024)
+            assert len(transport.writes) == 2
+
+        run(main())
+
+    def test_fanned_out_frames_over_the_limit_go_in_runs(self, run: Any) -> None:
+        async def main() -> None:
+            pub, pub_proto, _ = open_socket()
+            sub, sub_proto, _ = open_socket()
+            transport = JoiningTransport()
+            sub_proto.transport = transport  # type: ignore[assignment]
+            pub.on_binary(lambda ws, data: wskit.broadcast([sub], data))
+            sizes = [30_000, 30_000, 30_000, 70_000, 10, 20]
+            payloads = [bytes([i]) * n for i, n in enumerate(sizes)]
+            pub_proto.data_received(b"".join(frame(0x2, p) for p in payloads))
+            wire = b"".join(transport.writes)
+            # 30,000 + 30,000 fit in one run; the third starts the next; 70,000 goes alone.
+            assert [len(w) for w in transport.writes] == [
+                2 * (30_000 + 4), 30_000 + 4, 70_000 + 10, 10 + 2 + 20 + 2]
+            got = []
+            rest = wire
+            while rest:
+                n = rest[1] & 0x7F
+                head = 2
+                if n == 126:
+                    n, head = int.from_bytes(rest[2:4], "big"), 4
+                elif n == 127:
+                    n, head = int.from_bytes(rest[2:10], "big"), 10
+                got.append(rest[head:head + n])
+                rest = rest[head + n:]
+            assert got == payloads
+
+        run(main())
+
+
+@pytest.mark.parametrize("sizes", [
+    [], [1], [70_000], [64 * 1024], [64 * 1024, 1], [1, 64 * 1024], [40_000, 40_000, 40_000],
+    [10] * 10_000, [100, 70_000, 100, 100, 70_000],
+])
+def test_write_runs_packs_greedily(sizes: list[int]) -> None:
+    frames = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    transport = JoiningTransport()
+    protocol_module.write_runs(transport, frames, 64 * 1024)  # type: ignore[arg-type]
+    assert transport.writes == greedy_runs(frames, 64 * 1024)
+    assert b"".join(transport.writes) == b"".join(frames)

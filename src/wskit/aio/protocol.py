@@ -95,8 +95,8 @@ class _Cork:
 
 def flush_corked_python(pending: list[WebSocketProtocol], join_limit: int) -> None:
     """Uncork each of ``pending``: its frames to its transport (``_write_out``: one write,
-    joined up to ``join_limit`` bytes, else one by one), unless the transport is closing
-    (lost, or aborted: nothing can go). A failing write does not keep the others corked: the
+    joined up to ``join_limit`` bytes, else in runs, ``write_runs``), unless the transport is
+    closing (lost, or aborted: nothing can go). A failing write does not keep the others corked: the
     first error is raised once every connection was uncorked. The twin of
     ``_speedups.flush_corked``."""
     error: Exception | None = None
@@ -114,6 +114,30 @@ def flush_corked_python(pending: list[WebSocketProtocol], join_limit: int) -> No
                     error = exc
     if error is not None:
         raise error
+
+
+def write_runs(transport: asyncio.WriteTransport, frames: list[bytes], join_limit: int,
+               ) -> None:
+    """Write ``frames`` joined in runs of at most ``join_limit`` bytes, a frame larger than
+    that by itself as it is (no copy): one write per frame made asyncio's transport (before
+    3.12) send each at once, a system call per message (a read of 100 pipelined 1 KiB
+    messages answered by 100 sends). The twin of ``_speedups.flush_corked``'s."""
+    run: list[bytes] = []
+    size = 0
+    for data in frames:
+        n = len(data)
+        if run and size + n > join_limit:
+            transport.write(run[0] if len(run) == 1 else b"".join(run))
+            run = []
+            size = 0
+        run.append(data)
+        size += n
+        if size > join_limit:  # one frame over the limit, alone
+            transport.write(data)
+            run = []
+            size = 0
+    if run:
+        transport.write(run[0] if len(run) == 1 else b"".join(run))
 
 
 #: The C twin of flush_corked_python when built, else it.
@@ -678,12 +702,10 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         elif getattr(type(transport), "writelines", _JOINING_WRITELINES) is not \
                 _JOINING_WRITELINES:
             # One system call for them all: uvloop's writelines is a writev of the objects
-            # as they are (asyncio's own, before 3.12, would join them into one copy). A
-            # transport with no writelines of its own is written frame by frame.
+            # as they are (asyncio's own, before 3.12, would join them into one copy).
             transport.writelines(corked)
         else:
-            for data in corked:
-                transport.write(data)
+            write_runs(transport, corked, _JOIN_LIMIT)
 
     def _flush_corked(self) -> None:
         """Hand what listeners sent so far to the transport (before it closes or is measured)."""
