@@ -153,7 +153,9 @@ class Dispatcher:
 
         Args:
             fn: Called as ``fn(ws, view)``; keep ``bytes(view)`` to use the data later (a
-                coroutine function gets a view over its own copy).
+                coroutine function gets a view over its own copy). The view may be writable
+                (a large frame is unmasked in place); treat it as read-only: a sent view may
+                be written out after the call.
 
         Returns:
             The listener's handle, for ``.catch`` and ``.finally_``.
