@@ -2005,17 +2005,19 @@ flush_corked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* ---- the per-message path of a server (helper rt): WebSocket.send in C ---- */
 
 /* Sender(fallback, open_state, connection_type, protocol_write, large_payload) is what
-   WebSocket.send is when the extension is built: a method descriptor (no bound method is made for ws.send(x)),
-   called with the WebSocket first. Its common case -- a server connection OPEN, no extension,
-   not in the middle of its own fragmented message, data of an exact type str, bytes,
-   bytearray or memoryview (contiguous, of bytes), binary data shorter than large_payload
-   (which goes as header and payload, Connection.send_parts), no keyword -- builds the frame and does what
-   Connection.send_text / send_binary (messages_out) and WebSocketProtocol.write (bytes_out,
-   the cork list, the thread's cork, transport.write) do, on the fields they use, read as
-   slots at their offsets (WebSocket._conn, _protocol; Connection.state, _sending_fragments,
-   _extension, _client, messages_out; WebSocketProtocol._corked, _cork, bytes_out, transport;
-   _Cork.depth, pending). Anything else -- a client (which masks), a subclass of Connection,
-   a protocol whose write is overridden, a field that is not a slot -- goes to fallback, the
+   WebSocket.send is when the extension is built: a method descriptor (no bound method is
+   made for ws.send(x)), called with the WebSocket first. Its common case -- a connection
+   OPEN, no extension, not in the middle of its own fragmented message, data of an exact
+   type str, bytes, bytearray or memoryview (contiguous, of bytes), binary data shorter than
+   large_payload (which goes as header and payload, Connection.send_parts), no keyword --
+   builds the frame and does what Connection.send_text / send_binary (messages_out) and
+   WebSocketProtocol.write (bytes_out, the cork list, the thread's cork, transport.write) do,
+   on the fields they use, read as slots at their offsets (WebSocket._conn, _protocol;
+   Connection.state, _sending_fragments, _extension, _client, messages_out;
+   WebSocketProtocol._corked, _cork, bytes_out, transport; _Cork.depth, pending). A client's
+   frame is masked with a fresh key from the thread's pool, as send_text / send_binary mask
+   it (new_masked_frame, RFC 6455 §5.3). Anything else -- a subclass of Connection, a
+   protocol whose write is overridden, a field that is not a slot -- goes to fallback, the
    pure WebSocket.send, unchanged, and nothing is changed before it is known that the frame
    goes. */
 
@@ -2146,6 +2148,13 @@ snd_frame(unsigned char b0, const char *buf, Py_ssize_t n)
     return frame;
 }
 
+/* The frame of one message: unmasked for a server, masked for a client (RFC 6455 §5.3). */
+static inline PyObject *
+snd_build(int masked, unsigned char b0, const char *buf, Py_ssize_t n)
+{
+    return masked ? new_masked_frame(b0, (const unsigned char *)buf, n) : snd_frame(b0, buf, n);
+}
+
 /* 1 when data was sent (written or corked), 0 when fallback must decide, -1 on an error. */
 static int
 snd_fast(Sender *self, PyObject *ws, PyObject *data)
@@ -2156,7 +2165,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
     Py_buffer view;
     PyTypeObject *kind = Py_TYPE(data);
     unsigned char b0;
-    int depth = 0, result;
+    int depth = 0, result, masked = 0;
 
     off = slots_of(&self->ws, ws, self->ws_names, 2);
     if (off == NULL) {
@@ -2168,11 +2177,17 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
         return 0;
     }
     off = slots_of(&self->conn, conn, self->conn_names, 5);
-    /* RFC 6455 §5.4: no message inside our own fragmented one; §5.3: a client masks. */
+    /* RFC 6455 §5.4: no message inside our own fragmented one. */
     if (off == NULL || SLOT(conn, off[SND_CONN_STATE]) != self->open_state
             || SLOT(conn, off[SND_CONN_SENDING_FRAGMENTS]) != Py_False
-            || SLOT(conn, off[SND_CONN_EXTENSION]) != Py_None
-            || SLOT(conn, off[SND_CONN_CLIENT]) != Py_False) {
+            || SLOT(conn, off[SND_CONN_EXTENSION]) != Py_None) {
+        return 0;
+    }
+    /* §5.3: a client masks every frame, each with a fresh key (new_masked_frame). */
+    if (SLOT(conn, off[SND_CONN_CLIENT]) == Py_True) {
+        masked = 1;
+    }
+    else if (SLOT(conn, off[SND_CONN_CLIENT]) != Py_False) {
         return 0;
     }
     poff = snd_proto_slots(self, proto);
@@ -2209,7 +2224,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
     if (kind == &PyUnicode_Type) {
         b0 = 0x81;  /* FIN, TEXT */
         if (PyUnicode_IS_COMPACT_ASCII(data)) {
-            frame = snd_frame(b0, (const char *)PyUnicode_DATA(data),
+            frame = snd_build(masked, b0, (const char *)PyUnicode_DATA(data),
                               PyUnicode_GET_LENGTH(data));
         }
         else {
@@ -2220,7 +2235,8 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
                 PyErr_Clear();
                 return 0;
             }
-            frame = snd_frame(b0, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+            frame = snd_build(masked, b0, PyBytes_AS_STRING(encoded),
+                              PyBytes_GET_SIZE(encoded));
             Py_DECREF(encoded);
         }
     }
@@ -2228,7 +2244,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
         if (PyBytes_GET_SIZE(data) >= self->large_payload) {
             return 0;
         }
-        frame = snd_frame(0x82, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+        frame = snd_build(masked, 0x82, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
     }
     else if (kind == &PyMemoryView_Type || kind == &PyByteArray_Type) {
         if (kind == &PyMemoryView_Type && PyMemoryView_GET_BUFFER(data)->itemsize != 1) {
@@ -2242,7 +2258,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
             PyBuffer_Release(&view);
             return 0;
         }
-        frame = snd_frame(0x82, (const char *)view.buf, view.len);
+        frame = snd_build(masked, 0x82, (const char *)view.buf, view.len);
         PyBuffer_Release(&view);
     }
     else {
@@ -2454,7 +2470,8 @@ static PyType_Slot sender_type_slots[] = {
     {Py_tp_doc, (void *)
      "Sender(fallback, open_state, connection_type, protocol_write, large_payload)\n"
      "\n"
-     "WebSocket.send with its common case in C (a server connection, OPEN, no extension,\n"
+     "WebSocket.send with its common case in C (a connection OPEN, no extension, masked\n"
+     "for a client,\n"
      "str, or bytes / bytearray / contiguous memoryview below large_payload, no keyword);\n"
      "every other call goes\n"
      "to fallback, the pure WebSocket.send."},
