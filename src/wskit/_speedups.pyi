@@ -50,9 +50,10 @@ def build_masked_frame(b0: int, payload: str | bytes | bytearray | memoryview, /
     ``wskit.core.frames.build_masked_frame_python``."""
 
 class Sender:
-    """``WebSocket.send`` with its common case in C (a server connection OPEN without an
-    extension, str or a contiguous bytes-like object, no keyword); every other call goes to
-    ``fallback``, the pure method. A method descriptor: ``ws.send(data)`` calls it with ws."""
+    """``WebSocket.send`` with its common case in C (a connection OPEN without an extension,
+    a client's frames masked with a fresh key each; str or a contiguous bytes-like object, no
+    keyword); every other call goes to ``fallback``, the pure method. A method descriptor:
+    ``ws.send(data)`` calls it with ws."""
 
     fallback: Callable[..., None]
 

@@ -530,7 +530,8 @@ class WebSocket(Dispatcher):
 
 
 #: ``WebSocket.send`` with its common case in C when the extension is built
-#: (``_speedups.Sender``: a server connection OPEN without an extension, str or a bytes-like
+#: (``_speedups.Sender``: a connection OPEN without an extension, a client's frames masked
+#: with a fresh key each, RFC 6455 §5.3; str or a bytes-like
 #: object below ``LARGE_PAYLOAD``, no keyword): no Python frame for send,
 #: ``Connection.send_text`` / ``send_binary`` and ``WebSocketProtocol.write``, which it does
 #: on their slots. Every other call goes to the pure method above, which stays the one

@@ -2,8 +2,8 @@
 to the plain listeners; ``_speedups.Sender``, ``WebSocket.send``), bytes in and bytes out over
 a fake transport, against the pure path: the same frames (RFC 6455 §5.2,
 §5.6), the same counters, the same corking, and every case it does not take handed to the
-pure method unchanged (§5.3 a client masks, §5.4 no message inside our own fragmented one,
-§5.5.1 nothing after our Close)."""
+pure method unchanged (§5.4 no message inside our own fragmented one, §5.5.1 nothing after
+our Close). A client's path (§5.3, masked) is tested in test_client_fast_path.py."""
 
 from __future__ import annotations
 
@@ -217,20 +217,6 @@ class TestFrames:
 
 
 class TestWhatThePurePathTakes:
-    def test_a_client_masks_each_frame(self, run: Any) -> None:
-        """§5.3: a client's frames are masked with a fresh key each."""
-
-        async def main() -> None:
-            ws, proto, transport = open_socket(Role.CLIENT)
-            ws.send("abc")
-            ws.send("abc")
-            first, second = transport.writes
-            assert first[0] == 0x81 and first[1] == 0x80 | 3 and len(first) == 9
-            assert first[2:6] != second[2:6]
-            assert proto.conn.messages_out == 2 and proto.bytes_out == 18
-
-        run(main())
-
     def test_keyword_compress(self, run: Any) -> None:
         async def main() -> None:
             ws, _, transport = open_socket()
