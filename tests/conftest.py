@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -83,3 +84,11 @@ def proxies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             "socks": stack.enter_context(microsocks(socks)),
             "socks-auth": stack.enter_context(microsocks(socks, auth=True)),
         }
+
+
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for the tests that type-check a snippet against wskit (same options:
+    ``--strict``, an empty config, wskit through MYPYPATH): the first fills it, the others
+    reuse its analysis of wskit and the standard library."""
+    return tmp_path_factory.mktemp("mypy-cache")

@@ -197,6 +197,10 @@ def test_chat_refuses_a_text_too_long_for_the_room(run: Callable[..., Any]) -> N
         sender.writer.write(client_frame(TEXT, bytes((1 << 20) - 10)))
         code, _ = await sender.read_until_close()
         assert code == 1009
+        # The sender answers the Close and goes, as a browser would (without the answer the
+        # server would wait its close_timeout before the others hear of the leave).
+        sender.writer.write(client_frame(CLOSE, code.to_bytes(2, "big")))
+        sender.writer.close()
         event = json.loads(await other.recv())
         assert event["type"] == "leave" and event["name"] == "sender"
         await other.send("still here")

@@ -403,7 +403,8 @@ class TestSignature:
         assert "proxy" in signature.parameters and "reconnect" in signature.parameters
         assert inspect.isfunction(wskit.connect)
 
-    def test_mypy_strict_sees_a_websocket(self, tmp_path: Any, monkeypatch: Any) -> None:
+    def test_mypy_strict_sees_a_websocket(self, tmp_path: Any, monkeypatch: Any,
+                                         mypy_cache: Any) -> None:
         from pathlib import Path
 
         from mypy import api
@@ -420,7 +421,7 @@ class TestSignature:
         monkeypatch.setenv("MYPYPATH", str(Path(wskit.__file__).resolve().parents[1]))
         (tmp_path / "empty.ini").write_text("[mypy]\n")
         out, err, status = api.run(["--strict", "--config-file", str(tmp_path / "empty.ini"),
-                                    "--cache-dir", str(tmp_path / "cache"), str(snippet)])
+                                    "--cache-dir", str(mypy_cache), str(snippet)])
         revealed = [line.split("Revealed type is ")[1] for line in out.splitlines()
                     if "Revealed type" in line]
         assert revealed == ['"wskit.websocket.WebSocket"'] * 3 + [
