@@ -2002,6 +2002,108 @@ flush_corked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+
+/* ---- direct sends (helper client): the first step of a plain socket transport's write ---- */
+
+#if !defined(_WIN32)
+#include <sys/socket.h>
+#define WSKIT_HAVE_SEND 1
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+#endif
+
+typedef struct {
+    PyObject *write, *buffer_size, *is_closing;
+} direct_names;
+
+static int
+direct_names_init(direct_names *nm)
+{
+    nm->write = PyUnicode_InternFromString("write");
+    nm->buffer_size = PyUnicode_InternFromString("get_write_buffer_size");
+    nm->is_closing = PyUnicode_InternFromString("is_closing");
+    return nm->write && nm->buffer_size && nm->is_closing ? 0 : -1;
+}
+
+static void
+direct_names_clear(direct_names *nm)
+{
+    Py_CLEAR(nm->write);
+    Py_CLEAR(nm->buffer_size);
+    Py_CLEAR(nm->is_closing);
+}
+
+/* transport.write(frame); 0, or -1 with an exception set. Where the protocol gave its socket
+   (WebSocketProtocol._send_fd, >= 0 only for asyncio's and uvloop's plain TCP and unix
+   transports, whose write with nothing buffered starts with one send() of the data on that
+   socket) and the transport is not closing (so the descriptor is still its socket) and holds
+   nothing unsent (so nothing goes ahead of the frame), that send() is made here: what the
+   transport's write does first, without its Python or Cython call. What it did not take (a
+   full socket buffer, the rest of a partial send) or could not (an error, which the
+   transport's own send then meets and reports as it always does) goes to transport.write,
+   after what was sent: the same bytes in the same order. */
+static int
+direct_write(direct_names *nm, PyObject *transport, PyObject *fd_obj, PyObject *frame)
+{
+    PyObject *result, *rest = NULL;
+#ifdef WSKIT_HAVE_SEND
+    long fd = fd_obj != NULL && PyLong_CheckExact(fd_obj) ? PyLong_AsLong(fd_obj) : -1;
+
+    if (fd >= 0 && fd <= INT_MAX && PyBytes_CheckExact(frame)) {
+        Py_ssize_t size, sent;
+        int idle;
+
+        result = PyObject_CallMethodNoArgs(transport, nm->buffer_size);
+        if (result == NULL) {
+            return -1;
+        }
+        size = PyLong_CheckExact(result) ? PyLong_AsSsize_t(result) : -1;
+        Py_DECREF(result);
+        if (size == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        idle = size == 0;
+        if (idle) {
+            result = PyObject_CallMethodNoArgs(transport, nm->is_closing);
+            if (result == NULL) {
+                return -1;
+            }
+            idle = result == Py_False;
+            Py_DECREF(result);
+        }
+        if (idle) {
+            const char *buf = PyBytes_AS_STRING(frame);
+            size = PyBytes_GET_SIZE(frame);
+            do {
+                sent = (Py_ssize_t)send((int)fd, buf, (size_t)size, MSG_DONTWAIT | MSG_NOSIGNAL);
+            } while (sent < 0 && errno == EINTR);
+            if (sent == size) {
+                return 0;
+            }
+            if (sent > 0) {
+                rest = PyBytes_FromStringAndSize(buf + sent, size - sent);
+                if (rest == NULL) {
+                    return -1;
+                }
+                frame = rest;
+            }
+        }
+    }
+#else
+    (void)fd_obj;
+#endif
+    result = PyObject_CallMethodOneArg(transport, nm->write, frame);
+    Py_XDECREF(rest);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* ---- end of direct sends ---- */
+
 /* ---- the per-message path of a server (helper rt): WebSocket.send in C ---- */
 
 /* Sender(fallback, open_state, connection_type, protocol_write, large_payload) is what
@@ -2024,7 +2126,8 @@ flush_corked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 enum { SND_WS_CONN, SND_WS_PROTOCOL };
 enum { SND_CONN_STATE, SND_CONN_SENDING_FRAGMENTS, SND_CONN_EXTENSION, SND_CONN_CLIENT,
        SND_CONN_MESSAGES_OUT };
-enum { SND_PROTO_CORKED, SND_PROTO_CORK, SND_PROTO_BYTES_OUT, SND_PROTO_TRANSPORT };
+enum { SND_PROTO_CORKED, SND_PROTO_CORK, SND_PROTO_BYTES_OUT, SND_PROTO_TRANSPORT,
+       SND_PROTO_SEND_FD };
 enum { SND_CORK_DEPTH, SND_CORK_PENDING };
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -2043,7 +2146,8 @@ typedef struct {
     PyObject *conn_type;    /* Connection: only its exact instances take the C path */
     PyObject *proto_write;  /* WebSocketProtocol.write: a type overriding it takes fallback */
     PyObject *write_name;
-    PyObject *ws_names[2], *conn_names[5], *proto_names[4], *cork_names[2];
+    direct_names direct;    /* for direct_write */
+    PyObject *ws_names[2], *conn_names[5], *proto_names[5], *cork_names[2];
     slot_offsets ws, conn, proto, cork;
     Py_ssize_t large_payload;  /* frames.LARGE_PAYLOAD: binary data from there goes apart */
 } Sender;
@@ -2054,7 +2158,7 @@ snd_proto_slots(Sender *self, PyObject *proto)
 {
     if (Py_TYPE(proto) != self->proto.type) {
         PyObject *write;
-        resolve_slots(&self->proto, Py_TYPE(proto), self->proto_names, 4);
+        resolve_slots(&self->proto, Py_TYPE(proto), self->proto_names, 5);
         write = PyObject_GetAttr((PyObject *)Py_TYPE(proto), self->write_name);
         if (write == NULL) {
             PyErr_Clear();
@@ -2161,7 +2265,7 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
 {
     const Py_ssize_t *off, *poff;
     PyObject *conn, *proto, *corked, *transport, *cork = NULL, *pending = NULL, *frame;
-    PyObject *encoded = NULL, *value;
+    PyObject *encoded = NULL;
     Py_buffer view;
     PyTypeObject *kind = Py_TYPE(data);
     unsigned char b0;
@@ -2290,13 +2394,9 @@ snd_fast(Sender *self, PyObject *ws, PyObject *data)
         Py_DECREF(Py_None);
         return PyList_Append(pending, proto) < 0 ? -1 : 1;
     }
-    value = PyObject_CallMethodOneArg(transport, self->write_name, frame);
+    result = direct_write(&self->direct, transport, SLOT(proto, poff[SND_PROTO_SEND_FD]), frame);
     Py_DECREF(frame);
-    if (value == NULL) {
-        return -1;
-    }
-    Py_DECREF(value);
-    return 1;
+    return result < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -2338,7 +2438,8 @@ sender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     static const char *ws_names[] = {"_conn", "_protocol"};
     static const char *conn_names[] = {"state", "_sending_fragments", "_extension", "_client",
                                        "messages_out"};
-    static const char *proto_names[] = {"_corked", "_cork", "bytes_out", "transport"};
+    static const char *proto_names[] = {"_corked", "_cork", "bytes_out", "transport",
+                                        "_send_fd"};
     static const char *cork_names[] = {"depth", "pending"};
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
@@ -2381,10 +2482,11 @@ sender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     SND_NAMES(ws_names, ws_names, 2)
     SND_NAMES(conn_names, conn_names, 5)
-    SND_NAMES(proto_names, proto_names, 4)
+    SND_NAMES(proto_names, proto_names, 5)
     SND_NAMES(cork_names, cork_names, 2)
 #undef SND_NAMES
-    if ((self->write_name = PyUnicode_InternFromString("write")) == NULL) {
+    if ((self->write_name = PyUnicode_InternFromString("write")) == NULL
+            || direct_names_init(&self->direct) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -2418,14 +2520,13 @@ sender_clear(Sender *self)
     Py_CLEAR(self->conn_type);
     Py_CLEAR(self->proto_write);
     Py_CLEAR(self->write_name);
+    direct_names_clear(&self->direct);
     for (i = 0; i < 2; i++) {
         Py_CLEAR(self->ws_names[i]);
         Py_CLEAR(self->cork_names[i]);
     }
     for (i = 0; i < 5; i++) {
         Py_CLEAR(self->conn_names[i]);
-    }
-    for (i = 0; i < 4; i++) {
         Py_CLEAR(self->proto_names[i]);
     }
     Py_CLEAR(self->ws.type);
@@ -2516,7 +2617,8 @@ static PyType_Spec sender_spec = {
    dispatch.py as Reader.dispatch). A plain listener that raises an Exception ends the
    delivery and goes to receiver.listener_failed, as in Dispatcher.receive_messages. */
 
-enum { RD_P_CONN, RD_P_CORKED, RD_P_CORK, RD_P_RECEIVER, RD_P_TRANSPORT, RD_P_BYTES_IN };
+enum { RD_P_CONN, RD_P_CORKED, RD_P_CORK, RD_P_RECEIVER, RD_P_TRANSPORT, RD_P_BYTES_IN,
+       RD_P_SEND_FD };
 enum { RD_C_STATE, RD_C_HELD, RD_C_BACKLOG, RD_C_MSG_OPCODE, RD_C_EXTENSION, RD_C_PARSER,
        RD_C_MAX_BATCH_MESSAGES, RD_C_MAX_BATCH_BYTES, RD_C_MESSAGES_IN };
 enum { RD_F_BUFFERED, RD_F_ERROR, RD_F_LENT, RD_F_EXPECT_MASK, RD_F_MAX_SIZE, RD_F_BATCH };
@@ -2534,7 +2636,8 @@ typedef struct {
     PyObject *dispatch;     /* Dispatcher.receive_messages, once dispatch.py registered it */
     PyObject *n_receive_messages, *n_listener_failed, *n_flush, *n_write, *n_write_out;
     PyObject *n_end_read, *release;  /* memoryview.release, looked up once */
-    PyObject *proto_names[6], *conn_names[9], *parser_names[6], *recv_names[2];
+    direct_names direct;    /* for direct_write */
+    PyObject *proto_names[7], *conn_names[9], *parser_names[6], *recv_names[2];
     PyObject *listener_names[3], *cork_names[2];
     slot_offsets proto, conn, parser, recv, listener, cork;
     PyTypeObject *recv_checked;  /* the receiver type recv_dispatcher was found for */
@@ -2740,7 +2843,7 @@ rd_fast(Reader *self, PyObject *proto, PyObject *data)
     if (!PyBytes_CheckExact(data)) {
         return 0;
     }
-    poff = slots_of(&self->proto, proto, self->proto_names, 6);
+    poff = slots_of(&self->proto, proto, self->proto_names, 7);
     if (poff == NULL) {
         return 0;
     }
@@ -2872,16 +2975,18 @@ rd_fast(Reader *self, PyObject *proto, PyObject *data)
         /* What the listeners sent: one write (_write_out's common case inline). */
         transport = SLOT(proto, poff[RD_P_TRANSPORT]);
         if (PyList_GET_SIZE(corked) == 1 && transport != NULL && transport != Py_None) {
-            result = PyObject_CallMethodOneArg(transport, self->n_write,
-                                               PyList_GET_ITEM(corked, 0));
+            if (direct_write(&self->direct, transport, SLOT(proto, poff[RD_P_SEND_FD]),
+                             PyList_GET_ITEM(corked, 0)) < 0) {
+                status = -1;
+            }
         }
         else {
             result = PyObject_CallMethodOneArg(proto, self->n_write_out, corked);
+            if (result == NULL) {
+                status = -1;
+            }
+            Py_XDECREF(result);
         }
-        if (result == NULL) {
-            status = -1;
-        }
-        Py_XDECREF(result);
     }
     Py_DECREF(corked);
     if (status == 0 && SLOT(conn, coff[RD_C_STATE]) != self->open_state) {
@@ -2921,7 +3026,7 @@ reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     PyObject *fallback, *open_state, *conn_type, *parser_type;
     int i;
     static const char *proto_names[] = {"conn", "_corked", "_cork", "receiver", "transport",
-                                        "bytes_in"};
+                                        "bytes_in", "_send_fd"};
     static const char *conn_names[] = {"state", "_held", "_backlog", "_msg_opcode",
                                        "_extension", "parser", "max_batch_messages",
                                        "max_batch_bytes", "messages_in"};
@@ -2966,7 +3071,7 @@ reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (i = 0; i < (n); i++) {                                                 \
         RD_NAME(field[i], texts[i])                                             \
     }
-    RD_NAMES(proto_names, proto_names, 6)
+    RD_NAMES(proto_names, proto_names, 7)
     RD_NAMES(conn_names, conn_names, 9)
     RD_NAMES(parser_names, parser_names, 6)
     RD_NAMES(recv_names, recv_names, 2)
@@ -2978,6 +3083,10 @@ reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     RD_NAME(n_write, "write")
     RD_NAME(n_write_out, "_write_out")
     RD_NAME(n_end_read, "_end_read")
+    if (direct_names_init(&self->direct) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     if ((self->release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type,
                                                 "release")) == NULL) {
         Py_DECREF(self);
@@ -3026,10 +3135,12 @@ reader_clear(Reader *self)
     Py_CLEAR(self->n_write_out);
     Py_CLEAR(self->n_end_read);
     Py_CLEAR(self->release);
+    direct_names_clear(&self->direct);
     for (i = 0; i < 6; i++) {
         Py_CLEAR(self->proto_names[i]);
         Py_CLEAR(self->parser_names[i]);
     }
+    Py_CLEAR(self->proto_names[6]);
     for (i = 0; i < 9; i++) {
         Py_CLEAR(self->conn_names[i]);
     }

@@ -60,6 +60,30 @@ _default_limits: dict[type, tuple[int, ...]] = {}
 _last_openings: list[Openings | None] = [None]
 
 
+#: The transports whose write, with nothing buffered, is one send() on their socket: asyncio's
+#: plain TCP and unix transport and uvloop's (by module and name: no import of theirs). The C
+#: path (``_speedups.Reader``, ``Sender``) makes that send itself on those (``_send_fd``);
+#: TLS, a proxy's tunnel or any other transport is written through ``write`` only.
+_SENDING_TRANSPORTS = frozenset({
+    ("asyncio.selector_events", "_SelectorSocketTransport"),
+    ("uvloop.loop", "TCPTransport"),
+    ("uvloop.loop", "UnixTransport"),
+})
+
+
+def socket_fd(transport: asyncio.BaseTransport) -> int:
+    """The descriptor of ``transport``'s socket where it is one of ``_SENDING_TRANSPORTS``,
+    else -1."""
+    kind = type(transport)
+    if (kind.__module__, kind.__qualname__) not in _SENDING_TRANSPORTS:
+        return -1
+    sock = transport.get_extra_info("socket")
+    try:
+        return int(sock.fileno())
+    except (AttributeError, OSError, ValueError):
+        return -1
+
+
 #: Corked bytes beyond which a connection's frames are handed over one by one, not joined
 #: into one copy: the copy would cost more than the system calls it saves.
 _JOIN_LIMIT = 64 * 1024
@@ -216,6 +240,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         "_quiet_timer",
         "_read_view",
         "_reading_paused",
+        "_send_fd",
         "_write_paused",
         "bytes_in",
         "bytes_out",
@@ -281,6 +306,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._corked: list[bytes] | None = None
         self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
+        # The transport's socket where the C path may send to it itself (socket_fd), else -1.
+        self._send_fd = -1
         self._into_frame = False  # whether the last get_buffer gave a large frame's own room
         # Parks the codec once idle, when an extension (permessage-deflate) was negotiated.
         self._parker: Parker | None = None
@@ -304,6 +331,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self._send_fd = socket_fd(transport)
         limit = self.limits.write_limit
         kind = type(transport)
         defaults = _default_limits.get(kind)
