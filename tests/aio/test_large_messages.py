@@ -168,22 +168,74 @@ class _Gathering(_Recording):
 
 
 @pytest.mark.parametrize("kind", [_Recording, _Gathering])
-def test_header_and_payload_in_one_call_where_the_transport_gathers(run: Any,
-                                                                    kind: type) -> None:
-    """A large frame's two parts go out in one writelines where the transport has its own
-    (one system call), else as two writes: never joined into a copy."""
+def test_header_goes_with_the_payloads_first_bytes_then_the_rest(run: Any, kind: type) -> None:
+    """A large frame's header goes out with the payload's first 64 KiB in one writelines
+    where the transport gathers, else joined with its first 32 KiB in one write; then the
+    rest in one write: never a header alone, never the whole payload copied."""
     from wskit.core.limits import Limits
 
     async def main() -> None:
         protocol = WebSocketProtocol(Limits(ping_interval=None))
         transport = kind()
         protocol.transport = transport
-        header, payload = b"\x82\x7f" + (70_000).to_bytes(8, "big"), os.urandom(70_000)
+        header, payload = b"\x82\x7f" + (200_000).to_bytes(8, "big"), os.urandom(200_000)
+        protocol.write_parts(header, payload)
+        if kind is _Gathering:
+            first, rest = payload[:65536], payload[65536:]
+            assert transport.calls == [("writelines", [header, first]), ("write", rest)]
+        else:
+            first, rest = payload[:32768], payload[32768:]
+            assert transport.calls == [("write", header + first), ("write", rest)]
+        assert protocol.bytes_out == len(header) + len(payload)
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", [_Recording, _Gathering])
+def test_a_header_never_goes_alone(run: Any, kind: type) -> None:
+    """A payload of exactly 64 KiB goes with its header: in one call where the transport
+    gathers, else in two writes of which the first holds the header (never 10 bytes alone)."""
+    from wskit.core.limits import Limits
+
+    async def main() -> None:
+        protocol = WebSocketProtocol(Limits(ping_interval=None))
+        transport = kind()
+        protocol.transport = transport
+        header, payload = b"\x82\x7f" + (65536).to_bytes(8, "big"), os.urandom(65536)
         protocol.write_parts(header, payload)
         if kind is _Gathering:
             assert transport.calls == [("writelines", [header, payload])]
         else:
-            assert transport.calls == [("write", header), ("write", payload)]
-        assert protocol.bytes_out == len(header) + len(payload)
+            assert transport.calls == [("write", header + payload[:32768]),
+                                       ("write", payload[32768:])]
+
+    run(main())
+
+
+@pytest.mark.parametrize("sizes", [
+    [10, 200_000], [5, 100, 70_000, 3, 65_536, 9], [65_536, 65_536, 1], [40_000, 40_000],
+    [10, 65_537], [10, 65_536], [30_000, 30_000, 30_000, 300_000, 20],
+])
+def test_gathered_frames_reach_the_wire_in_order(run: Any, sizes: list[int]) -> None:
+    """However corked frames are cut into calls of a transport that gathers (uvloop's), the
+    bytes are the same, in order; a call holds at most 64 KiB of small frames and 64 KiB of
+    a large one (or is the rest of a large frame), and none is empty."""
+    from wskit.core.limits import Limits
+
+    async def main() -> None:
+        protocol = WebSocketProtocol(Limits(ping_interval=None))
+        transport = _Gathering()
+        protocol.transport = transport
+        frames = [os.urandom(n) for n in sizes]
+        protocol._corked = list(frames)
+        protocol._flush_corked()
+        wire = b"".join(b"".join(d) if name == "writelines" else d
+                        for name, d in transport.calls)
+        assert wire == b"".join(frames)
+        large = {f[65536:] for f in frames if len(f) > 65536}
+        for name, d in transport.calls:
+            data = b"".join(d) if name == "writelines" else d
+            assert data
+            assert len(data) <= 2 * 65536 or data in large
 
     run(main())

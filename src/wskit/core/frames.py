@@ -213,8 +213,9 @@ def _header(b0: int, n: int, key: bytes | None) -> bytes:
 
 def frame_parts(b0: int, payload: Payload, key: bytes | None, /) -> tuple[bytes, Payload]:
     """The frame ``build_frame(b0, payload, key)`` returns, as two parts: its header (with the
-    mask key) and the bytes that follow it. Written one after the other (uvloop joins them in
-    one ``writev``), a large payload goes out without being copied behind its header.
+    mask key) and the bytes that follow it. Written one after the other (the binding gathers
+    the header with the payload's first bytes), a large payload goes out without being copied
+    behind its header.
 
     The second part is ``payload`` itself when its bytes cannot change before they are
     written: ``bytes``, or a view of a received large frame (its ``FrameBuffer``, which the
