@@ -2014,47 +2014,48 @@ flush_corked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 #endif
 
 typedef struct {
-    PyObject *write, *buffer_size, *is_closing;
+    PyObject *write;
 } direct_names;
 
 static int
 direct_names_init(direct_names *nm)
 {
     nm->write = PyUnicode_InternFromString("write");
-    nm->buffer_size = PyUnicode_InternFromString("get_write_buffer_size");
-    nm->is_closing = PyUnicode_InternFromString("is_closing");
-    return nm->write && nm->buffer_size && nm->is_closing ? 0 : -1;
+    return nm->write ? 0 : -1;
 }
 
 static void
 direct_names_clear(direct_names *nm)
 {
     Py_CLEAR(nm->write);
-    Py_CLEAR(nm->buffer_size);
-    Py_CLEAR(nm->is_closing);
 }
 
 /* transport.write(frame); 0, or -1 with an exception set. Where the protocol gave its socket
-   (WebSocketProtocol._send_fd, >= 0 only for asyncio's and uvloop's plain TCP and unix
-   transports, whose write with nothing buffered starts with one send() of the data on that
-   socket) and the transport is not closing (so the descriptor is still its socket) and holds
-   nothing unsent (so nothing goes ahead of the frame), that send() is made here: what the
-   transport's write does first, without its Python or Cython call. What it did not take (a
-   full socket buffer, the rest of a partial send) or could not (an error, which the
-   transport's own send then meets and reports as it always does) goes to transport.write,
-   after what was sent: the same bytes in the same order. */
+   (WebSocketProtocol._send_fd: the descriptor, the transport's get_write_buffer_size and
+   is_closing; only for asyncio's and uvloop's plain TCP and unix transports, whose write
+   with nothing buffered starts with one send() of the data on that socket) and the
+   transport is not closing (so the descriptor is still its socket) and holds nothing unsent
+   (so nothing goes ahead of the frame), that send() is made here: what the transport's write
+   does first, without its Python or Cython call. What it did not take (a full socket buffer,
+   the rest of a partial send) or could not (an error, which the transport's own send then
+   meets and reports as it always does) goes to transport.write, after what was sent: the
+   same bytes in the same order. */
 static int
-direct_write(direct_names *nm, PyObject *transport, PyObject *fd_obj, PyObject *frame)
+direct_write(direct_names *nm, PyObject *transport, PyObject *direct, PyObject *frame)
 {
     PyObject *result, *rest = NULL;
 #ifdef WSKIT_HAVE_SEND
-    long fd = fd_obj != NULL && PyLong_CheckExact(fd_obj) ? PyLong_AsLong(fd_obj) : -1;
+    long fd = -1;
 
+    if (direct != NULL && PyTuple_CheckExact(direct) && PyTuple_GET_SIZE(direct) == 3
+            && PyLong_CheckExact(PyTuple_GET_ITEM(direct, 0))) {
+        fd = PyLong_AsLong(PyTuple_GET_ITEM(direct, 0));
+    }
     if (fd >= 0 && fd <= INT_MAX && PyBytes_CheckExact(frame)) {
         Py_ssize_t size, sent;
         int idle;
 
-        result = PyObject_CallMethodNoArgs(transport, nm->buffer_size);
+        result = PyObject_CallNoArgs(PyTuple_GET_ITEM(direct, 1));
         if (result == NULL) {
             return -1;
         }
@@ -2065,7 +2066,7 @@ direct_write(direct_names *nm, PyObject *transport, PyObject *fd_obj, PyObject *
         }
         idle = size == 0;
         if (idle) {
-            result = PyObject_CallMethodNoArgs(transport, nm->is_closing);
+            result = PyObject_CallNoArgs(PyTuple_GET_ITEM(direct, 2));
             if (result == NULL) {
                 return -1;
             }
@@ -2091,7 +2092,7 @@ direct_write(direct_names *nm, PyObject *transport, PyObject *fd_obj, PyObject *
         }
     }
 #else
-    (void)fd_obj;
+    (void)direct;
 #endif
     result = PyObject_CallMethodOneArg(transport, nm->write, frame);
     Py_XDECREF(rest);

@@ -64,6 +64,8 @@ _last_openings: list[Openings | None] = [None]
 #: plain TCP and unix transport and uvloop's (by module and name: no import of theirs). The C
 #: path (``_speedups.Reader``, ``Sender``) makes that send itself on those (``_send_fd``);
 #: TLS, a proxy's tunnel or any other transport is written through ``write`` only.
+#: (``_send_fd``: the descriptor and the transport's get_write_buffer_size and is_closing,
+#: bound once, which it asks before each send.)
 _SENDING_TRANSPORTS = frozenset({
     ("asyncio.selector_events", "_SelectorSocketTransport"),
     ("uvloop.loop", "TCPTransport"),
@@ -82,6 +84,13 @@ def socket_fd(transport: asyncio.BaseTransport) -> int:
         return int(sock.fileno())
     except (AttributeError, OSError, ValueError):
         return -1
+
+
+def _direct_send(transport: asyncio.Transport) -> tuple[int, Any, Any] | None:
+    fd = socket_fd(transport)
+    if fd < 0:
+        return None
+    return fd, transport.get_write_buffer_size, transport.is_closing
 
 
 #: Corked bytes beyond which a connection's frames are handed over one by one, not joined
@@ -350,8 +359,9 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._corked: list[bytes] | None = None
         self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
-        # The transport's socket where the C path may send to it itself (socket_fd), else -1.
-        self._send_fd = -1
+        # Where the C path may send to the transport's socket itself: (its descriptor, the
+        # transport's get_write_buffer_size, is_closing), else None (_direct_send).
+        self._send_fd: tuple[int, Any, Any] | None = None
         self._into_frame = False  # whether the last get_buffer gave a large frame's own room
         # Parks the codec once idle, when an extension (permessage-deflate) was negotiated.
         self._parker: Parker | None = None
@@ -375,7 +385,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        self._send_fd = socket_fd(transport)
+        self._send_fd = _direct_send(transport)
         limit = self.limits.write_limit
         kind = type(transport)
         defaults = _default_limits.get(kind)
