@@ -3451,6 +3451,173 @@ static PyType_Spec buffer_updated_spec = {
     buffer_updated_type_slots,
 };
 
+/* GetBuffer(fallback) is what WebSocketProtocol.get_buffer is when the extension is built
+   (asyncio asks it for the room of each read): when no frame is arriving (not _into_frame, the
+   parser holds nothing: conn.parser.buffered is 0) and the thread's shared buffer is there
+   (_read_view), it is the answer, as in the pure get_buffer, without a Python frame. Anything
+   else (a large frame's own room, the first read, fields that are not slots) goes to
+   fallback, the pure get_buffer. */
+
+enum { GB_INTO_FRAME, GB_READ_VIEW, GB_CONN };
+enum { GB_C_PARSER };
+enum { GB_F_BUFFERED };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;
+    PyObject *fallback;  /* the pure get_buffer */
+    PyObject *names[3], *conn_names[1], *parser_names[1];
+    slot_offsets proto, conn, parser;
+} GetBuffer;
+
+static PyObject *
+get_buffer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                      PyObject *kwnames)
+{
+    GetBuffer *self = (GetBuffer *)callable;
+    const Py_ssize_t *off;
+    PyObject *proto, *conn, *parser, *view, *buffered;
+
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    proto = args[0];
+    off = slots_of(&self->proto, proto, self->names, 3);
+    if (off == NULL || SLOT(proto, off[GB_INTO_FRAME]) != Py_False) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    view = SLOT(proto, off[GB_READ_VIEW]);
+    conn = SLOT(proto, off[GB_CONN]);
+    if (view == NULL || view == Py_None || conn == NULL) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    off = slots_of(&self->conn, conn, self->conn_names, 1);
+    parser = off == NULL ? NULL : SLOT(conn, off[GB_C_PARSER]);
+    if (parser == NULL) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    off = slots_of(&self->parser, parser, self->parser_names, 1);
+    buffered = off == NULL ? NULL : SLOT(parser, off[GB_F_BUFFERED]);
+    if (buffered == NULL || !rd_is_zero(buffered)) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    }
+    Py_INCREF(view);
+    return view;
+}
+
+static PyObject *
+get_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    GetBuffer *self;
+    PyObject *fallback;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "GetBuffer() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "GetBuffer", 1, 1, &fallback)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "GetBuffer(fallback)");
+        return NULL;
+    }
+    self = (GetBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = get_buffer_vectorcall;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    if ((self->names[GB_INTO_FRAME] = PyUnicode_InternFromString("_into_frame")) == NULL
+            || (self->names[GB_READ_VIEW] = PyUnicode_InternFromString("_read_view")) == NULL
+            || (self->names[GB_CONN] = PyUnicode_InternFromString("conn")) == NULL
+            || (self->conn_names[GB_C_PARSER] = PyUnicode_InternFromString("parser")) == NULL
+            || (self->parser_names[GB_F_BUFFERED] = PyUnicode_InternFromString("buffered"))
+                == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+get_buffer_traverse(GetBuffer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->proto.type);
+    Py_VISIT(self->conn.type);
+    Py_VISIT(self->parser.type);
+    return 0;
+}
+
+static int
+get_buffer_clear(GetBuffer *self)
+{
+    int i;
+
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    for (i = 0; i < 3; i++) {
+        Py_CLEAR(self->names[i]);
+    }
+    Py_CLEAR(self->conn_names[0]);
+    Py_CLEAR(self->parser_names[0]);
+    Py_CLEAR(self->proto.type);
+    Py_CLEAR(self->conn.type);
+    Py_CLEAR(self->parser.type);
+    return 0;
+}
+
+static void
+get_buffer_dealloc(GetBuffer *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    get_buffer_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef get_buffer_members[] = {
+    {"__dictoffset__", SND_T_PYSSIZET, offsetof(GetBuffer, dict), FAN_READONLY, NULL},
+    {"__vectorcalloffset__", SND_T_PYSSIZET, offsetof(GetBuffer, vectorcall),
+     FAN_READONLY, NULL},
+    {"fallback", FAN_T_OBJECT_EX, offsetof(GetBuffer, fallback), FAN_READONLY,
+     "The pure get_buffer."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot get_buffer_type_slots[] = {
+    {Py_tp_doc, (void *)
+     "GetBuffer(fallback)\n"
+     "\n"
+     "WebSocketProtocol.get_buffer in C when no frame is arriving: the thread's shared\n"
+     "buffer; everything else to fallback, the pure method."},
+    {Py_tp_new, (void *)get_buffer_new},
+    {Py_tp_dealloc, (void *)get_buffer_dealloc},
+    {Py_tp_traverse, (void *)get_buffer_traverse},
+    {Py_tp_clear, (void *)get_buffer_clear},
+    {Py_tp_descr_get, (void *)sender_get},
+    {Py_tp_call, (void *)sender_call},
+    {Py_tp_members, (void *)get_buffer_members},
+    {Py_tp_getset, (void *)sender_getset},
+    {0, NULL},
+};
+
+static PyType_Spec get_buffer_spec = {
+    "wskit._speedups.GetBuffer",
+    sizeof(GetBuffer),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    get_buffer_type_slots,
+};
+
 /* Adds the types to the module (from speedups_exec). Not on a free-threaded build: their
    offset caches and the slots they read assume the GIL, and WebSocket.send, data_received and
    buffer_updated stay the pure methods there. */
@@ -3488,6 +3655,15 @@ rt_exec(PyObject *module)
         return -1;
     }
     rc = PyModule_AddObjectRef(module, "BufferUpdated", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(module, &get_buffer_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "GetBuffer", type);
     Py_DECREF(type);
     return rc;
 }

@@ -76,6 +76,16 @@ class Reader:
     def __call__(self, protocol: Any, data: bytes, /) -> None: ...
     def __get__(self, obj: Any, owner: Any = None, /) -> Callable[..., None]: ...
 
+class GetBuffer:
+    """``WebSocketProtocol.get_buffer`` in C when no frame is arriving (the thread's shared
+    buffer); every other call goes to ``fallback``, the pure method."""
+
+    fallback: Callable[..., memoryview]
+
+    def __init__(self, fallback: Callable[..., memoryview], /) -> None: ...
+    def __call__(self, protocol: Any, sizehint: int, /) -> memoryview: ...
+    def __get__(self, obj: Any, owner: Any = None, /) -> Callable[..., memoryview]: ...
+
 class BufferUpdated:
     """``WebSocketProtocol.buffer_updated`` in C for a read into the shared buffer (its bytes
     to ``reader``'s common case); every other call goes to ``fallback``, the pure method."""

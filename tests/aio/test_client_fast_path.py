@@ -236,3 +236,27 @@ def test_a_pong_is_masked_too(run: Any) -> None:
         assert [(b0, p) for b0, _, p in unmask(transport.wire)] == [(0x80 | PONG, b"hi")]
 
     run(main())
+
+
+def test_get_buffer_answers_as_the_pure_one(run: Any) -> None:
+    """The room of each read: the shared buffer, or a large frame's own while it arrives."""
+    from test_fast_path import PURE_GET_BUFFER
+
+    async def main() -> None:
+        ws, proto, transport = client_socket()
+        echo(ws)
+        rooms = []
+        large = server(BINARY, b"L" * 200000)
+        for data in [server(TEXT, b"a"), server(TEXT, b"bc")[:2], server(TEXT, b"bc")[2:],
+                     large[:70000], large[70000:], server(TEXT, b"d")]:
+            room = proto.get_buffer(-1)
+            pure = PURE_GET_BUFFER(proto, -1)
+            assert room is pure or (room.obj is pure.obj and len(room) == len(pure))
+            rooms.append(room)
+            room[:len(data)] = data
+            proto.buffer_updated(len(data))
+        assert rooms[0] is rooms[1] is rooms[-1]  # the thread's shared buffer
+        assert [(b0, p) for b0, _, p in unmask(transport.wire)] == [
+            (0x81, b"a"), (0x81, b"bc"), (0x82, b"L" * 200000), (0x81, b"d")]
+
+    run(main())

@@ -32,6 +32,8 @@ PURE_READ = ((_READER and WebSocketProtocol.data_received.fallback)  # type: ign
              or WebSocketProtocol.data_received)
 PURE_UPDATED = ((_READER and WebSocketProtocol.buffer_updated.fallback)  # type: ignore[attr-defined]
                 or WebSocketProtocol.buffer_updated)
+PURE_GET_BUFFER = ((_READER and WebSocketProtocol.get_buffer.fallback)  # type: ignore[attr-defined]
+                   or WebSocketProtocol.get_buffer)
 
 
 @pytest.fixture(autouse=True, params=["python", "c"])
@@ -47,10 +49,12 @@ def send_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         assert type(vars(wskit.WebSocket)["send"]) is _SENDER
         assert type(vars(WebSocketProtocol)["data_received"]) is _READER
         assert type(vars(WebSocketProtocol)["buffer_updated"]).__name__ == "BufferUpdated"
+        assert type(vars(WebSocketProtocol)["get_buffer"]).__name__ == "GetBuffer"
     else:
         monkeypatch.setattr(wskit.WebSocket, "send", PURE_SEND)
         monkeypatch.setattr(WebSocketProtocol, "data_received", PURE_READ)
         monkeypatch.setattr(WebSocketProtocol, "buffer_updated", PURE_UPDATED)
+        monkeypatch.setattr(WebSocketProtocol, "get_buffer", PURE_GET_BUFFER)
     return str(request.param)
 
 

@@ -1041,3 +1041,6 @@ if compiled_reader is not None:
     setattr(WebSocketProtocol, "buffer_updated", functools.update_wrapper(  # noqa: B010
         speedups.BufferUpdated(WebSocketProtocol.buffer_updated, compiled_reader),
         WebSocketProtocol.buffer_updated))
+    # and get_buffer: the shared buffer without a Python frame while no frame is arriving.
+    setattr(WebSocketProtocol, "get_buffer", functools.update_wrapper(  # noqa: B010
+        speedups.GetBuffer(WebSocketProtocol.get_buffer), WebSocketProtocol.get_buffer))
