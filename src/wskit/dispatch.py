@@ -291,7 +291,12 @@ class Dispatcher:
             self.listener_failed(exc)
 
     def _control(self, event: Event) -> None:
-        if isinstance(event, Ping):
+        if type(event) is CloseReceived:
+            # The one control event of every connection: no logger.debug call (a Python
+            # frame and its arguments) unless DEBUG is on.
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("close received: %d %r", event.code, event.reason)
+        elif isinstance(event, Ping):
             if self._on_ping is not None:
                 self._call_control(self._on_ping, event.data)
         elif isinstance(event, Pong):

@@ -740,7 +740,9 @@ class ServerProtocol(WebSocketProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         app = self.app
         app._protocols.discard(self)
-        self._handshake_over()
+        if self._handshaking:  # (_handshake_over, inline: most connections are upgraded)
+            self._handshaking = False
+            app._stats.handshakes -= 1
         ip = self.ip
         if self._ip_counted and ip is not None:
             self._ip_counted = False

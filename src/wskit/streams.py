@@ -116,9 +116,14 @@ class Streams:
         self._ended = True
         self._error = error
         streams, self._streams = self._streams, []
+        hooked = False
         for stream in streams:
             stream._ended = True
             stream._error = error
+            if stream._catchers is not None or stream._finalizers is not None:
+                hooked = True
+        if not hooked:
+            return  # most handles never get a catch or a finally_: nothing to run
         loop = self._loop
         if error is not None:
             for stream in streams:

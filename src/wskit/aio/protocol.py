@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from ..core.close import CloseCode
 from ..core.connection import Connection, Ending, Event, Pong, Role, State
@@ -382,25 +382,26 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        self._send_fd = _direct_send(transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it. (No
+        # typing.cast: a Python call per connection.)
+        tr: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = tr
+        self._send_fd = _direct_send(tr)
         limit = self.limits.write_limit
-        kind = type(transport)
+        kind = type(tr)
         defaults = _default_limits.get(kind)
         if defaults is None:
             # A fresh transport has its type's defaults: read once per type (a transport
             # that cannot tell gets the call every time).
             try:
-                defaults = tuple(transport.get_write_buffer_limits())
+                defaults = tuple(tr.get_write_buffer_limits())
             except (AttributeError, NotImplementedError):
                 defaults = ()
             _default_limits[kind] = defaults
         if defaults != (limit // 4, limit):
             # (The default write_limit is the loops' own default: no call, which on asyncio
             # is three Python calls per connection.)
-            transport.set_write_buffer_limits(high=limit, low=limit // 4)
+            tr.set_write_buffer_limits(high=limit, low=limit // 4)
         timeout = self.limits.open_timeout
         if timeout is not None and self.times_handshake:
             opening = _last_openings[0]
@@ -660,11 +661,23 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         if opening is not None:
             self._opening = None
             opening.remove(self)
-        for handle in (self._close_timer, self._hold_timer, self._quiet_timer,
-                       self._keepalive, self._keepalive_deadline, self._idle):
-            if handle is not None:
-                handle.cancel()
-        self._keepalive = self._keepalive_deadline = self._idle = None
+        # Each timer tested apart: most connections have none, and a tuple of six and its
+        # loop cost more than the tests.
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        if self._keepalive_deadline is not None:
+            self._keepalive_deadline.cancel()
+            self._keepalive_deadline = None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._parker is not None:
             self._parker.forget(self.conn)
             self._parker = None
