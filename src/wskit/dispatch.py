@@ -41,6 +41,7 @@ Message = Union[str, bytes]  # noqa: UP007 - a runtime alias, usable on Python 3
 
 # inspect.markcoroutinefunction (3.12+) marks a plain function as a coroutine function too.
 _MARKS = hasattr(inspect, "markcoroutinefunction")
+_CO_COROUTINE = inspect.CO_COROUTINE
 
 
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
@@ -50,7 +51,7 @@ def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
         # What inspect answers for a plain function, from its code's flags (listeners are
         # often lambdas and closures, new objects for each connection, which no cache would
         # help); ``type(fn).__call__`` is never a coroutine function for them.
-        if fn.__code__.co_flags & inspect.CO_COROUTINE:
+        if fn.__code__.co_flags & _CO_COROUTINE:
             return True
         return _MARKS and inspect.iscoroutinefunction(fn)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
@@ -130,7 +131,8 @@ class Dispatcher:
             The listener's handle, for ``.catch`` and ``.finally_``.
         """
         self._text = _Listener(self._streams, fn)
-        self._flush_inbox(str)
+        if self._inbox:  # (most listeners are set before any message came)
+            self._flush_inbox(str)
         return self._text.stream
 
     def on_binary(self, fn: Callable[[Any, bytes], Any]) -> Stream:
@@ -143,7 +145,8 @@ class Dispatcher:
             The listener's handle, for ``.catch`` and ``.finally_``.
         """
         self._binary = _Listener(self._streams, fn)
-        self._flush_inbox(bytes)
+        if self._inbox:
+            self._flush_inbox(bytes)
         return self._binary.stream
 
     def on_buffer(self, fn: Callable[[Any, memoryview], Any]) -> Stream:
@@ -161,7 +164,8 @@ class Dispatcher:
             The listener's handle, for ``.catch`` and ``.finally_``.
         """
         self._binary = _Listener(self._streams, fn, zero_copy=True)
-        self._flush_inbox(bytes)
+        if self._inbox:
+            self._flush_inbox(bytes)
         return self._binary.stream
 
     def on_ping(self, fn: Callable[[Any, bytes], Any]) -> Stream:

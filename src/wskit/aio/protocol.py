@@ -545,7 +545,9 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             # Once idle, a compressing connection keeps only its windows' bytes, not its zlib
             # objects: some 40 KiB less per idle connection (PerMessageDeflate.park).
             parker.touch(conn)
-        if replies:
+        if replies and conn.state <= _LOCAL_CLOSING:
+            # (Once the peer's Close came, no pong can cut the connection any more: nothing to
+            # count, as _count_replies itself would conclude, for the Close we answer with.)
             self._count_replies(conn, replies)
         parser = conn.parser
         if parser.lent is not None:
@@ -1012,7 +1014,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self._flush_corked()
+        if self._corked:
+            self._flush_corked()
         transport.close()
         if transport.get_write_buffer_size() or not transport.can_write_eof():
             # Bytes still to write, or TLS's closing handshake: the peer may never take them,
