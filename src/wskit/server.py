@@ -560,7 +560,9 @@ class App(Routes):
                        remote_address=proto.peer)
         ws.stats = self._stats
         proto.open(ws, result.extensions)
-        proto._handshake_over()
+        if proto._handshaking:  # (_handshake_over, inline)
+            proto._handshaking = False
+            self._stats.handshakes -= 1
         self.connections.add(ws)
         ws.on_close(self._forget_ws)
         if logger.isEnabledFor(logging.INFO):  # (its arguments cost more than the test)
@@ -701,8 +703,11 @@ class ServerProtocol(WebSocketProtocol):
     __slots__ = ("_handshaking", "_head_read", "_ip_counted", "_responded", "app", "ip", "parser",
                  "peer")
 
+    # The base's methods are called by name, not through super(): a super object and its
+    # look-up per call, three times per connection (nothing subclasses this protocol).
+
     def __init__(self, app: App) -> None:
-        super().__init__(app.limits, _SERVER)
+        WebSocketProtocol.__init__(self, app.limits, _SERVER)
         self.app = app
         # Made only when the first read is not a whole, valid head (parse_request declined).
         self.parser: RequestParser | None = None
@@ -717,7 +722,7 @@ class ServerProtocol(WebSocketProtocol):
         self._ip_counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        WebSocketProtocol.connection_made(self, transport)
         peer = self.peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.ip = str(peer[0])
@@ -756,7 +761,7 @@ class ServerProtocol(WebSocketProtocol):
             stats.messages_out += self.conn.messages_out
             stats.bytes_in += self.bytes_in
             stats.bytes_out += self.bytes_out
-        super().connection_lost(exc)
+        WebSocketProtocol.connection_lost(self, exc)
 
     def handshake_data(self, data: bytes) -> None:
         parser = self.parser

@@ -73,11 +73,21 @@ _SENDING_TRANSPORTS = frozenset({
 })
 
 
+#: Whether a transport type is one of ``_SENDING_TRANSPORTS``, by type (``socket_fd``).
+_sending_kinds: dict[type, bool] = {}
+
+
 def socket_fd(transport: asyncio.BaseTransport) -> int:
     """The descriptor of ``transport``'s socket where it is one of ``_SENDING_TRANSPORTS``,
     else -1."""
     kind = type(transport)
-    if (kind.__module__, kind.__qualname__) not in _SENDING_TRANSPORTS:
+    sending = _sending_kinds.get(kind)
+    if sending is None:
+        # Once per type: a C type makes new strings of its __module__ and __qualname__ at
+        # each look, some 500 ns per connection of a storm.
+        sending = _sending_kinds[kind] = (kind.__module__, kind.__qualname__) in \
+            _SENDING_TRANSPORTS
+    if not sending:
         return -1
     sock = transport.get_extra_info("socket")
     try:
@@ -685,7 +695,8 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             self._parker = None
         connecting = self.conn.state is _CONNECTING
         self.conn.connection_lost()
-        self._wake_drainers()
+        if self._drain_waiters is not None:  # (most connections never waited in drain())
+            self._wake_drainers()
         receiver = self.receiver
         if receiver is not None:
             # The receiver keeps its protocol (for its state); the protocol lets go of it.
