@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wskit.core import deflate
+from wskit.core.connection import Connection, Role
 from wskit.core.deflate import PerMessageDeflate, PerMessageDeflateFactory, compress_libraries
+from wskit.core.frames import encode_frame
 
 BIG = 1 << 30
 TAIL = b"\x00\x00\xff\xff"
@@ -327,3 +329,137 @@ def test_connection_parks_its_extension() -> None:
     conn.park()
     assert ext._compressor is None
     Connection(Role.SERVER).park()  # without an extension: nothing to do
+
+
+def _codec(nct: bool, bits: int) -> PerMessageDeflate:
+    return PerMessageDeflate(remote_no_context_takeover=nct, local_no_context_takeover=False,
+                             remote_max_window_bits=bits, local_max_window_bits=bits)
+
+
+def _peer_payloads(texts: list[bytes], bits: int, nct: bool, kinds: list[int]) -> list[bytes]:
+    """What a peer sends: sync-flushed messages (00 00 ff ff removed, RFC 7692 §7.2.1), some
+    ended by a BFINAL block (§7.2.3.4), some damaged, some with bytes after BFINAL."""
+    out = []
+    c = zlib.compressobj(6, zlib.DEFLATED, -max(bits, 9))
+    for text, kind in zip(texts, kinds, strict=False):
+        if nct:
+            c = zlib.compressobj(6, zlib.DEFLATED, -max(bits, 9))
+        if kind == 1:  # BFINAL: the stream ends; the next message starts a new one
+            data = c.compress(text) + c.flush(zlib.Z_FINISH)
+            c = zlib.compressobj(6, zlib.DEFLATED, -max(bits, 9))
+        else:
+            data = (c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        if kind == 2:
+            data = b"\xff" + data[1:]
+        elif kind == 3:
+            data += b"\x01\x02"
+        out.append(data)
+    return out
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return ("ok", bytes(call()))
+    except Exception as exc:  # the exception is what is compared
+        return ("error", type(exc), str(exc))
+
+
+class TestDecodeMessage:
+    """``decode_message`` is the twin of ``decode(payload, True, True, max_length)`` (RFC 7692
+    §7.2.2): the same output, errors and state after each message."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        texts=st.lists(st.binary(max_size=600) | st.sampled_from(JSON), min_size=1,
+                       max_size=12),
+        kinds=st.lists(st.sampled_from([0, 0, 0, 0, 1, 2, 3]), min_size=12, max_size=12),
+        nct=st.booleans(), bits=st.sampled_from([8, 9, 12, 15]),
+        limit=st.sampled_from([0, 50, 300, BIG]), park=st.lists(st.booleans(), min_size=12,
+                                                                max_size=12),
+    )
+    def test_same_as_decode(self, texts: list[bytes], kinds: list[int], nct: bool, bits: int,
+                            limit: int, park: list[bool]) -> None:
+        general, fast = _codec(nct, bits), _codec(nct, bits)
+        for payload, parked in zip(_peer_payloads(texts, bits, nct, kinds), park, strict=False):
+            expected = _outcome(lambda p=payload: general.decode(p, True, True, limit))
+            assert _outcome(lambda p=payload: fast.decode_message(p, limit)) == expected
+            if parked:
+                general.park()
+                fast.park()
+        # The same state: the next message inflates alike, from the same window.
+        last = _peer_payloads([JSON[0]], bits, True, [0])[0]
+        assert _outcome(lambda: fast.decode_message(last, BIG)) == _outcome(
+            lambda: general.decode(last, True, True, BIG))
+
+    def test_a_view_or_a_large_payload_takes_decode(self) -> None:
+        codec, other = _codec(False, 15), _codec(False, 15)
+        text = random.Random(1).randbytes(200_000)
+        payload = _peer_payloads([text], 15, False, [0])[0]
+        assert len(payload) > deflate._JOIN_MAX
+        assert codec.decode_message(memoryview(payload), BIG) == text
+        assert other.decode_message(payload, BIG) == text
+
+    def test_inside_a_message_takes_decode(self) -> None:
+        codec = _codec(False, 15)
+        payload = _peer_payloads([JSON[1]], 15, False, [0])[0]
+        first = codec.decode(payload[:5], True, False, BIG)
+        assert first + codec.decode_message(payload[5:], BIG) == JSON[1]
+
+
+class TestReceiveWindow:
+    """The receive side's window (``_Tail``) and the send side's (``_Window``) keep the last
+    ``limit`` bytes of the stream, whatever the sizes of the messages."""
+
+    @given(st.lists(st.binary(max_size=3000), max_size=30), st.sampled_from([256, 512, 4096]))
+    def test_last_bytes(self, chunks: list[bytes], limit: int) -> None:
+        tail, window = deflate._Tail(limit), deflate._Window(limit)
+        stream = b""
+        for chunk in chunks:
+            tail.add(chunk)
+            window.add(chunk)
+            stream += chunk
+            assert tail.value() == stream[-limit:] == window.value()
+            assert len(tail.buf) < 2 * limit and window.size < 2 * limit
+        tail.compact()
+        assert tail.value() == stream[-limit:] and len(tail.buf) <= limit
+
+
+def _events(conn: Connection, wire: bytes) -> list[Any]:
+    out = []
+    for event in conn.receive_data(wire):
+        data = getattr(event, "data", None)
+        out.append((type(event).__name__, data if data is None else bytes(
+            data.encode() if isinstance(data, str) else data)))
+    return out
+
+
+class TestWholeCompressedMessages:
+    """A whole compressed message in one final frame (RFC 7692 §6, §7.2.2) takes
+    ``receive_data``'s short branch: the same events, close codes and window as the same
+    message in two fragments, which takes the general one (``_data_frame``)."""
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        texts=st.lists(st.binary(max_size=400) | st.sampled_from(JSON), min_size=1,
+                       max_size=8),
+        kinds=st.lists(st.sampled_from([0, 0, 0, 1, 2, 3]), min_size=8, max_size=8),
+        text=st.booleans(), limit=st.sampled_from([100, 1000, 1 << 20]),
+    )
+    def test_same_as_fragments(self, texts: list[bytes], kinds: list[int], text: bool,
+                               limit: int) -> None:
+        if text:
+            texts = [t.decode("latin-1").encode() if i % 3 else t for i, t in enumerate(texts)]
+        payloads = _peer_payloads(texts, 15, False, kinds)
+        opcode = 0x1 if text else 0x2
+        whole = b"".join(encode_frame(opcode, p, rsv1=True, mask=True) for p in payloads)
+        split = b"".join(
+            encode_frame(opcode, p[:1], fin=False, rsv1=True, mask=True)
+            + encode_frame(0x0, p[1:], mask=True) for p in payloads)
+        conns = []
+        for _ in range(2):
+            conns.append(Connection(Role.SERVER, max_message_size=limit,
+                                    extensions=[_codec(False, 15)]))
+        got, expected = _events(conns[0], whole), _events(conns[1], split)
+        assert got == expected
+        assert conns[0].close_code == conns[1].close_code
+        assert conns[0].data_to_send() == conns[1].data_to_send()

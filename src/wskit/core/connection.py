@@ -487,6 +487,7 @@ class Connection:
             self._backlog = None
         messages = self.max_batch_messages
         budget = self.max_batch_bytes
+        extension = self._extension
         try:
             if frames is None:
                 frames = parser.feed_raw(data)
@@ -500,6 +501,19 @@ class Connection:
                     events.append(TextMessage(payload))
                 elif b0 == 0x82 and not self._msg_opcode:
                     events.append(BinaryMessage(payload))  # type: ignore[arg-type]
+                elif (b0 == 0xC1 or b0 == 0xC2) and not self._msg_opcode \
+                        and extension is not None:
+                    # A whole compressed message in one final frame (RFC 7692 §6: RSV1 on
+                    # its first frame), as _data_frame handles it with fewer steps.
+                    inflated = extension.decode_message(
+                        payload, self.max_message_size)  # type: ignore[arg-type]
+                    if len(inflated) > self.max_message_size:
+                        raise MessageTooBig(
+                            f"message exceeds the limit of {self.max_message_size} bytes")
+                    if b0 == 0xC1:
+                        events.append(TextMessage(_decode_text(inflated)))
+                    else:
+                        events.append(BinaryMessage(inflated))
                 else:
                     # A str payload here is a text frame inside a fragmented message, which
                     # _handle_frame refuses before reading the payload.
@@ -842,7 +856,8 @@ class Connection:
         if self.state is not _OPEN or self._sending_fragments:
             self._check_can_send("a text message", message=True, reply=True)
         # (Counted once encoded: a lone surrogate raises, and no message went.)
-        if self._extension is None:
+        extension = self._extension
+        if extension is None:
             # The fast path: one final frame (0x81: FIN, TEXT), masked by a client (§5.3)
             # with the key drawn and the text encoded in the same call.
             if self._client:
@@ -851,9 +866,13 @@ class Connection:
                 frame = _frames.build_frame(0x81, text.encode(), None)
             self.messages_out += 1
             return frame
-        payload = text.encode()
         self.messages_out += 1
-        return self._message(_OP_TEXT, payload, compress)
+        if not self._client:
+            # A server's compressed text: no mask, one call to build the frame (0xC1 is
+            # FIN, RSV1 (RFC 7692 §6), TEXT).
+            payload, rsv1 = extension.encode(text.encode(), compress)
+            return _frames.build_frame(0xC1 if rsv1 else 0x81, payload, None)
+        return self._message(_OP_TEXT, text.encode(), compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> bytes:
         """Encode a binary message; returns the bytes to write."""

@@ -63,6 +63,13 @@ class Extension(ABC):
         ``max_length + 1`` bytes, so the caller can fail with 1009 without spending more memory.
         """
 
+    def decode_message(
+        self, payload: bytes | bytearray | memoryview, max_length: int
+    ) -> bytes | bytearray | memoryview:
+        """``decode(payload, True, True, max_length)``: a whole message in one final frame
+        with RSV1, received outside any other message (a codec may do it in fewer steps)."""
+        return self.decode(payload, True, True, max_length)
+
 
 class ExtensionFactory(ABC):
     """Negotiates one extension (separate from its codec, docs/architecture.md, rule 8)."""
