@@ -187,3 +187,80 @@ def check_first(counter: FrameCounter, expected: bytes,
 def scenario_messages(s: Scenario) -> list[bytes]:
     prefix = "pub:" if s.kind == "fanout" else ""
     return json_messages(s.size, prefix=prefix)
+
+
+# The choice of compressor: `python -m bench.compressed` prints, for each deflate library,
+# level, memLevel and window, the bytes per message of the z_ scenarios' feeds (compressed
+# as a server does: one stream, context takeover, a sync flush per message) and, with
+# --callgrind, the instructions per message (valgrind: two runs of different lengths, the
+# difference divided by the extra messages, so start-up and the feed's creation cancel out).
+
+#: (library, level, memLevel, window bits): the server's defaults and their alternatives.
+CHOICES = [
+    ("isal", 1, 5, 12), ("isal", 2, 5, 12), ("isal", 3, 5, 12), ("isal", 2, 5, 15),
+    ("zlib", 1, 5, 12), ("zlib", 5, 5, 12), ("zlib", 6, 5, 12), ("zlib", 6, 8, 12),
+    ("zlib", 6, 5, 15),
+    ("zlib-ng", 1, 5, 12), ("zlib-ng", 2, 5, 12), ("zlib-ng", 3, 5, 12), ("zlib-ng", 4, 5, 12),
+    ("zlib-ng", 5, 5, 12), ("zlib-ng", 6, 5, 12), ("zlib-ng", 9, 5, 12), ("zlib-ng", 5, 5, 15),
+]
+
+
+def _compressor(library: str, level: int, mem_level: int, bits: int) -> Any:
+    if library == "isal":
+        from isal import isal_zlib
+        return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -bits, mem_level)
+    if library == "zlib-ng":
+        from zlib_ng import zlib_ng
+        return zlib_ng.compressobj(level, zlib_ng.DEFLATED, -bits, mem_level)
+    return zlib.compressobj(level, zlib.DEFLATED, -bits, mem_level)
+
+
+def compressed_size(messages: list[bytes], choice: tuple[str, int, int, int], n: int) -> float:
+    """Payload bytes per message of the first n messages, as one server stream compresses them."""
+    c = _compressor(*choice)
+    total = 0
+    for i in range(n):
+        total += len(c.compress(messages[i % len(messages)]) + c.flush(zlib.Z_SYNC_FLUSH)) - 4
+    return total / n
+
+
+def _instructions(size: int, choice: tuple[str, int, int, int], n: int) -> int:
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/cg"
+        code = (f"from bench.compressed import json_messages, compressed_size; "
+                f"compressed_size(json_messages({size}), {choice!r}, {n})")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        sys.executable, "-c", code], check=True, capture_output=True)
+        with open(out) as lines:
+            for line in lines:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError("no totals in the callgrind output")
+
+
+def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description="bytes (and instructions) per message of each "
+                                 "compressor choice on the z_ scenarios' feeds")
+    ap.add_argument("--callgrind", action="store_true", help="count instructions too (slow)")
+    ap.add_argument("--sizes", default="500,4096")
+    args = ap.parse_args()
+    for size in map(int, args.sizes.split(",")):
+        messages = json_messages(size)
+        for choice in CHOICES:
+            try:
+                line = f"{size:5d} B  {choice[0]:8s} level {choice[1]} mem {choice[2]} " \
+                       f"wbits {choice[3]}: {compressed_size(messages, choice, 700):7.1f} B/msg"
+            except ImportError:
+                continue
+            if args.callgrind:
+                ir = (_instructions(size, choice, 700) - _instructions(size, choice, 100)) / 600
+                line += f"  {ir / 1000:6.1f}k Ir/msg"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
