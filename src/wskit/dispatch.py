@@ -66,7 +66,12 @@ class _Listener:
 
     def __init__(self, streams: Streams, fn: Callable[..., Any], zero_copy: bool = False) -> None:
         self.fn = fn
-        self.is_async = _is_coroutine_function(fn)
+        if type(fn) is FunctionType and not _MARKS:
+            # _is_coroutine_function's answer for a plain function, without its call (two
+            # listeners per connection, often).
+            self.is_async = bool(fn.__code__.co_flags & _CO_COROUTINE)
+        else:
+            self.is_async = _is_coroutine_function(fn)
         self.zero_copy = zero_copy
         self.stream = streams.new()
 
@@ -130,10 +135,10 @@ class Dispatcher:
         Returns:
             The listener's handle, for ``.catch`` and ``.finally_``.
         """
-        self._text = _Listener(self._streams, fn)
+        listener = self._text = _Listener(self._streams, fn)
         if self._inbox:  # (most listeners are set before any message came)
             self._flush_inbox(str)
-        return self._text.stream
+        return listener.stream
 
     def on_binary(self, fn: Callable[[Any, bytes], Any]) -> Stream:
         """Call ``fn(ws, data: bytes)`` for each binary message; replaces the binary listener.
@@ -144,10 +149,10 @@ class Dispatcher:
         Returns:
             The listener's handle, for ``.catch`` and ``.finally_``.
         """
-        self._binary = _Listener(self._streams, fn)
+        listener = self._binary = _Listener(self._streams, fn)
         if self._inbox:
             self._flush_inbox(bytes)
-        return self._binary.stream
+        return listener.stream
 
     def on_buffer(self, fn: Callable[[Any, memoryview], Any]) -> Stream:
         """Call ``fn(ws, view: memoryview)``, zero-copy and valid only during the call.
@@ -163,10 +168,10 @@ class Dispatcher:
         Returns:
             The listener's handle, for ``.catch`` and ``.finally_``.
         """
-        self._binary = _Listener(self._streams, fn, zero_copy=True)
+        listener = self._binary = _Listener(self._streams, fn, zero_copy=True)
         if self._inbox:
             self._flush_inbox(bytes)
-        return self._binary.stream
+        return listener.stream
 
     def on_ping(self, fn: Callable[[Any, bytes], Any]) -> Stream:
         """Call ``fn(ws, payload)`` for each ping (the pong is sent automatically).

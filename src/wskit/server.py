@@ -576,7 +576,8 @@ class App(Routes):
         if outcome is not None and inspect.isawaitable(outcome):
             task = asyncio.ensure_future(self._await_handler(ws, req, outcome))
             self._track(task)
-        proto.feed_pending()
+        if proto.conn.has_pending:  # (frames behind the head: seldom)
+            proto.feed_pending()
 
     async def _await_handler(self, ws: WebSocket, req: Request, outcome: Awaitable[Any]) -> None:
         try:
