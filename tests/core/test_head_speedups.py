@@ -159,6 +159,95 @@ class TestParseHeadTwins:
         assert http.parse_head is _parse_head_c()
 
 
+def _parse_response_head_c() -> Any:
+    try:
+        from wskit._httpparse import parse_response_head
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("wskit._httpparse is not built") from None
+        pytest.skip("the C speed-ups are not built")
+    return parse_response_head
+
+
+SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Spaces: \t a  b \t\r\n"
+    b"X-Empty:\r\nX-Latin: caf\xe9\r\nupgrade: h2c\r\n\r\n"
+)
+
+
+class TestParseResponseHeadTwins:
+    """parse_response_head (wskit._httpparse) against parse_response_head_python: the
+    client's one-step parse of a response head, RFC 9112 §4 status line and §5 fields."""
+
+    @pytest.mark.parametrize(
+        "start",
+        [b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 101", b"HTTP/1.1 101 ",
+         b"HTTP/1.1 101  two  spaces ", b"HTTP/1.0 200 OK", b"HTTP/1.9 204 X",
+         b"HTTP/2.0 101 X", b"HTTP/1.1 099 X", b"HTTP/1.1 600 X", b"HTTP/1.1 1O1 X",
+         b"HTTP/1.1 10 X", b"HTTP/1.1 1011 X", b"HTTP/1.1  101 X", b"HTTP/1.1\t101 X",
+         b"http/1.1 101 X", b"HTTP/1.1 101\tX", b"HTTP/1.1 101 caf\xe9", b"HTTP/1.1 101 a\x00",
+         b"HTTP/1.1 101 a\x7f", b"HTTP/1.1 101 a\tb", b"HTTP/1.1 101 X\r", b"HTTP/1.1",
+         b"HTTP/1.1 ", b"HTTP/1.1 1", b"ICY 200 OK", b" HTTP/1.1 101 X", b"HTTP/1.x 101 X",
+         b"HTTP/1.1 599 Z", b"HTTP/1.1 100 Continue"],
+    )
+    def test_status_lines(self, start: bytes) -> None:
+        data = start + SWITCHING[SWITCHING.index(b"\r\n"):] + b"\x81\x00"
+        compiled = _parse_response_head_c()
+        assert compiled(data, *LIMITS) == http.parse_response_head_python(data, *LIMITS)
+
+    def test_common_head(self) -> None:
+        head = _parse_response_head_c()(SWITCHING + b"\x81", *LIMITS)
+        version, status, reason, fields, index, end = head
+        assert (version, status, reason, end) == ("HTTP/1.1", 101, "Switching Protocols",
+                                                  len(SWITCHING))
+        assert fields == split_head_python(SWITCHING, *LIMITS)[1]  # type: ignore[index]
+        assert index["upgrade"] == ["websocket", "h2c"] and index["x-spaces"] == ["a  b"]
+        assert index == Headers(fields).by_name()
+        assert head == http.parse_response_head_python(SWITCHING + b"\x81", *LIMITS)
+
+    def test_known_names_as_sent_and_otherwise(self) -> None:
+        """The usual names come as shared strings; any other spelling as it was sent."""
+        data = (b"HTTP/1.1 101 X\r\nHost: a\r\nHOST: b\r\nhost: c\r\nSec-WebSocket-Key: k\r\n"
+                b"Sec-Websocket-Key: l\r\nDate: d\r\nDates: e\r\nDat: f\r\n\r\n")
+        compiled = _parse_response_head_c()
+        head = compiled(data, *LIMITS)
+        assert head == http.parse_response_head_python(data, *LIMITS)
+        assert head[3] == [("Host", "a"), ("HOST", "b"), ("host", "c"), ("Sec-WebSocket-Key", "k"),
+                           ("Sec-Websocket-Key", "l"), ("Date", "d"), ("Dates", "e"),
+                           ("Dat", "f")]
+        assert head[4] == {"host": ["a", "b", "c"], "sec-websocket-key": ["k", "l"],
+                           "date": ["d"], "dates": ["e"], "dat": ["f"]}
+        request = b"GET / HTTP/1.1" + data[data.index(b"\r\n"):]
+        assert _parse_head_c()(request, *LIMITS) == http.parse_head_python(request, *LIMITS)
+
+    @pytest.mark.parametrize("limits", [(26, 100, 65536), (25, 100, 65536), (8192, 9, 65536),
+                                        (8192, 8, 65536), (8192, 100, 200), (8192, 100, 199)])
+    def test_limits(self, limits: tuple[int, int, int]) -> None:
+        data = (b"HTTP/1.1 101 Switching Up\r\n" + b"".join(
+            b"X-%d: %s\r\n" % (i, b"v" * 15) for i in range(9)) + b"\r\n")
+        assert len(b"HTTP/1.1 101 Switching Up") == 25
+        compiled = _parse_response_head_c()
+        assert compiled(data, *limits) == http.parse_response_head_python(data, *limits)
+        ok = limits[0] >= 25 and limits[1] >= 9 and limits[2] >= 198
+        assert (compiled(data, *limits) is not None) == ok
+
+    def test_arguments(self) -> None:
+        compiled = _parse_response_head_c()
+        with pytest.raises(TypeError):
+            compiled("text", *LIMITS)
+        with pytest.raises(TypeError):
+            compiled(SWITCHING, 1, 2)
+        with pytest.raises(TypeError):
+            compiled(SWITCHING, "1", 2, 3)
+        with pytest.raises(OverflowError):
+            compiled(SWITCHING, 1 << 70, 2, 3)
+        assert compiled(bytearray(SWITCHING), *LIMITS) == compiled(SWITCHING, *LIMITS)
+
+    def test_the_compiled_twin_is_the_one_used(self) -> None:
+        assert http.parse_response_head is _parse_response_head_c()
+
+
 PIECES = [
     b"GET /a HTTP/1.1", b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 200 OK", b"\r\n",
     b"\n", b"\r", b"Host: a", b"Upgrade: websocket", b"Content-Length: 3", b"X-V: \t v \t",
@@ -251,6 +340,42 @@ class TestAgainstTheLineParser:
         compiled = _parse_head_c()
         assert compiled(data, *lim) == http.parse_head_python(data, *lim)
         assert compiled(bytearray(data), *lim) == http.parse_head_python(bytearray(data), *lim)
+
+    @given(data=heads() | st.binary(max_size=80).map(lambda b: b"HTTP/1.1 101 X\r\n" + b),
+           lim=limits | st.just(LIMITS))
+    @settings(max_examples=400, deadline=None)
+    def test_parse_response_head_twins_agree(self, data: bytes,
+                                             lim: tuple[int, int, int]) -> None:
+        compiled = _parse_response_head_c()
+        assert compiled(data, *lim) == http.parse_response_head_python(data, *lim)
+        assert compiled(bytearray(data), *lim) == http.parse_response_head_python(
+            bytearray(data), *lim)
+
+    @given(data=heads() | st.sampled_from([SWITCHING, b"HTTP/1.1 204 No\r\n\r\nrest"]),
+           lim=limits | st.just(LIMITS), twin=st.sampled_from(["C", "python"]))
+    @settings(max_examples=400, deadline=None)
+    def test_one_step_response_agrees_or_declines(self, data: bytes, lim: tuple[int, int, int],
+                                                  twin: str) -> None:
+        """http.parse_response (the client's first read, no parser object) gives the line
+        parser's response and leftover, or None: never another response, never an error;
+        with parse_response_head in C (wskit._httpparse) or in Python."""
+        saved = http.split_head, http.parse_response_head
+        try:
+            http.split_head = _compiled() if twin == "C" else split_head_python
+            http.parse_response_head = (_parse_response_head_c() if twin == "C"
+                                        else http.parse_response_head_python)
+            parsed = http.parse_response(data, *lim)
+        finally:
+            http.split_head, http.parse_response_head = saved
+        if parsed is not None:
+            response, end = parsed
+            assert outcome(ResponseParser, data, len(data), lim) == (
+                response.status, response.reason, response.headers.raw_items(), b"",
+                data[end:])
+            parser = ResponseParser(max_line_length=lim[0], max_headers=lim[1],
+                                    max_header_bytes=lim[2])
+            assert response == parser.feed(data)
+            assert response.headers.by_name() == Headers(response.headers.raw_items()).by_name()
 
     def test_the_compiled_twin_is_the_one_used(self, compiled: Split) -> None:
         assert http.split_head is compiled

@@ -49,23 +49,28 @@ def head_parser(request: pytest.FixtureRequest) -> Iterator[None]:
     # none (the server then always asks the line parser).
     parse_head = (_compiled_parse_head() if request.param == "C" else
                   {"python": http.parse_head_python, "lines": lambda *args: None}[request.param])
-    saved = http.split_head, http.parse_head
+    # And the client's (parse_response_head), likewise.
+    parse_response_head = (
+        _compiled_parse_head("parse_response_head") if request.param == "C" else
+        {"python": http.parse_response_head_python, "lines": lambda *args: None}[request.param])
+    saved = http.split_head, http.parse_head, http.parse_response_head
     http.split_head = chosen  # type: ignore[assignment]
     http.parse_head = parse_head  # type: ignore[assignment]
+    http.parse_response_head = parse_response_head  # type: ignore[assignment]
     try:
         yield
     finally:
-        http.split_head, http.parse_head = saved
+        http.split_head, http.parse_head, http.parse_response_head = saved
 
 
-def _compiled_parse_head() -> Any:
+def _compiled_parse_head(name: str = "parse_head") -> Any:
     try:
-        from wskit._httpparse import parse_head
+        from wskit import _httpparse
     except ImportError:
         if os.environ.get("CI") == "true":
             raise AssertionError("wskit._httpparse is not built") from None
         pytest.skip("the C speed-ups are not built")
-    return parse_head
+    return getattr(_httpparse, name)
 
 
 def direct(data: bytes, **limits: int) -> tuple[Request, bytes] | None:
@@ -96,10 +101,26 @@ def request_error(data: bytes, **limits: int) -> InvalidHandshake:
 
 
 def response_error(data: bytes, **limits: int) -> InvalidHandshake:
+    """The line parser's error; the client's one-step parse declines such a head (None)."""
     parser = ResponseParser(**limits)
     with pytest.raises(InvalidHandshake) as info:
         parser.feed(data)
+    assert http.parse_response(data, **limits) is None
     return info.value
+
+
+def feed_response(parser: ResponseParser, data: bytes) -> Response | None:
+    """``parser.feed(data)``, the parser's first read: the client's one-step parse
+    (http.parse_response) gives the same response and leftover, or declines (None)."""
+    response = parser.feed(data)
+    one_step = http.parse_response(data, parser.max_line_length, parser.max_headers,
+                                   parser.max_header_bytes)
+    if one_step is not None:
+        assert response is not None
+        assert (one_step[0], data[one_step[1]:]) == (response, parser.leftover)
+        assert one_step[0].headers.raw_items() == response.headers.raw_items()
+        assert one_step[0].headers.by_name() == response.headers.by_name()
+    return response
 
 
 class TestHeaders:
@@ -461,7 +482,7 @@ class TestResponseParser:
 
     def test_101_has_no_body_and_keeps_leftover(self) -> None:
         parser = ResponseParser()
-        response = parser.feed(self.SWITCHING + b"\x81\x02hi")
+        response = feed_response(parser, self.SWITCHING + b"\x81\x02hi")
         assert response == Response(
             101, "Switching Protocols", response.headers if response else Headers()
         )
@@ -470,6 +491,25 @@ class TestResponseParser:
         assert response.version == "HTTP/1.1"
         assert response.headers.get("upgrade") == "websocket"
         assert parser.leftover == b"\x81\x02hi"
+
+    def test_one_step_parse_of_a_whole_101(self) -> None:
+        """A client's first read that holds the whole 101: http.parse_response gives it with
+        no parser object (unless no one-step parse is in use), and where the frames begin."""
+        data = self.SWITCHING + b"\x81\x02hi"
+        parsed = http.parse_response(data)
+        if http.parse_response_head(data, 8192, 100, 16384) is None:
+            assert parsed is None  # the "lines" run: every head goes to the parser
+            return
+        assert parsed is not None
+        response, end = parsed
+        assert data[end:] == b"\x81\x02hi"
+        assert response == ResponseParser().feed(data)
+        assert response.headers.by_name()["sec-websocket-accept"] == [
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]
+        # A response with a body (or that may have one) is the parser's to read.
+        assert http.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi") is None
+        assert http.parse_response(b"HTTP/1.1 403 No\r\n\r\n") is None
+        assert http.parse_response(self.SWITCHING[:-2]) is None  # not whole yet
 
     def test_101_byte_by_byte(self) -> None:
         parser = ResponseParser()
@@ -495,13 +535,14 @@ class TestResponseParser:
 
     def test_no_content_length_means_no_body(self) -> None:
         parser = ResponseParser()
-        response = parser.feed(b"HTTP/1.1 400 Bad Request\r\n\r\nwhatever")
+        response = feed_response(parser, b"HTTP/1.1 400 Bad Request\r\n\r\nwhatever")
         assert response is not None and response.body == b""
         assert parser.leftover == b"whatever"
 
     def test_transfer_encoding_body_is_left_unread(self) -> None:
         parser = ResponseParser()
-        response = parser.feed(
+        response = feed_response(
+            parser,
             b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc"
         )
         assert response is not None and response.body == b""
@@ -510,7 +551,8 @@ class TestResponseParser:
     @pytest.mark.parametrize("status", [100, 102, 204, 304])
     def test_statuses_without_content(self, status: int) -> None:
         parser = ResponseParser()
-        response = parser.feed(b"HTTP/1.1 %d X\r\nContent-Length: 5\r\n\r\nabcde" % status)
+        data = b"HTTP/1.1 %d X\r\nContent-Length: 5\r\n\r\nabcde" % status
+        response = feed_response(parser, data)
         assert response is not None and response.body == b""
         assert parser.leftover == b"abcde"
 
@@ -523,7 +565,8 @@ class TestResponseParser:
 
     def test_repeated_identical_content_length(self) -> None:
         parser = ResponseParser()
-        response = parser.feed(
+        response = feed_response(
+            parser,
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nab"
         )
         assert response is not None and response.body == b"ab"
@@ -533,15 +576,15 @@ class TestResponseParser:
         [b"HTTP/1.1 101", b"HTTP/1.1 101 ", b"HTTP/1.0 200 OK", b"HTTP/1.1 404 Not \xe9 Found"],
     )
     def test_status_line_variants(self, line: bytes) -> None:
-        response = ResponseParser().feed(line + b"\r\n\r\n")
+        response = feed_response(ResponseParser(), line + b"\r\n\r\n")
         assert response is not None
         assert response.status == int(line[9:12])
         assert response.version == line[:8].decode()
 
     def test_reason_phrase(self) -> None:
-        response = ResponseParser().feed(b"HTTP/1.1 101 Switching  Protocols\r\n\r\n")
+        response = feed_response(ResponseParser(), b"HTTP/1.1 101 Switching  Protocols\r\n\r\n")
         assert response is not None and response.reason == "Switching  Protocols"
-        empty = ResponseParser().feed(b"HTTP/1.1 101\r\n\r\n")
+        empty = feed_response(ResponseParser(), b"HTTP/1.1 101\r\n\r\n")
         assert empty is not None and empty.reason == ""
 
 

@@ -22,6 +22,9 @@ __all__ = [
     "parse_head",
     "parse_head_python",
     "parse_request",
+    "parse_response",
+    "parse_response_head",
+    "parse_response_head_python",
     "serialize_fields",
     "serialize_request",
     "serialize_response",
@@ -508,6 +511,58 @@ def parse_request(
     return Request(method, target, "HTTP/1.1", Headers._parsed(fields, index)), end
 
 
+ParsedResponseHead = tuple[str, int, str, list[tuple[str, str]], dict[str, list[str]], int]
+
+# The version of nearly every response, as one shared string rather than a copy each.
+_HTTP_11 = "HTTP/1.1"
+
+
+def parse_response_head_python(
+    data: bytes | bytearray, max_line_length: int, max_headers: int, max_header_bytes: int
+) -> ParsedResponseHead | None:
+    """(version, status, reason, fields, index, end) of a complete, valid response head at
+    the start of ``data``: ``split_head``'s head with a status line that ``ResponseParser``
+    accepts (RFC 9112 §4: HTTP/1.x SP 3-digit status [SP reason], the reason without
+    controls), ``index`` the fields' values under each lower-case name, ``end`` where the
+    bytes after the head begin. None for anything else; ``parse_response_head`` is its C
+    twin when built.
+    """
+    head = split_head(data, max_line_length, max_headers, max_header_bytes)
+    if head is None:
+        return None
+    start, fields, end = head
+    match = _STATUS_LINE.fullmatch(start)
+    if match is None:
+        return None
+    version, status, reason = match.group(1, 2, 3)
+    if not version.startswith(b"HTTP/1.") or (
+            reason is not None and not _FIELD_VALUE.fullmatch(reason)):
+        return None
+    return (_HTTP_11 if version == b"HTTP/1.1" else version.decode("ascii"), int(status),
+            reason.decode("latin-1") if reason else "", fields, _index_of(fields), end)
+
+
+def parse_response(
+    data: bytes | bytearray, max_line_length: int = MAX_LINE_LENGTH,
+    max_headers: int = MAX_HEADERS, max_header_bytes: int = MAX_HEADER_BYTES,
+) -> tuple[Response, int] | None:
+    """The response whose complete, valid head starts ``data``, when it has no body (1xx,
+    204, 304: RFC 9110 §6.4.1), and where the bytes after the head begin; None for anything
+    else.
+
+    The common case of a client's first read (the 101), without a ``ResponseParser``: one
+    ``parse_response_head``. None means "ask a ``ResponseParser``" (with ``method="GET"``):
+    it gives the same response, or waits for more bytes or the body, or raises the error.
+    """
+    head = parse_response_head(data, max_line_length, max_headers, max_header_bytes)
+    if head is None:
+        return None
+    version, status, reason, fields, index, end = head
+    if not (100 <= status < 200 or status == 204 or status == 304):
+        return None  # a body may follow: the parser reads it
+    return Response(status, reason, Headers._parsed(fields, index), b"", version), end
+
+
 def _snippet(data: bytes, limit: int = 40) -> str:
     text = repr(data[:limit])
     return text + "..." if len(data) > limit else text
@@ -726,7 +781,12 @@ split_head = getattr(speedups, "split_head", split_head_python)
 
 # parse_head's C twin is a module of its own (src/wskit/_httpparse.c), imported here only.
 parse_head: Callable[[bytes | bytearray, int, int, int], ParsedHead | None]
+parse_response_head: Callable[[bytes | bytearray, int, int, int], ParsedResponseHead | None]
 try:
     from wskit._httpparse import parse_head
 except ImportError:  # not built: the pure twin does the work
     parse_head = parse_head_python
+try:
+    from wskit._httpparse import parse_response_head
+except ImportError:  # not built, or built before the client's twin: the pure one
+    parse_response_head = parse_response_head_python
