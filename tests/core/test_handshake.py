@@ -29,7 +29,14 @@ from wskit.core.handshake import (
     serialize_extension_header,
     validate_request,
 )
-from wskit.core.http import Headers, Request, RequestParser, Response, ResponseParser
+from wskit.core.http import (
+    Headers,
+    Request,
+    RequestParser,
+    Response,
+    ResponseParser,
+    serialize_request,
+)
 
 SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -330,6 +337,65 @@ class TestClientRequest:
         client = ClientHandshake("h", "/", extra_headers=[("Origin", "http://o")])
         assert b"\r\nOrigin: http://o\r\n" in client.request_bytes()
 
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {},
+            {"origin": "http://o", "subprotocols": ["a", "b"]},
+            {"extensions": [FakeFactory("foo", [("a", "1")])], "extra_headers": [("X", "1")]},
+            {"extra_headers": [("X", "1"), ("x", "2"), ("Cookie", "c=d; e")]},
+        ],
+    )
+    def test_request_built_around_the_key(self, kwargs: dict[str, object]) -> None:
+        """The head around the key is serialised once per URL and options (a cache): each
+        request is the head of all its fields serialised at once, with its own key."""
+        requests = set()
+        for _ in range(3):
+            client = ClientHandshake("h:81", "/a?b=c", **kwargs)  # type: ignore[arg-type]
+            fields = [("Host", "h:81"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                      ("Sec-WebSocket-Key", client.key), ("Sec-WebSocket-Version", "13")]
+            if client.origin is not None:
+                fields.append(("Origin", client.origin))
+            if client.subprotocols:
+                fields.append(("Sec-WebSocket-Protocol", ", ".join(client.subprotocols)))
+            if client.extensions:
+                fields.append(("Sec-WebSocket-Extensions", serialize_extension_header(
+                    [factory.offer() for factory in client.extensions])))
+            fields.extend(client.extra_headers)
+            data = client.request_bytes()
+            assert data == serialize_request("GET", "/a?b=c", fields)
+            requests.add(data)
+        assert len(requests) == 3  # a fresh key each time (RFC 6455 §4.1)
+
+    @pytest.mark.parametrize(
+        ("host", "target", "extra"),
+        [
+            ("h", "/a b", []), ("h\r\nX: 1", "/", []), ("h", "/", [("X", "1\r\nY: 2")]),
+            ("h", "/", [("X Y", "1")]), ("h", "/", [("X", " 1")]), ("h", "", []),
+        ],
+    )
+    def test_invalid_fields_refused_at_every_request(
+        self, host: str, target: str, extra: list[tuple[str, str]]
+    ) -> None:
+        """An invalid field is the ValueError of serialising the whole head, each time (a
+        refusal is never cached as a head)."""
+        client = ClientHandshake(host, target, extra_headers=extra)
+        fields = [("Host", host), ("Sec-WebSocket-Key", client.key), *extra]
+        with pytest.raises(ValueError) as whole:
+            serialize_request("GET", target, fields)
+        for _ in range(2):
+            with pytest.raises(ValueError) as info:
+                client.request_bytes()
+            assert str(info.value) == str(whole.value)
+
+    def test_a_value_that_cannot_be_a_cache_key(self) -> None:
+        client = ClientHandshake("h", "/")
+        client.extra_headers = [("X", ["not", "a", "str"])]  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="expected string"):
+            client.request_bytes()
+        client.extra_headers = [("X", "1")]
+        assert client.request_bytes().endswith(b"\r\nX: 1\r\n\r\n")
+
 
 def server_response(
     client: ClientHandshake,
@@ -451,6 +517,48 @@ class TestClientResponseChecks:
         client = ClientHandshake("h", "/")
         error = client_error(client, server_response(client, accept=SAMPLE_ACCEPT))
         assert "Sec-WebSocket-Accept mismatch" in error.reason
+
+    @pytest.mark.parametrize(
+        ("fields", "words"),
+        [
+            # Each field once, as the rules want it: the common response, taken in one pass.
+            ([("Upgrade", "websocket"), ("Connection", "Upgrade")], None),
+            ([("upgrade", "WebSocket"), ("CONNECTION", "upgrade")], None),
+            # Anything else is weighed by each rule, as before.
+            ([("Upgrade", " websocket\t"), ("Connection", "Upgrade")], None),
+            ([("Upgrade", "websocket"), ("Connection", " Upgrade ")], None),
+            ([("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Connection", "close")], None),
+            ([("Upgrade", "websocket"), ("Connection", "keep-alive, Upgrade")], None),
+            ([("Upgrade", "websocket"), ("Upgrade", "websocket"), ("Connection", "Upgrade")],
+             "Upgrade header"),
+            ([("Upgrade", "web socket"), ("Connection", "Upgrade")], "Upgrade header"),
+            ([("Upgrade", "websocket"), ("Connection", "Upgrades")], "Connection header"),
+            ([("Upgrade", "websocket"), ("Connection", "Upgrade"),
+              ("Sec-WebSocket-Extensions", "")], "no extension"),
+            ([("Upgrade", "websocket"), ("Connection", "Upgrade"),
+              ("Sec-WebSocket-Protocol", "")], None),
+            ([("Upgrade", "websocket"), ("Connection", "Upgrade"),
+              ("Sec-WebSocket-Protocol", "chat")], "not offered"),
+        ],
+    )
+    def test_hand_made_headers(self, fields: list[tuple[str, str]], words: str | None) -> None:
+        """Headers built by hand (with whitespace the parser strips, or repeated fields) get
+        the rules' answer whether or not the common response's one pass takes them."""
+        client = ClientHandshake("h", "/")
+        accept = (" " if words is None and len(fields) > 2 else "") + accept_key(client.key)
+        headers = Headers([*fields, ("Sec-WebSocket-Accept", accept)])
+        response = Response(101, "Switching Protocols", headers)
+        if words is None:
+            assert client.receive_response(response) == HandshakeResult(None, [], headers)
+        else:
+            assert words in client_error(client, response).reason
+
+    def test_the_key_is_read_at_each_check(self) -> None:
+        client = ClientHandshake("h", "/")
+        client.key = SAMPLE_KEY
+        headers = Headers([("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                           ("Sec-WebSocket-Accept", SAMPLE_ACCEPT)])
+        assert client.receive_response(Response(101, "X", headers)).subprotocol is None
 
 
 class TestClientNegotiation:

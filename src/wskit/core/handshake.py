@@ -6,9 +6,9 @@ import base64
 import binascii
 import hashlib
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import InvalidHandshake, NegotiationError
 from .extensions import Extension, ExtensionFactory, ExtensionParams
@@ -20,6 +20,7 @@ from .http import (
     serialize_request,
     serialize_response,
 )
+from .masking import generate_mask
 
 __all__ = [
     "GUID",
@@ -63,6 +64,7 @@ _CLIENT_RESERVED = frozenset(
         "sec-websocket-extensions",
     }
 )
+_CLIENT_RESERVED_ORIGIN = _CLIENT_RESERVED | {"origin"}
 _SERVER_RESERVED = frozenset(
     {
         "upgrade",
@@ -77,8 +79,11 @@ _SERVER_RESERVED = frozenset(
 
 def generate_key() -> str:
     """A fresh Sec-WebSocket-Key: 16 random bytes, base64-encoded (RFC 6455 §4.1)."""
-    # RFC 6455 §4.1: the nonce MUST be randomly selected for each connection.
-    return base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+    # RFC 6455 §4.1: the nonce MUST be randomly selected for each connection. The bytes come
+    # from the OS's CSPRNG as the masking keys do (masking.generate_mask: a pool refilled by
+    # one getrandom() per 1,024 keys), not a system call per connection.
+    nonce = b"".join((generate_mask(), generate_mask(), generate_mask(), generate_mask()))
+    return binascii.b2a_base64(nonce)[:-1].decode("ascii")  # (what b64encode gives)
 
 
 def accept_key(key: str) -> str:
@@ -253,42 +258,41 @@ class ClientHandshake:
         extensions: Sequence[ExtensionFactory] = (),
         extra_headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        for protocol in subprotocols:
-            if not _TOKEN.fullmatch(protocol):
-                # RFC 6455 §4.1: each subprotocol is a token.
-                raise ValueError(f"invalid subprotocol: {protocol!r}")
-        if len(set(subprotocols)) != len(subprotocols):
-            # RFC 6455 §4.1: the elements MUST be unique strings.
-            raise ValueError(f"duplicate subprotocols: {list(subprotocols)!r}")
-        reserved = _CLIENT_RESERVED | ({"origin"} if origin is not None else set())
+        if subprotocols:
+            for protocol in subprotocols:
+                if not _TOKEN.fullmatch(protocol):
+                    # RFC 6455 §4.1: each subprotocol is a token.
+                    raise ValueError(f"invalid subprotocol: {protocol!r}")
+            if len(set(subprotocols)) != len(subprotocols):
+                # RFC 6455 §4.1: the elements MUST be unique strings.
+                raise ValueError(f"duplicate subprotocols: {list(subprotocols)!r}")
         self.host = host
         self.target = target
         self.origin = origin
         self.subprotocols = list(subprotocols)
         self.extensions = list(extensions)
-        self.extra_headers = _check_extra(extra_headers, reserved)
+        extra = list(extra_headers)
+        if extra:
+            reserved = _CLIENT_RESERVED if origin is None else _CLIENT_RESERVED_ORIGIN
+            extra = _check_extra(extra, reserved)
+        self.extra_headers = extra
         #: The Sec-WebSocket-Key of this attempt (RFC 6455 §4.1: fresh for each connection).
         self.key = generate_key()
 
     def request_bytes(self) -> bytes:
         """The bytes of the opening handshake request (RFC 6455 §4.1)."""
-        fields = [
-            ("Host", self.host),  # RFC 6455 §4.1 rule 4
-            ("Upgrade", "websocket"),  # RFC 6455 §4.1 rule 5
-            ("Connection", "Upgrade"),  # RFC 6455 §4.1 rule 6
-            ("Sec-WebSocket-Key", self.key),  # RFC 6455 §4.1 rule 7
-            ("Sec-WebSocket-Version", "13"),  # RFC 6455 §4.1 rule 9
-        ]
-        if self.origin is not None:
-            fields.append(("Origin", self.origin))
-        if self.subprotocols:
-            fields.append(("Sec-WebSocket-Protocol", ", ".join(self.subprotocols)))
+        offers = None
         if self.extensions:
-            offers = [factory.offer() for factory in self.extensions]
-            fields.append(("Sec-WebSocket-Extensions", serialize_extension_header(offers)))
-        fields.extend(self.extra_headers)
-        # RFC 6455 §4.1 rule 1: the method MUST be GET and the version at least HTTP/1.1.
-        return serialize_request("GET", self.target, fields)
+            offers = serialize_extension_header([factory.offer() for factory in self.extensions])
+        parts = (self.host, self.target, self.origin, tuple(self.subprotocols), offers,
+                 tuple(self.extra_headers))
+        try:
+            before, after = _request_around_key(*parts)
+        except TypeError:  # a value that cannot be a cache key: serialised (or refused) as is
+            before, after = _request_around_key.__wrapped__(*parts)
+        # Only the key differs between the requests of one URL and options (RFC 6455 §4.1: a
+        # fresh nonce per connection); it is base64, always a valid field value.
+        return b"".join((before, self.key.encode("ascii"), after))
 
     def receive_response(self, resp: Response) -> HandshakeResult:
         """Check the server's response (RFC 6455 §4.1, client rules 1-6); raise if it fails."""
@@ -309,6 +313,20 @@ class ClientHandshake:
         if resp.version != "HTTP/1.1":
             raise fail(f"101 response with unsupported version {resp.version}")
         headers = resp.headers
+        fields = headers.by_name()
+        get = fields.get
+        # The common response in one pass over its index: each field once, as the rules
+        # below want it, no extension and no subprotocol; anything else goes through them.
+        upgrade = get("upgrade")
+        connection = get("connection")
+        accept = get("sec-websocket-accept")
+        if (upgrade is not None and len(upgrade) == 1 and upgrade[0].lower() == "websocket"
+                and connection is not None and len(connection) == 1
+                and connection[0].lower() == "upgrade"
+                and accept is not None and len(accept) == 1 and accept[0] == accept_key(self.key)
+                and "sec-websocket-extensions" not in fields
+                and "sec-websocket-protocol" not in fields):
+            return HandshakeResult(None, [], headers)
         upgrade = headers.get_all("Upgrade")
         # RFC 6455 §4.1 rule 2: Upgrade MUST be a case-insensitive match for "websocket".
         if len(upgrade) != 1 or upgrade[0].strip(" \t").lower() != "websocket":
@@ -371,6 +389,36 @@ class ClientHandshake:
         if protocol not in self.subprotocols:
             raise NegotiationError(f"server selected subprotocol {protocol}, not offered", status)
         return protocol
+
+
+@lru_cache(maxsize=256)
+def _request_around_key(
+    host: str, target: str, origin: str | None, subprotocols: tuple[str, ...],
+    extensions: str | None, extra_headers: tuple[tuple[str, str], ...],
+) -> tuple[bytes, bytes]:
+    """The request head of ``request_bytes`` before and after its Sec-WebSocket-Key value.
+
+    Built and checked once for each URL and set of options (the same ValueError as
+    serialising it whole, since each field is checked apart, in the same order), instead of
+    some 40,000 instructions of serialising per connection.
+    """
+    before = serialize_request("GET", target, [
+        ("Host", host),  # RFC 6455 §4.1 rule 4
+        ("Upgrade", "websocket"),  # RFC 6455 §4.1 rule 5
+        ("Connection", "Upgrade"),  # RFC 6455 §4.1 rule 6
+    ])
+    fields = [("Sec-WebSocket-Version", "13")]  # RFC 6455 §4.1 rule 9
+    if origin is not None:
+        fields.append(("Origin", origin))
+    if subprotocols:
+        fields.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+    if extensions is not None:
+        fields.append(("Sec-WebSocket-Extensions", extensions))
+    fields.extend(extra_headers)
+    # RFC 6455 §4.1 rule 1: the method MUST be GET and the version at least HTTP/1.1; rule
+    # 7: the key comes between these two parts.
+    return (before[:-2] + b"Sec-WebSocket-Key: ",
+            b"\r\n" + serialize_fields(fields) + b"\r\n")
 
 
 def _explanation(resp: Response) -> str:
