@@ -183,6 +183,53 @@ class TestConnect:
         run(main())
 
 
+    @pytest.mark.parametrize("cut", [1, 20, 60, -2, -1])
+    def test_a_101_in_pieces(self, run: Any, cut: int) -> None:
+        """A 101 that comes in two reads goes through the response parser (the first read
+        is not a whole head); the frames behind it are kept alike."""
+        async def main() -> None:
+            async def handler(peer: RawPeer) -> None:
+                _, headers = await peer.read_head()
+                from e2e import accept_value
+
+                head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                        + accept_value(headers["sec-websocket-key"]).encode() + b"\r\n\r\n")
+                peer.write(head[:cut])
+                await peer.writer.drain()
+                await asyncio.sleep(0.05)
+                peer.write(head[cut:] + frame(TEXT, b"first", mask=False))
+                await peer.recv_until_close()
+
+            async with raw_server(handler) as port, quiet_connect(f"ws://127.0.0.1:{port}/") as ws:
+                assert await ws.receive() == "first"
+                assert ws.response_headers.get("upgrade") == "websocket"
+
+        run(main())
+
+    def test_cancelled_while_opening(self, run: Any) -> None:
+        """Cancelling the task that awaits connect() cancels it (no TimeoutError), and drops
+        the connection."""
+        async def main() -> None:
+            ended = asyncio.Event()
+
+            async def handler(peer: RawPeer) -> None:
+                await peer.read_head()
+                await peer.at_eof(timeout=WAIT)
+                ended.set()
+
+            async with raw_server(handler) as port:
+                task = asyncio.ensure_future(quiet_connect(f"ws://127.0.0.1:{port}/",
+                                                           open_timeout=WAIT))
+                await asyncio.sleep(0.2)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                await asyncio.wait_for(ended.wait(), WAIT)
+
+        run(main())
+
+
 class TestRefusals:
     """A refused or broken handshake raises InvalidHandshake with the HTTP status (§4.1)."""
 
@@ -235,8 +282,13 @@ class TestRefusals:
                 await peer.at_eof(timeout=WAIT)  # accepts TCP, never answers
 
             async with raw_server(handler) as port:
-                with pytest.raises(TimeoutError):
+                with pytest.raises(TimeoutError) as info:
                     await quiet_connect(f"ws://127.0.0.1:{port}/", open_timeout=0.1)
+                assert "timed out after 0.1 s opening ws://127.0.0.1:" in str(info.value)
+                assert "while waiting for the answer to the WebSocket handshake" in str(info.value)
+                # The caller's task is not left cancelled (a timeout uncancels it).
+                task = asyncio.current_task()
+                assert task is not None and not getattr(task, "cancelling", lambda: 0)()
 
         run(main())
 

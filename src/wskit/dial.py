@@ -16,8 +16,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from .aio.protocol import WebSocketProtocol
 from .core.connection import Role
 from .core.errors import ConnectFailed, InvalidHandshake
-from .core.handshake import ClientHandshake
-from .core.http import ResponseParser
+from .core.handshake import ClientHandshake, HandshakeResult
+from .core.http import ResponseParser, parse_response
 from .core.limits import Limits
 from .extensions import extension_factories
 from .options import ClientOptions, WebSocketURI, parse_uri
@@ -51,12 +51,9 @@ class ClientProtocol(WebSocketProtocol):
         self.handshake = handshake
         self.uri = uri
         self.where = where
-        # The server's response head is bounded like a request (core/limits.py).
-        self.parser = ResponseParser(
-            max_line_length=limits.max_line_length,
-            max_headers=limits.max_headers,
-            max_header_bytes=limits.max_header_bytes,
-        )
+        # Made only when the first read is not a whole, valid head without a body
+        # (parse_response declined).
+        self.parser: ResponseParser | None = None
         self.opened: asyncio.Future[WebSocket] = self.loop.create_future()
         self.answered = False
 
@@ -66,24 +63,44 @@ class ClientProtocol(WebSocketProtocol):
         self.transport.write(self.handshake.request_bytes())
 
     def handshake_data(self, data: bytes) -> None:
-        if not self.answered:
-            self.answered = True
-            if not self.uri.secure and _TLS_RECORD.match(data):
-                self._refused(ConnectFailed(
-                    f"{self.where} answered with TLS: the server speaks TLS, use wss://"
-                ))
-                return
+        parser = self.parser
+        limits = self.limits
         try:
-            response = self.parser.feed(data)
+            if parser is None:
+                if not self.answered:
+                    self.answered = True
+                    if not self.uri.secure and _TLS_RECORD.match(data):
+                        self._refused(ConnectFailed(
+                            f"{self.where} answered with TLS: the server speaks TLS, use wss://"
+                        ))
+                        return
+                    # Most first reads hold the whole 101: parsed at once, no parser object.
+                    parsed = parse_response(data, limits.max_line_length, limits.max_headers,
+                                            limits.max_header_bytes)
+                    if parsed is not None:
+                        result = self.handshake.receive_response(parsed[0])
+                        self._opened(result, data[parsed[1]:])
+                        return
+                # The server's response head is bounded like a request (core/limits.py).
+                parser = self.parser = ResponseParser(
+                    max_line_length=limits.max_line_length,
+                    max_headers=limits.max_headers,
+                    max_header_bytes=limits.max_header_bytes,
+                )
+            response = parser.feed(data)
             if response is None:
                 return
             result = self.handshake.receive_response(response)
         except InvalidHandshake as exc:
             self._refused(exc)
             return
+        self.parser = None
+        self._opened(result, parser.leftover)
+
+    def _opened(self, result: HandshakeResult, leftover: bytes) -> None:
         ws = WebSocket(self, None, result.subprotocol, list(result.extensions),
                        response_headers=result.headers)
-        self.open(ws, result.extensions, self.parser.leftover)
+        self.open(ws, result.extensions, leftover)
         if not self.opened.done():
             self.opened.set_result(ws)
         # Frames may follow the 101 at once, even in the same read (RFC 6455 §4.1): they wait,
@@ -121,19 +138,29 @@ class _Progress:
     stage = "starting"
 
 
+# Python 3.11 bounds the opening in the caller's own task; wait_for (3.10) runs it in a task
+# of its own, which cost a task, two more loop iterations and their callbacks per connection.
+_timeout = getattr(asyncio, "timeout", None)
+
+
 async def open_connection(options: ClientOptions) -> WebSocket:
     """Open one connection as ``options`` say, following redirects; bounded by open_timeout."""
     progress = _Progress()
     try:
-        ws, protocol = await asyncio.wait_for(_follow(options, progress), options.open_timeout)
+        if _timeout is None:  # pragma: no cover - Python 3.10
+            ws, protocol = await asyncio.wait_for(_follow(options, progress),
+                                                  options.open_timeout)
+        else:
+            async with _timeout(options.open_timeout):
+                ws, protocol = await _follow(options, progress)
     except (TimeoutError, asyncio.TimeoutError) as exc:  # the same class from Python 3.11 on
         raise TimeoutError(
             f"timed out after {options.open_timeout:g} s opening {options.uri.url} "
             f"while {progress.stage} (open_timeout= waits longer)"
         ) from exc
-    # Scheduled here, in the caller's task, not inside wait_for's task: it then runs once the
-    # caller, to whom this returns, has set its listeners and yielded (RFC 6455 §4.1 frames
-    # that came with the 101 wait until then).
+    # Scheduled here, in the caller's task (not inside wait_for's task on 3.10): it then runs
+    # once the caller, to whom this returns, has set its listeners and yielded (RFC 6455 §4.1
+    # frames that came with the 101 wait until then).
     asyncio.get_running_loop().call_soon(protocol.start)
     return ws
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl as ssl_module
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol, Union
 from urllib.parse import urlsplit
 
@@ -49,6 +50,14 @@ class WebSocketURI:
 
 def parse_uri(url: str) -> WebSocketURI:
     """Split a WebSocket URL (RFC 6455 §3); raises ValueError for anything else."""
+    # A fresh object each time (it may be changed); its parts are split once per URL.
+    return WebSocketURI(*_split_uri(url))
+
+
+@lru_cache(maxsize=256)
+def _split_uri(url: str) -> tuple[bool, str, int, str]:
+    # (urlsplit is cached too, but the hostname and port of its result are computed anew at
+    # each access: some 20,000 instructions per connection.)
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         hint = ""
@@ -68,7 +77,7 @@ def parse_uri(url: str) -> WebSocketURI:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    return WebSocketURI(secure, parts.hostname, port or (443 if secure else 80), target)
+    return secure, parts.hostname, port or (443 if secure else 80), target
 
 
 class ClientOptions:
@@ -100,7 +109,7 @@ class ClientOptions:
             parse_proxy_url(proxy)  # a bad proxy URL is a ValueError now, not at each attempt
         self.url = url
         self.ssl = ssl
-        if isinstance(headers, Mapping):
+        if headers is not None and isinstance(headers, Mapping):  # (None: no ABC check)
             headers = list(headers.items())
         self.headers = list(headers or ())
         self.subprotocols = list(subprotocols or ())
