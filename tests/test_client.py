@@ -144,6 +144,17 @@ class TestConnect:
 
         run(main())
 
+    def test_backoff_checked_at_once(self) -> None:
+        """connect() refuses a bad backoff at once, with the defaults' policy or another."""
+        for bad in ({"backoff_initial": 0.0}, {"backoff_factor": 0.5},
+                    {"backoff_max": 0.5}):
+            with pytest.raises(ValueError, match="backoff"):
+                wskit.connect("ws://127.0.0.1/", **bad)  # type: ignore[arg-type]
+        assert wskit.connect("ws://127.0.0.1/", backoff_max=5.0) is not None
+        client = wskit.connect("ws://127.0.0.1/", reconnect=True)
+        assert client.policy.maximum == 60.0
+        assert client.policy is not wskit.connect("ws://127.0.0.1/", reconnect=True).policy
+
     def test_ssl_context_needs_wss(self, run: Any) -> None:
         import ssl
 

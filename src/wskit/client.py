@@ -223,6 +223,11 @@ def connect(
         compression=compression, open_timeout=open_timeout, server_hostname=server_hostname,
         proxy=proxy, unix=unix, max_redirects=max_redirects, limits=limits, resume=resume,
     )
+    if not reconnect and (backoff_initial, backoff_factor, backoff_max, retry_going_away) == (
+            1.0, 2.0, 60.0, False):
+        # The defaults: one policy for every Connect, which only reads it (a
+        # ReconnectingWebSocket shows its own as .policy, so it gets a fresh one).
+        return Connect(options, _DEFAULT_RETRY)
     retry = RetryPolicy(
         initial=backoff_initial, factor=backoff_factor, maximum=backoff_max,
         retry_going_away=retry_going_away,
@@ -230,3 +235,6 @@ def connect(
     if reconnect:
         return ReconnectingWebSocket(options, retry, on_open)
     return Connect(options, retry)
+
+
+_DEFAULT_RETRY = RetryPolicy()
