@@ -256,42 +256,6 @@ class TestLibraries:
             with pytest.raises(ValueError, match="library must be"):
                 codec(library=library)
 
-    def test_auto_small_messages_by_zlib_ng(self, needs_isal: None) -> None:
-        """Under SMALL_MESSAGE bytes "auto" compresses with zlib-ng at _small_level (where
-        it is installed), from 2 KiB windows up; the rest with ISA-L."""
-        _require_zlib_ng()
-        assert codec().small_library == "zlib-ng"
-        assert codec(local_max_window_bits=10).small_library == "isal"
-        assert codec(library="isal").small_library == "isal"
-        assert [deflate._small_level(level) for level in range(-1, 10)] == [
-            3, 0, 1, 2, 3, 3, 3, 3, 7, 8, 9]
-        from zlib_ng import zlib_ng
-        message = JSON[0][: deflate.SMALL_MESSAGE - 1]
-        ng = zlib_ng.compressobj(3, zlib.DEFLATED, -12, 5)
-        assert codec().encode(message) == (
-            (ng.compress(message) + ng.flush(zlib.Z_SYNC_FLUSH))[:-4], True)
-
-    @settings(max_examples=60, deadline=None)
-    @given(sizes=st.lists(st.sampled_from([40, 300, 639, 640, 641, 2000, 5000]), min_size=1,
-                          max_size=14),
-           park=st.lists(st.booleans(), min_size=14, max_size=14), nct=st.booleans())
-    def test_auto_switching_libraries_keeps_the_stream(
-        self, sizes: list[int], park: list[bool], nct: bool
-    ) -> None:
-        """§7.2.1: whoever compresses each message, the peer's one inflate stream (context
-        takeover) or fresh one (none) inflates every message."""
-        sender = codec(local_no_context_takeover=nct)
-        peer = Peer(12)
-        stream = b"".join(JSON) * 6
-        for i, (size, parked) in enumerate(zip(sizes, park, strict=False)):
-            message = stream[i * 97 : i * 97 + size]
-            data, rsv1 = sender.encode(message)
-            if nct:
-                peer = Peer(12)
-            assert peer.receive(data, rsv1) == message
-            if parked:
-                sender.park()
-
     def test_zlib_ng_is_chosen_not_automatic(self) -> None:
         _require_zlib_ng()
         assert "zlib-ng" in compress_libraries()

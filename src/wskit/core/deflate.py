@@ -271,20 +271,6 @@ def _check_zlib_options(
         )
 
 
-#: Under this many bytes, "auto" compresses a message with zlib-ng where both it and ISA-L are
-#: installed: ISA-L builds its Huffman tables at every flush (~30k instructions), which is
-#: most of a small message's cost. On JSON of 200 and 500 bytes, zlib-ng's level 3 takes 37%
-#: and 7% fewer instructions than ISA-L's level 2 for 4% and 3% fewer bytes; at 1 KiB, 18%
-#: more (callgrind, ``python -m bench.compressed --callgrind``): they cross near 640.
-SMALL_MESSAGE = 640
-
-
-def _small_level(level: int) -> int:
-    """zlib-ng's level for a small message at a zlib level: its 4-6 (a slower match search)
-    cost more than ISA-L there, its 3 less, for fewer bytes; the others are kept."""
-    return 3 if 4 <= level <= 6 or level == -1 else level
-
-
 def _resolve_library(library: str) -> str:
     return ("isal" if _isal is not None else "zlib") if library == "auto" else library
 
@@ -306,9 +292,8 @@ class PerMessageDeflate(Extension):
     ``library`` chooses who compresses: "zlib" (the standard library), "isal" (ISA-L, the
     ``isal`` extra; ``compress_level`` maps to its levels 0-3; the fewest instructions),
     "zlib-ng" (the ``zlib-ng`` extra; zlib's levels, fewer bytes than ISA-L for more
-    instructions), or "auto": isal when it is installed, and zlib-ng for messages under
-    ``SMALL_MESSAGE`` bytes where it is installed too (``small_library``). Decompression is
-    zlib-ng's where installed, else zlib's: both honour the output bound that is relied on.
+    instructions), or "auto": isal when it is installed. Decompression is zlib-ng's where
+    installed, else zlib's: both honour the output bound that is relied on.
     """
 
     name = _NAME
@@ -338,19 +323,10 @@ class PerMessageDeflate(Extension):
         self.mem_level = mem_level
         self.min_size = min_size
         self.library = _resolve_library(library)
-        #: Who compresses messages under SMALL_MESSAGE bytes: zlib-ng for "auto" where both
-        #: it and ISA-L are installed, else ``library`` as for the others. (Not with windows
-        #: under 2 KiB: zlib's deflate, and zlib-ng's, reach back only 262 bytes short of
-        #: the window, which costs a small one much of its reach; ISA-L reaches all of it.)
-        self.small_library = (
-            "zlib-ng" if library == "auto" and self.library == "isal" and _zlib_ng is not None
-            and local_max_window_bits >= 11 else self.library)
         self.uncompressed_fallback = uncompressed_fallback
         self._compressor: _Compressor | None = None
         # Whether _compressor is encode_shared's (zlib at SHARED_LEVEL) rather than encode's.
         self._compressor_shared = False
-        # The library of _compressor, when it is encode's.
-        self._compressor_library = self.library
         # zlib's decompressobj, or zlib-ng's (the same interface).
         self._decompressor: zlib._Decompress | None = None
         # The peer's window of our messages and ours of its messages, while context takeover
@@ -391,18 +367,12 @@ class PerMessageDeflate(Extension):
             return (payload if isinstance(payload, bytes) else bytes(payload)), False
         compressor = self._compressor
         sent = self._sent
-        library, level = self.library, self.compress_level
-        if size < SMALL_MESSAGE and self.small_library != library:
-            library, level = self.small_library, _small_level(level)
-        if compressor is None or (
-                library != self._compressor_library and not self._compressor_shared):
-            # (A change of library rebuilds the compressor from the window the peer holds.)
+        if compressor is None:
             compressor = self._compressor = _new_compressor(
-                self.local_max_window_bits, level, self.mem_level, library,
+                self.local_max_window_bits, self.compress_level, self.mem_level, self.library,
                 sent.value() if sent is not None else b"",
             )
             self._compressor_shared = False
-            self._compressor_library = library
         # A sync flush ends the output on a byte boundary with an empty stored block,
         # 00 00 ff ff, which the sender removes (RFC 7692 §7.2.1). An empty message thus
         # compresses to a single 0x00 byte (RFC 7692 §7.2.3.6).
