@@ -1867,7 +1867,7 @@ write_run(fanout_names *nm, PyObject *transport, PyObject *frames, Py_ssize_t st
 
 /* The frames of one corked list to transport, as WebSocketProtocol._write_out does: one
    write up to join_limit bytes, else in runs of at most join_limit bytes, a larger frame by
-   itself (wskit.aio.protocol.write_runs). 0, or -1 with an exception set. */
+   itself (wskit.aio.writes.write_runs). 0, or -1 with an exception set. */
 static int
 write_out(fanout_names *nm, PyObject *transport, PyObject *corked, long long join_limit)
 {

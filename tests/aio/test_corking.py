@@ -15,6 +15,7 @@ from e2e import TEXT, frame
 import wskit
 import wskit.websocket
 from wskit.aio import protocol as protocol_module
+from wskit.aio import writes
 from wskit.aio.protocol import WebSocketProtocol
 from wskit.broadcast import FanOut
 from wskit.core import masking
@@ -444,6 +445,6 @@ class TestRunsOverTheJoinLimit:
 def test_write_runs_packs_greedily(sizes: list[int]) -> None:
     frames = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     transport = JoiningTransport()
-    protocol_module.write_runs(transport, frames, 64 * 1024)  # type: ignore[arg-type]
+    writes.write_runs(transport, frames, 64 * 1024)  # type: ignore[arg-type]
     assert transport.writes == greedy_runs(frames, 64 * 1024)
     assert b"".join(transport.writes) == b"".join(frames)

@@ -19,7 +19,7 @@ from test_fast_path import (  # noqa: F401 - send_impl: the autouse C / Python f
 )
 
 import wskit
-from wskit.aio.protocol import socket_fd
+from wskit.aio.writes import socket_fd
 from wskit.core.connection import Role
 from wskit.core.limits import Limits
 

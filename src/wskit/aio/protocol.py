@@ -24,6 +24,14 @@ from ..core.limits import Limits
 from ..core.masking import speedups
 from .framereader import FrameReader
 from .shared import Openings, Parker, openings, parker, read_buffer
+from .writes import (
+    HEAD_PART,
+    JOIN_LIMIT,
+    JOINING_WRITELINES,
+    direct_send,
+    write_gathered,
+    write_runs,
+)
 
 __all__ = ["BATCH", "QUEUE", "WRITE", "Receiver", "WebSocketProtocol", "compiled_reader"]
 
@@ -60,61 +68,6 @@ _default_limits: dict[type, tuple[int, ...]] = {}
 _last_openings: list[Openings | None] = [None]
 
 
-#: The transports whose write, with nothing buffered, is one send() on their socket: asyncio's
-#: plain TCP and unix transport and uvloop's (by module and name: no import of theirs). The C
-#: path (``_speedups.Reader``, ``Sender``) makes that send itself on those (``_send_fd``);
-#: TLS, a proxy's tunnel or any other transport is written through ``write`` only.
-#: (``_send_fd``: the descriptor and the transport's get_write_buffer_size and is_closing,
-#: bound once, which it asks before each send.)
-_SENDING_TRANSPORTS = frozenset({
-    ("asyncio.selector_events", "_SelectorSocketTransport"),
-    ("uvloop.loop", "TCPTransport"),
-    ("uvloop.loop", "UnixTransport"),
-})
-
-
-#: Whether a transport type is one of ``_SENDING_TRANSPORTS``, by type (``socket_fd``).
-_sending_kinds: dict[type, bool] = {}
-
-
-def socket_fd(transport: asyncio.BaseTransport) -> int:
-    """The descriptor of ``transport``'s socket where it is one of ``_SENDING_TRANSPORTS``,
-    else -1."""
-    kind = type(transport)
-    sending = _sending_kinds.get(kind)
-    if sending is None:
-        # Once per type: a C type makes new strings of its __module__ and __qualname__ at
-        # each look, some 500 ns per connection of a storm.
-        sending = _sending_kinds[kind] = (kind.__module__, kind.__qualname__) in \
-            _SENDING_TRANSPORTS
-    if not sending:
-        return -1
-    sock = transport.get_extra_info("socket")
-    try:
-        return int(sock.fileno())
-    except (AttributeError, OSError, ValueError):
-        return -1
-
-
-def _direct_send(transport: asyncio.Transport) -> tuple[int, Any, Any] | None:
-    fd = socket_fd(transport)
-    if fd < 0:
-        return None
-    return fd, transport.get_write_buffer_size, transport.is_closing
-
-
-#: Corked bytes beyond which a connection's frames are handed over one by one, not joined
-#: into one copy: the copy would cost more than the system calls it saves.
-_JOIN_LIMIT = 64 * 1024
-#: The payload bytes a large frame's header takes along on a transport that cannot gather
-#: (``write_parts``): half the join limit, so that the run it starts in ``write_runs`` is
-#: never the header alone.
-_HEAD_PART = _JOIN_LIMIT // 2
-#: The writelines that joins its buffers into one copy (asyncio's default): a transport that
-#: has its own gathers them into one system call instead (uvloop's writev).
-_JOINING_WRITELINES = asyncio.WriteTransport.writelines
-
-
 class _Cork:
     """The reads in progress on one thread, and the other connections written to meanwhile.
 
@@ -137,47 +90,7 @@ class _Cork:
         """The outermost read is over: hand every pending connection's frames over."""
         while self.pending:
             pending, self.pending = self.pending, []
-            flush_corked(pending, _JOIN_LIMIT)
-
-
-def write_gathered(transport: asyncio.WriteTransport, frames: list[bytes]) -> None:
-    """Write ``frames`` (more than ``_JOIN_LIMIT`` bytes in all) to a transport that gathers
-    buffers (uvloop's ``writelines``: one writev, no copy): a frame of ``_JOIN_LIMIT`` bytes
-    or more goes as its first ``_JOIN_LIMIT`` bytes, with the small frames before it, in one
-    call, then its rest, as a view; small frames go together up to ``_JOIN_LIMIT`` bytes.
-
-    Why the first bytes apart: one writev of a whole large frame made the kernel pace it out
-    (TCP pacing, BBR's, the default congestion control of the measuring host), with a timer
-    and a wake-up of the peer every segment or two: in the 1 MiB echo, 7 timers and 8
-    wake-ups per MiB, where a first write of 64 KiB and then the rest cost 0.7 and 1.8, and
-    35-45% less of the server's CPU per MiB (bench bulk_1m_bin, 2026-12-02)."""
-    head: list[bytes | memoryview] = []
-    size = 0
-    for data in frames:
-        n = len(data)
-        if n < _JOIN_LIMIT:
-            if size + n > _JOIN_LIMIT:
-                _write_head(transport, head)
-                head, size = [], 0
-            head.append(data)
-            size += n
-            continue
-        view = memoryview(data)
-        head.append(view[:_JOIN_LIMIT])
-        _write_head(transport, head)
-        head, size = [], 0
-        if n > _JOIN_LIMIT:
-            transport.write(view[_JOIN_LIMIT:])
-    if head:
-        _write_head(transport, head)
-
-
-def _write_head(transport: asyncio.WriteTransport, head: list[bytes | memoryview]) -> None:
-    """One call for ``head``: as it is, or gathered."""
-    if len(head) == 1:
-        transport.write(head[0])
-    else:
-        transport.writelines(head)
+            flush_corked(pending, JOIN_LIMIT)
 
 
 def flush_corked_python(pending: list[WebSocketProtocol], join_limit: int) -> None:
@@ -201,30 +114,6 @@ def flush_corked_python(pending: list[WebSocketProtocol], join_limit: int) -> No
                     error = exc
     if error is not None:
         raise error
-
-
-def write_runs(transport: asyncio.WriteTransport, frames: list[bytes], join_limit: int,
-               ) -> None:
-    """Write ``frames`` joined in runs of at most ``join_limit`` bytes, a frame larger than
-    that by itself as it is (no copy): one write per frame made asyncio's transport (before
-    3.12) send each at once, a system call per message (a read of 100 pipelined 1 KiB
-    messages answered by 100 sends). The twin of ``_speedups.flush_corked``'s."""
-    run: list[bytes] = []
-    size = 0
-    for data in frames:
-        n = len(data)
-        if run and size + n > join_limit:
-            transport.write(run[0] if len(run) == 1 else b"".join(run))
-            run = []
-            size = 0
-        run.append(data)
-        size += n
-        if size > join_limit:  # one frame over the limit, alone
-            transport.write(data)
-            run = []
-            size = 0
-    if run:
-        transport.write(run[0] if len(run) == 1 else b"".join(run))
 
 
 #: The C twin of flush_corked_python when built, else it.
@@ -370,7 +259,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         self._cork = _thread_cork()
         self._read_view: memoryview | None = None  # the thread's buffer, on the first read
         # Where the C path may send to the transport's socket itself: (its descriptor, the
-        # transport's get_write_buffer_size, is_closing), else None (_direct_send).
+        # transport's get_write_buffer_size, is_closing), else None (writes.direct_send).
         self._send_fd: tuple[int, Any, Any] | None = None
         self._into_frame = False  # whether the last get_buffer gave a large frame's own room
         # Parks the codec once idle, when an extension (permessage-deflate) was negotiated.
@@ -396,7 +285,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         # typing.cast: a Python call per connection.)
         tr: asyncio.Transport = transport  # type: ignore[assignment]
         self.transport = tr
-        self._send_fd = _direct_send(tr)
+        self._send_fd = direct_send(tr)
         limit = self.limits.write_limit
         kind = type(tr)
         defaults = _default_limits.get(kind)
@@ -786,17 +675,17 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         """``write(header)`` then ``write(payload)`` (a large frame in two parts, see
         ``Connection.send_parts``): one system call where the transport gathers them."""
         transport = self.transport
-        if (transport is not None and len(header) + len(payload) > _JOIN_LIMIT
-                and getattr(type(transport), "writelines", _JOINING_WRITELINES)
-                is _JOINING_WRITELINES):
+        if (transport is not None and len(header) + len(payload) > JOIN_LIMIT
+                and getattr(type(transport), "writelines", JOINING_WRITELINES)
+                is JOINING_WRITELINES):
             # A transport that cannot gather (asyncio's before 3.12) sent the header alone,
             # a 10-byte segment at once (asyncio sets TCP_NODELAY) that woke the peer for
             # nothing, then the whole payload, paced out as write_gathered says. The header
-            # goes with the payload's first _HEAD_PART bytes (a copy of that much), the rest
+            # goes with the payload's first HEAD_PART bytes (a copy of that much), the rest
             # as a view; write_runs keeps them apart.
             view = memoryview(payload)
-            header = header + view[:_HEAD_PART]
-            payload = view[_HEAD_PART:]  # type: ignore[assignment]
+            header = header + view[:HEAD_PART]
+            payload = view[HEAD_PART:]  # type: ignore[assignment]
         if self._corked is not None or self._cork.depth:
             self.write(header)
             self.write(payload)
@@ -817,16 +706,16 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         size = 0
         for data in corked:
             size += len(data)
-        if size <= _JOIN_LIMIT:  # (flush_corked's twins do the same)
+        if size <= JOIN_LIMIT:  # (flush_corked's twins do the same)
             transport.write(b"".join(corked))
-        elif getattr(type(transport), "writelines", _JOINING_WRITELINES) is not \
-                _JOINING_WRITELINES:
+        elif getattr(type(transport), "writelines", JOINING_WRITELINES) is not \
+                JOINING_WRITELINES:
             # One system call for each frame over the limit, with the frames before it:
             # uvloop's writelines is a writev of the objects as they are (asyncio's own,
             # before 3.12, would join them into one copy).
             write_gathered(transport, corked)
         else:
-            write_runs(transport, corked, _JOIN_LIMIT)
+            write_runs(transport, corked, JOIN_LIMIT)
 
     def _flush_corked(self) -> None:
         """Hand what listeners sent so far to the transport (before it closes or is measured)."""
