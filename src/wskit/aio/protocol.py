@@ -27,8 +27,8 @@ from .shared import Openings, Parker, openings, parker, read_buffer
 from .writes import (
     HEAD_PART,
     JOIN_LIMIT,
-    JOINING_WRITELINES,
     direct_send,
+    gathers,
     write_gathered,
     write_runs,
 )
@@ -96,8 +96,8 @@ class _Cork:
 def flush_corked_python(pending: list[WebSocketProtocol], join_limit: int) -> None:
     """Uncork each of ``pending``: its frames to its transport (``_write_out``: one write,
     joined up to ``join_limit`` bytes, else in runs, ``write_runs``), unless the transport is
-    closing (lost, or aborted: nothing can go). A failing write does not keep the others corked: the
-    first error is raised once every connection was uncorked. The twin of
+    closing (lost, or aborted: nothing can go). A failing write does not keep the others
+    corked: the first error is raised once every connection was uncorked. The twin of
     ``_speedups.flush_corked``."""
     error: Exception | None = None
     for proto in pending:
@@ -676,8 +676,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
         ``Connection.send_parts``): one system call where the transport gathers them."""
         transport = self.transport
         if (transport is not None and len(header) + len(payload) > JOIN_LIMIT
-                and getattr(type(transport), "writelines", JOINING_WRITELINES)
-                is JOINING_WRITELINES):
+                and not gathers(transport)):
             # A transport that cannot gather (asyncio's before 3.12) sent the header alone,
             # a 10-byte segment at once (asyncio sets TCP_NODELAY) that woke the peer for
             # nothing, then the whole payload, paced out as write_gathered says. The header
@@ -708,8 +707,7 @@ class WebSocketProtocol(asyncio.Protocol, asyncio.BufferedProtocol):
             size += len(data)
         if size <= JOIN_LIMIT:  # (flush_corked's twins do the same)
             transport.write(b"".join(corked))
-        elif getattr(type(transport), "writelines", JOINING_WRITELINES) is not \
-                JOINING_WRITELINES:
+        elif gathers(transport):
             # One system call for each frame over the limit, with the frames before it:
             # uvloop's writelines is a writev of the objects as they are (asyncio's own,
             # before 3.12, would join them into one copy).

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 __all__ = ["HEAD_PART", "JOINING_WRITELINES", "JOIN_LIMIT", "SENDING_TRANSPORTS", "direct_send",
-           "socket_fd", "write_gathered", "write_runs"]
+           "gathers", "socket_fd", "write_gathered", "write_runs"]
 
 #: The transports whose write, with nothing buffered, is one send() on their socket: asyncio's
 #: plain TCP and unix transport and uvloop's (by module and name: no import of theirs). The C
@@ -64,6 +64,12 @@ HEAD_PART = JOIN_LIMIT // 2
 #: The writelines that joins its buffers into one copy (asyncio's default): a transport that
 #: has its own gathers them into one system call instead (uvloop's writev).
 JOINING_WRITELINES = asyncio.WriteTransport.writelines
+
+
+def gathers(transport: asyncio.BaseTransport) -> bool:
+    """Whether ``transport``'s type has a writelines of its own (uvloop's writev), not the
+    one that joins its buffers into one copy."""
+    return getattr(type(transport), "writelines", JOINING_WRITELINES) is not JOINING_WRITELINES
 
 
 def write_gathered(transport: asyncio.WriteTransport, frames: list[bytes]) -> None:
